@@ -1,0 +1,67 @@
+"""gate_monitor: prints GateEvent and MemoryStatus messages, one line each.
+
+``ros2 topic echo`` for installs without ros2cli. Exits after ``max_events`` gate events (0 =
+run until Ctrl-C) or after ``idle_timeout`` seconds without any message once one arrived.
+"""
+import sys
+import time
+
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+
+from aura_ros.msg import GateEvent, MemoryStatus
+
+
+class GateMonitor(Node):
+    def __init__(self):
+        super().__init__('gate_monitor')
+        self.declare_parameter('max_events', 0, ParameterDescriptor(
+            description='exit after this many gate events (0 = never)'))
+        self.declare_parameter('idle_timeout', 0.0, ParameterDescriptor(
+            description='exit after this many seconds without messages (0 = never)'))
+        self.max_events = self.get_parameter('max_events').value
+        self.idle_timeout = self.get_parameter('idle_timeout').value
+        self.events = 0
+        self.last_message = None
+        self.create_subscription(GateEvent, '/aura/gate_events', self.on_event, 100)
+        self.create_subscription(MemoryStatus, '/aura/memory_status', self.on_status, 10)
+
+    def on_event(self, msg):
+        self.events += 1
+        self.last_message = time.monotonic()
+        print(f'gate_event step={msg.step} wrote={int(msg.wrote)} p={msg.gate_probability:.3f} '
+              f'surprise={msg.surprise:.4f} state_bytes={msg.state_bytes} '
+              f'writes={msg.total_writes}/{msg.total_steps} bytes_written={msg.bytes_written}',
+              flush=True)
+
+    def on_status(self, msg):
+        self.last_message = time.monotonic()
+        print(f'memory_status backbone={msg.backbone} kind={msg.memory_kind} '
+              f'W={msg.d_key}x{msg.d_value} state_bytes={msg.state_bytes} '
+              f'writes={msg.total_writes}/{msg.total_steps} rate={msg.write_rate:.3f} '
+              f'latency_ms={msg.mean_step_latency_ms:.2f}', flush=True)
+
+    def done(self):
+        if self.max_events and self.events >= self.max_events:
+            return True
+        idle = self.last_message and time.monotonic() - self.last_message > self.idle_timeout
+        return bool(self.idle_timeout and idle)
+
+
+def main(args=None):
+    rclpy.init(args=args)
+    node = GateMonitor()
+    try:
+        while rclpy.ok() and not node.done():
+            rclpy.spin_once(node, timeout_sec=0.1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

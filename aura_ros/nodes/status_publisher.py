@@ -1,0 +1,84 @@
+"""status_publisher: publishes a short scripted stream of GateEvent and MemoryStatus messages.
+
+A smoke-test source for the diagnostics topics (used by tests and for checking a recorder or a
+monitor without a backbone): every ``period`` seconds one GateEvent on ``/aura/gate_events``,
+writing every ``write_every``-th step, and a MemoryStatus on ``/aura/memory_status``.
+"""
+import sys
+import time
+
+import rclpy
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.node import Node
+
+from aura_ros.msg import GateEvent, MemoryStatus
+
+STATE_BYTES = (32 * 32 + 32) * 4  # fast-weight W (32x32) + bias (32), fp32
+
+
+class StatusPublisher(Node):
+    def __init__(self):
+        super().__init__('status_publisher')
+        self.declare_parameter('count', 20, ParameterDescriptor(
+            description='messages to publish before exiting (0 = forever)',
+            integer_range=[IntegerRange(from_value=0, to_value=1_000_000, step=1)]))
+        self.declare_parameter('period', 0.05, ParameterDescriptor(
+            description='seconds between messages',
+            floating_point_range=[FloatingPointRange(from_value=0.001, to_value=10.0)]))
+        self.declare_parameter('write_every', 5, ParameterDescriptor(
+            description='write on every N-th step',
+            integer_range=[IntegerRange(from_value=1, to_value=1000, step=1)]))
+        self.declare_parameter('wait_for_subscriber', 0.0, ParameterDescriptor(
+            description='seconds to wait for a /aura/gate_events subscriber before publishing '
+                        '(0 = start at once)',
+            floating_point_range=[FloatingPointRange(from_value=0.0, to_value=600.0)]))
+        self.count = self.get_parameter('count').value
+        self.write_every = self.get_parameter('write_every').value
+        self.events = self.create_publisher(GateEvent, '/aura/gate_events', 100)
+        self.status = self.create_publisher(MemoryStatus, '/aura/memory_status', 10)
+        self.step = 0
+        self.writes = 0
+        self.timer = self.create_timer(self.get_parameter('period').value, self.tick)
+
+    def tick(self):
+        self.step += 1
+        wrote = self.step % self.write_every == 0
+        self.writes += wrote
+        stamp = self.get_clock().now().to_msg()
+        event = GateEvent(step=self.step, wrote=wrote, gate_probability=0.9 if wrote else 0.1,
+                          surprise=float(wrote), state_bytes=STATE_BYTES,
+                          total_writes=self.writes, total_steps=self.step,
+                          bytes_written=self.writes * STATE_BYTES)
+        event.header.stamp = stamp
+        self.events.publish(event)
+        status = MemoryStatus(backbone='scripted', memory_kind='aura', d_key=32, d_value=32,
+                              state_bytes=STATE_BYTES, total_steps=self.step,
+                              total_writes=self.writes, write_rate=self.writes / self.step,
+                              bytes_written=self.writes * STATE_BYTES)
+        status.header.stamp = stamp
+        self.status.publish(status)
+
+    def done(self):
+        return self.count and self.step >= self.count
+
+
+def main(args=None):
+    rclpy.init(args=args)
+    node = StatusPublisher()
+    try:
+        deadline = time.monotonic() + node.get_parameter('wait_for_subscriber').value
+        while node.events.get_subscription_count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        while rclpy.ok() and not node.done():
+            rclpy.spin_once(node, timeout_sec=0.1)
+        node.get_logger().info(f'published {node.step} gate events, {node.writes} writes')
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
