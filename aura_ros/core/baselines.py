@@ -1,0 +1,127 @@
+"""Baselines behind the AURA interface that are not fast-weight memories.
+
+* ``gru_dense``  a GRU that updates (writes) its state every step: O(1) state, 4*H bytes.
+* ``kv_cache``   attention over every past (k, v): 256 B per step at d_k = d_v = 32, grows
+                 without bound; a recency bias lets it find "the most recent" item.
+* ``no_memory``  the head on the current features only (and the base action in residual mode).
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aura_ros.core.memory import MemoryPolicy, SequenceOutput, StepOutput
+
+
+def _no_gate(actions, writes_value):
+    """SequenceOutput for arms without a gate: every step writes (1) or none does (0)."""
+    B, T = actions.shape[:2]
+    writes = actions.new_full((B, T), float(writes_value))
+    return SequenceOutput(actions=actions, write_prob=writes, writes=writes,
+                          surprise=actions.new_zeros(B, T))
+
+
+class GRUMemory(MemoryPolicy):
+    def __init__(self, config):
+        super().__init__(config, readout_dim=config.gru_hidden)
+        self.cell = nn.GRU(config.feature_proj_dim, config.gru_hidden, batch_first=True)
+        self.reset_state()
+
+    def forward_sequence(self, features, base_actions=None, gate_mode='hard', generator=None):
+        phi = self.project(features)                                  # (B, T, P)
+        h, _ = self.cell(phi)                                         # (B, T, H)
+        return _no_gate(self.act(h, phi, base_actions), 1)
+
+    def reset_state(self):
+        self.h = torch.zeros(1, 1, self.config.gru_hidden)
+
+    def state_tensors(self):
+        return [self.h]
+
+    @torch.inference_mode()
+    def step(self, features, base_action=None):
+        phi = self.project(features.reshape(1, 1, -1).float())
+        out, self.h = self.cell(phi, self.h)
+        base = None if base_action is None else base_action.reshape(1, 1, -1).float()
+        self.count(True, self.h.numel() * self.h.element_size())
+        return StepOutput(action=self.act(out, phi, base)[0, 0], wrote=True,
+                          gate_probability=1.0, surprise=0.0)
+
+
+class KVCacheMemory(MemoryPolicy):
+    def __init__(self, config):
+        super().__init__(config, readout_dim=config.d_value)
+        self.to_kvq = nn.Linear(config.feature_dim, 2 * config.d_key + config.d_value)
+        self.log_scale = nn.Parameter(torch.tensor(2.0))      # attention sharpness ~ e^2
+        self.recency = nn.Parameter(torch.tensor(-2.0))       # softplus -> penalty per step of age
+        self.reset_state()
+
+    def encode(self, features):
+        cfg = self.config
+        x = (features - self.feature_mean) / self.feature_std
+        k, q, v = self.to_kvq(x).split([cfg.d_key, cfg.d_key, cfg.d_value], dim=-1)
+        return self.feature_proj(x), F.normalize(k, dim=-1), v, F.normalize(q, dim=-1)
+
+    def forward_sequence(self, features, base_actions=None, gate_mode='hard', generator=None):
+        phi, k, v, q = self.encode(features)                         # (B, T, .)
+        T = features.shape[1]
+        pos = torch.arange(T, device=features.device)
+        age = (pos[:, None] - pos[None, :]).float()                  # (T, T) query t, key i
+        scores = self.log_scale.exp() * q @ k.transpose(1, 2) - F.softplus(self.recency) * age
+        scores = scores.masked_fill(age < 0, float('-inf'))          # causal: keys i <= t
+        readout = torch.softmax(scores, dim=-1) @ v                  # (B, T, dv)
+        return _no_gate(self.act(readout, phi, base_actions), 1)
+
+    def reset_state(self):
+        cfg = self.config
+        self._keys = torch.empty(0, cfg.d_key)
+        self._values = torch.empty(0, cfg.d_value)
+        self._capacity = 0
+        self._n = 0
+
+    def state_tensors(self):
+        return [self._keys[:self._n], self._values[:self._n]]
+
+    def _append(self, k, v):
+        if self._n == self._capacity:  # amortised growth: double the buffers
+            self._capacity = max(64, 2 * self._capacity)
+            keys = torch.empty(self._capacity, self.config.d_key)
+            values = torch.empty(self._capacity, self.config.d_value)
+            keys[:self._n], values[:self._n] = self._keys[:self._n], self._values[:self._n]
+            self._keys, self._values = keys, values
+        self._keys[self._n], self._values[self._n] = k, v
+        self._n += 1
+
+    @torch.inference_mode()
+    def step(self, features, base_action=None):
+        phi, k, v, q = self.encode(features.reshape(1, -1).float())
+        self._append(k[0], v[0])
+        keys, values = self._keys[:self._n], self._values[:self._n]
+        age = torch.arange(self._n - 1, -1, -1, dtype=torch.float32)
+        scores = self.log_scale.exp() * keys @ q[0] - F.softplus(self.recency) * age
+        readout = torch.softmax(scores, dim=0) @ values
+        base = None if base_action is None else base_action.reshape(1, -1).float()
+        self.count(True, (self.config.d_key + self.config.d_value) * 4)
+        return StepOutput(action=self.act(readout[None], phi, base)[0], wrote=True,
+                          gate_probability=1.0, surprise=0.0)
+
+
+class NoMemory(MemoryPolicy):
+    def __init__(self, config):
+        super().__init__(config, readout_dim=0)
+
+    def forward_sequence(self, features, base_actions=None, gate_mode='hard', generator=None):
+        return _no_gate(self.act(None, self.project(features), base_actions), 0)
+
+    def reset_state(self):
+        pass
+
+    def state_tensors(self):
+        return []
+
+    @torch.inference_mode()
+    def step(self, features, base_action=None):
+        phi = self.project(features.reshape(1, -1).float())
+        base = None if base_action is None else base_action.reshape(1, -1).float()
+        self.count(False, 0)
+        return StepOutput(action=self.act(None, phi, base)[0], wrote=False,
+                          gate_probability=0.0, surprise=0.0)

@@ -1,0 +1,76 @@
+"""Configuration of AURA-Mem and of the baselines that share its interface.
+
+One dataclass describes every memory arm; it validates itself so that a bad parameter file or
+checkpoint fails at load time with the reason, not deep inside a tensor op.
+"""
+import json
+from dataclasses import asdict, dataclass, fields
+
+# Arms behind the one interface (see modeling_aura.py and baselines.py).
+FAST_WEIGHT_KINDS = ('aura', 'always_write', 'random_budget', 'periodic_budget', 'skip_budget')
+MEMORY_KINDS = FAST_WEIGHT_KINDS + ('gru_dense', 'kv_cache', 'no_memory')
+ACTION_MODES = ('residual', 'full')
+
+
+@dataclass
+class AuraConfig:
+    feature_dim: int                 # width of the backbone features fed to the memory
+    action_dim: int                  # width of the action (or of the class logits)
+    kind: str = 'aura'               # which memory arm, one of MEMORY_KINDS
+    d_key: int = 32                  # rows of the fast-weight matrix W
+    d_value: int = 32                # columns of W, and width of the fast bias vector
+    action_mode: str = 'residual'    # 'residual': base action + head; 'full': head alone
+    feature_proj_dim: int = 64       # features seen by the head and the gate after projection
+    head_hidden: int = 128           # hidden width of the action head
+    gate_hidden: int = 32            # hidden width of the write gate
+    gate_threshold: float = 0.5      # inference: write iff gate probability > threshold
+    write_rate: float = 0.05         # budget of the random/periodic/skip arms (writes per step)
+    gru_hidden: int = 128            # state width of the dense GRU baseline
+    residual_scale: float = 1.0      # scale of the head output in residual mode
+    # Training objective (used by core.training; stored so a checkpoint says how it was made).
+    target_write_rate: float = 0.05  # the rate penalty acts above this write rate
+    sparsity_weight: float = 10.0    # weight of the penalty on the write rate above target
+    write_cost: float = 0.5          # price of one write (L1 on the gate), in loss units
+    ib_weight: float = 1.0           # weight of the action-information term (reward writes
+                                     # that improve the next action, penalise ones that hurt)
+
+    def __post_init__(self):
+        def positive_int(name):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f'AuraConfig.{name} must be a positive integer, got {value!r}')
+        for name in ('feature_dim', 'action_dim', 'd_key', 'd_value', 'feature_proj_dim',
+                     'head_hidden', 'gate_hidden', 'gru_hidden'):
+            positive_int(name)
+        if self.kind not in MEMORY_KINDS:
+            raise ValueError(f'AuraConfig.kind must be one of {MEMORY_KINDS}, got {self.kind!r}')
+        if self.action_mode not in ACTION_MODES:
+            raise ValueError(f'AuraConfig.action_mode must be one of {ACTION_MODES}, '
+                             f'got {self.action_mode!r}')
+        for name in ('gate_threshold', 'write_rate', 'target_write_rate'):
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0 and not (name == 'write_rate' and value == 1.0):
+                raise ValueError(f'AuraConfig.{name} must lie in (0, 1), got {value!r}')
+        for name in ('sparsity_weight', 'write_cost', 'ib_weight', 'residual_scale'):
+            if getattr(self, name) < 0:
+                raise ValueError(f'AuraConfig.{name} must be >= 0, got {getattr(self, name)!r}')
+
+    @property
+    def is_fast_weight(self):
+        return self.kind in FAST_WEIGHT_KINDS
+
+    def fast_weight_state_bytes(self, bytes_per_element=4):
+        """(d_k * d_v + d_v) * 4 bytes: W and the fast bias, fp32, batch 1."""
+        return (self.d_key * self.d_value + self.d_value) * bytes_per_element
+
+    def to_json(self):
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text):
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f'unknown AuraConfig fields in checkpoint: {unknown}')
+        return cls(**data)

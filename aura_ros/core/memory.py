@@ -1,0 +1,170 @@
+"""The interface every memory arm shares, and the parts they have in common.
+
+Two ways to drive a memory:
+  * streaming (robot):  ``reset()`` then ``step(features, base_action)`` once per frame, batch 1,
+    binary gate; the live state is the only thing carried between steps;
+  * sequences (training, benchmarks): ``forward_sequence(features, base_actions, gate_mode)``
+    over a batch of episodes, (B, T, F) -> actions (B, T, A) plus gate statistics.
+
+Both run the same per-step transition (``transition``), so what is trained is what runs.
+"""
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from aura_ros.core.configuration_aura import AuraConfig
+
+GATE_MODES = ('hard', 'soft', 'straight_through')
+
+
+@dataclass
+class StepOutput:
+    action: torch.Tensor      # (A,) action for this step (base + residual, or full)
+    wrote: bool               # did the memory write this step
+    gate_probability: float   # write probability before thresholding (1/0 for fixed schedules)
+    surprise: float           # inner prediction error of the memory on this step, mean square
+
+
+@dataclass
+class SequenceOutput:
+    actions: torch.Tensor          # (B, T, A) actions taken (hard gate) or expected (soft gate)
+    write_prob: torch.Tensor       # (B, T) gate probability
+    writes: torch.Tensor           # (B, T) gate value used: {0, 1} (hard / ST) or (0, 1) (soft)
+    surprise: torch.Tensor         # (B, T)
+    actions_write: torch.Tensor | None = None    # (B, T, A) action had the step written
+    actions_nowrite: torch.Tensor | None = None  # (B, T, A) action had the step not written
+
+
+class MemoryPolicy(nn.Module):
+    """Feature normalisation, feature projection, action head, counters, safetensors I/O."""
+
+    def __init__(self, config: AuraConfig, readout_dim: int):
+        super().__init__()
+        self.config = config
+        self.readout_dim = readout_dim  # width of what the memory hands the head
+        F, P, A = config.feature_dim, config.feature_proj_dim, config.action_dim
+        # Normalisation statistics of the backbone features, filled in by training.
+        self.register_buffer('feature_mean', torch.zeros(F))
+        self.register_buffer('feature_std', torch.ones(F))
+        self.feature_proj = nn.Sequential(nn.Linear(F, P), nn.LayerNorm(P), nn.GELU())
+        # Action head: MLP on [readout, phi]. Kept as two Linears so the phi part can be computed
+        # for a whole sequence at once and only the readout part runs inside the time loop.
+        self.head_in = nn.Linear(readout_dim + P, config.head_hidden)
+        self.head_out = nn.Linear(config.head_hidden, A)
+        if config.action_mode == 'residual':  # start as the frozen policy, learn the correction
+            nn.init.zeros_(self.head_out.weight)
+            nn.init.zeros_(self.head_out.bias)
+        self.total_steps = 0
+        self.total_writes = 0
+        self.bytes_written = 0
+
+    # ---- shared pieces -------------------------------------------------------------------
+    def project(self, features):
+        """(..., F) raw backbone features -> (..., P) normalised projection."""
+        return self.feature_proj((features - self.feature_mean) / self.feature_std)
+
+    def head_context(self, phi):
+        """(..., P) -> (..., H): the feature part of the head's first layer (+ bias)."""
+        return nn.functional.linear(phi, self.head_in.weight[:, self.readout_dim:],
+                                    self.head_in.bias)
+
+    def head_action(self, readout, context, base_action):
+        """Action from the readout (..., R) and the head context (..., H)."""
+        if self.readout_dim:
+            context = context + nn.functional.linear(readout,
+                                                     self.head_in.weight[:, :self.readout_dim])
+        out = self.head_out(nn.functional.gelu(context))
+        if self.config.action_mode == 'full' or base_action is None:
+            return out
+        return base_action + self.config.residual_scale * out
+
+    def act(self, readout, phi, base_action):
+        """Action from the memory readout (..., R) and projected features (..., P)."""
+        return self.head_action(readout, self.head_context(phi), base_action)
+
+    def set_feature_stats(self, features):
+        """Normalise with the mean/std of training features (N, F)."""
+        flat = features.reshape(-1, features.shape[-1]).float()
+        self.feature_mean.copy_(flat.mean(0))
+        self.feature_std.copy_(flat.std(0).clamp_min(1e-4))
+
+    # ---- streaming -----------------------------------------------------------------------
+    def reset(self):
+        self.total_steps = 0
+        self.total_writes = 0
+        self.bytes_written = 0
+        self.reset_state()
+
+    def count(self, wrote, bytes_per_write):
+        self.total_steps += 1
+        self.total_writes += int(wrote)
+        self.bytes_written += int(wrote) * bytes_per_write
+
+    def state_tensors(self):
+        """The live inference state (what persists between steps)."""
+        raise NotImplementedError
+
+    def state_bytes(self):
+        return sum(t.numel() * t.element_size() for t in self.state_tensors())
+
+    def reset_state(self):
+        raise NotImplementedError
+
+    def step(self, features, base_action=None) -> StepOutput:
+        raise NotImplementedError
+
+    def forward_sequence(self, features, base_actions=None, gate_mode='hard',
+                         generator=None) -> SequenceOutput:
+        raise NotImplementedError
+
+    # ---- checkpoints -----------------------------------------------------------------------
+    def save(self, path):
+        """Weights and config to one safetensors file (no pickle)."""
+        tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(tensors, str(path), metadata={'aura_config': self.config.to_json(),
+                                                'format': 'aura_ros.memory.v1'})
+
+    @staticmethod
+    def read_config(path):
+        from safetensors import safe_open
+        with safe_open(str(path), framework='pt') as f:
+            meta = f.metadata() or {}
+        if 'aura_config' not in meta:
+            raise ValueError(f'{path}: not an aura_ros memory checkpoint (no aura_config metadata)')
+        return AuraConfig.from_json(meta['aura_config'])
+
+    def load_weights(self, path):
+        """Load weights, refusing any missing, unexpected or mis-shaped tensor with its name."""
+        tensors = load_file(str(path))
+        own = self.state_dict()
+        problems = [f'missing {k}' for k in own if k not in tensors]
+        problems += [f'unexpected {k}' for k in tensors if k not in own]
+        problems += [f'{k}: checkpoint {tuple(tensors[k].shape)} vs model {tuple(v.shape)}'
+                     for k, v in own.items() if k in tensors and tensors[k].shape != v.shape]
+        if problems:
+            raise ValueError(f'{path}: checkpoint does not match the memory config: '
+                             + '; '.join(problems[:5]))
+        self.load_state_dict(tensors)
+        return self
+
+
+def describe(config: AuraConfig):
+    return json.loads(config.to_json())
+
+
+def load_memory(path, **overrides):
+    """Build the memory a checkpoint describes and load its weights (safetensors only)."""
+    from aura_ros.core import build_memory
+    path = Path(path)
+    if path.suffix != '.safetensors':
+        raise ValueError(f'{path}: memory checkpoints must be .safetensors files')
+    if not path.is_file():
+        raise FileNotFoundError(f'memory checkpoint not found: {path}')
+    config = MemoryPolicy.read_config(path)
+    if overrides:
+        config = AuraConfig(**{**describe(config), **overrides})
+    return build_memory(config).load_weights(path).eval()

@@ -1,0 +1,115 @@
+"""Training any memory arm on sequences: closed-loop action error plus, for the gated arms,
+the write objective.
+
+AURA's loss per batch (B episodes, T steps, m = supervised steps):
+
+    L = action_error(a_t, y_t)                                     # closed-loop action error
+      - ib_weight * mean_t[ p_t * sg(l(a_t^nowrite) - l(a_t^write)) ]  # reward writes that
+                                                                    # improve the next action,
+                                                                    # penalise ones that hurt
+      + ramp * (write_cost * rate + sparsity_weight * relu(rate - target_write_rate))
+
+with p_t the gate probability, rate = mean p_t and sg = stop-gradient. Schedule (what made the
+gate learn rather than collapse shut): a warm-up with a soft gate and no sparsity pressure, then
+a straight-through binary gate while the sparsity weight ramps up; the last stretch trains
+exactly what runs at inference. ``skip_budget`` gets only a budget loss on its write rate (no
+action-surprise signal); the other arms get the action error alone.
+"""
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+
+@dataclass
+class TrainSchedule:
+    steps: int = 2000
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    warmup_frac: float = 0.5     # soft gate, no sparsity pressure
+    ramp_frac: float = 0.25      # sparsity weight 0 -> 1 (straight-through gate)
+
+
+@dataclass
+class Batch:
+    features: torch.Tensor               # (B, T, F)
+    targets: torch.Tensor                # (B, T) class ids (-1 = no target) or (B, T, A)
+    base_actions: torch.Tensor | None = None   # (B, T, A) frozen policy's actions
+    mask: torch.Tensor | None = None     # (B, T) bool, steps with a target (regression)
+
+
+def per_step_loss(actions, batch: Batch, loss_kind):
+    """(B, T) loss of each step and the (B, T) mask of supervised steps."""
+    if loss_kind == 'ce':
+        mask = batch.targets >= 0
+        loss = F.cross_entropy(actions.flatten(0, 1), batch.targets.clamp_min(0).flatten(),
+                               reduction='none').view(mask.shape)
+    else:
+        mask = batch.mask if batch.mask is not None else torch.ones(actions.shape[:2], dtype=bool)
+        loss = (actions - batch.targets).pow(2).mean(-1)
+    return loss * mask, mask
+
+
+def gate_mode_at(step, schedule: TrainSchedule):
+    return 'soft' if step < schedule.warmup_frac * schedule.steps else 'straight_through'
+
+
+def sparsity_ramp(step, schedule: TrainSchedule):
+    start = schedule.warmup_frac * schedule.steps
+    return min(1.0, max(0.0, (step - start) / max(1.0, schedule.ramp_frac * schedule.steps)))
+
+
+def memory_loss(model, batch: Batch, loss_kind, step, schedule: TrainSchedule, generator=None):
+    """Loss of one batch and a dict of logged numbers."""
+    cfg = model.config
+    gated = cfg.kind in ('aura', 'skip_budget')
+    mode = gate_mode_at(step, schedule) if cfg.kind == 'aura' else (
+        'straight_through' if gated else 'hard')
+    out = model.forward_sequence(batch.features, batch.base_actions, gate_mode=mode,
+                                 generator=generator)
+    step_loss, mask = per_step_loss(out.actions, batch, loss_kind)
+    n = mask.sum().clamp_min(1)
+    loss = step_loss.sum() / n
+    logs = {'action_loss': float(loss.detach()), 'write_rate': float(out.writes.detach().mean())}
+    if cfg.kind == 'aura':
+        with torch.no_grad():
+            gain = (per_step_loss(out.actions_nowrite, batch, loss_kind)[0]
+                    - per_step_loss(out.actions_write, batch, loss_kind)[0])
+        ib = -(out.write_prob * gain).sum() / n
+        rate = out.write_prob.mean()
+        excess = F.relu(rate - cfg.target_write_rate)
+        sparsity = cfg.write_cost * rate + cfg.sparsity_weight * excess
+        loss = loss + cfg.ib_weight * ib + sparsity_ramp(step, schedule) * sparsity
+        logs.update(ib=ib.detach().item(), gate_prob=rate.detach().item())
+    elif cfg.kind == 'skip_budget':  # budget only: pull the write rate onto the budget
+        rate = out.write_prob.mean()
+        loss = loss + cfg.sparsity_weight * (rate - cfg.write_rate).abs()
+    return loss, logs
+
+
+def train_memory(model, sample_batch, loss_kind='ce', schedule: TrainSchedule = None,
+                 seed=0, desc='train', progress=True):
+    """Train ``model`` on batches from ``sample_batch(step) -> Batch``; returns the last logs."""
+    schedule = schedule or TrainSchedule()
+    generator = torch.Generator().manual_seed(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=schedule.lr, weight_decay=schedule.weight_decay)
+    lr_at = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=schedule.lr,
+                                                total_steps=schedule.steps, pct_start=0.05)
+    model.train()
+    logs = {}
+    bar = tqdm(range(schedule.steps), desc=desc, disable=not progress, leave=False,
+               mininterval=2.0)
+    for step in bar:
+        loss, logs = memory_loss(model, sample_batch(step), loss_kind, step, schedule, generator)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, schedule.grad_clip)
+        opt.step()
+        lr_at.step()
+        if step % 20 == 0:
+            bar.set_postfix({k: f'{v:.3f}' for k, v in logs.items()})
+    model.eval()
+    return logs
