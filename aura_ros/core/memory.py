@@ -50,6 +50,9 @@ class MemoryPolicy(nn.Module):
         # Normalisation statistics of the backbone features, filled in by training.
         self.register_buffer('feature_mean', torch.zeros(F))
         self.register_buffer('feature_std', torch.ones(F))
+        # Robot-unit size of one unit of head output (residual mode), e.g. the action std, so
+        # the head works in normalised units and losses compare across joints.
+        self.register_buffer('action_scale', torch.ones(A))
         self.feature_proj = nn.Sequential(nn.Linear(F, P), nn.LayerNorm(P), nn.GELU())
         # Action head: MLP on [readout, phi]. Kept as two Linears so the phi part can be computed
         # for a whole sequence at once and only the readout part runs inside the time loop.
@@ -80,7 +83,7 @@ class MemoryPolicy(nn.Module):
         out = self.head_out(nn.functional.gelu(context))
         if self.config.action_mode == 'full' or base_action is None:
             return out
-        return base_action + self.config.residual_scale * out
+        return base_action + self.config.residual_scale * self.action_scale * out
 
     def act(self, readout, phi, base_action):
         """Action from the memory readout (..., R) and projected features (..., P)."""

@@ -40,15 +40,17 @@ class Batch:
     mask: torch.Tensor | None = None     # (B, T) bool, steps with a target (regression)
 
 
-def per_step_loss(actions, batch: Batch, loss_kind):
-    """(B, T) loss of each step and the (B, T) mask of supervised steps."""
+def per_step_loss(actions, batch: Batch, loss_kind, scale=None):
+    """(B, T) loss of each step and the (B, T) mask of supervised steps. Regression errors are
+    measured in units of ``scale`` (A,), e.g. the action std."""
     if loss_kind == 'ce':
         mask = batch.targets >= 0
         loss = F.cross_entropy(actions.flatten(0, 1), batch.targets.clamp_min(0).flatten(),
                                reduction='none').view(mask.shape)
     else:
         mask = batch.mask if batch.mask is not None else torch.ones(actions.shape[:2], dtype=bool)
-        loss = (actions - batch.targets).pow(2).mean(-1)
+        err = actions - batch.targets
+        loss = (err if scale is None else err / scale).pow(2).mean(-1)
     return loss * mask, mask
 
 
@@ -69,14 +71,15 @@ def memory_loss(model, batch: Batch, loss_kind, step, schedule: TrainSchedule, g
         'straight_through' if gated else 'hard')
     out = model.forward_sequence(batch.features, batch.base_actions, gate_mode=mode,
                                  generator=generator)
-    step_loss, mask = per_step_loss(out.actions, batch, loss_kind)
+    scale = model.action_scale
+    step_loss, mask = per_step_loss(out.actions, batch, loss_kind, scale)
     n = mask.sum().clamp_min(1)
     loss = step_loss.sum() / n
     logs = {'action_loss': float(loss.detach()), 'write_rate': float(out.writes.detach().mean())}
     if cfg.kind == 'aura':
         with torch.no_grad():
-            gain = (per_step_loss(out.actions_nowrite, batch, loss_kind)[0]
-                    - per_step_loss(out.actions_write, batch, loss_kind)[0])
+            gain = (per_step_loss(out.actions_nowrite, batch, loss_kind, scale)[0]
+                    - per_step_loss(out.actions_write, batch, loss_kind, scale)[0])
         ib = -(out.write_prob * gain).sum() / n
         rate = out.write_prob.mean()
         excess = F.relu(rate - cfg.target_write_rate)

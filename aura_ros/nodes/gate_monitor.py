@@ -8,6 +8,7 @@ import time
 
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
 from aura_ros.msg import GateEvent, MemoryStatus
@@ -55,7 +56,7 @@ def main(args=None):
     try:
         while rclpy.ok() and not node.done():
             rclpy.spin_once(node, timeout_sec=0.1)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         node.destroy_node()

@@ -9,6 +9,7 @@ import time
 
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
 from aura_ros.msg import GateEvent, MemoryStatus
@@ -72,7 +73,7 @@ def main(args=None):
         while rclpy.ok() and not node.done():
             rclpy.spin_once(node, timeout_sec=0.1)
         node.get_logger().info(f'published {node.step} gate events, {node.writes} writes')
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         node.destroy_node()

@@ -1,0 +1,220 @@
+"""The backbone interface, its config block, the registry, and safe model-path handling.
+
+A backbone is a frozen policy seen through two calls:
+    encode(image, state, instruction) -> Encoding   # features for the memory (+ a cache)
+    act(encoding) -> (chunk, action_dim) np.ndarray  # un-normalised action chunk
+Adapters register by name and are built from the ``backbone:`` block of a parameter file.
+"""
+import importlib
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+DTYPES = {'float32': torch.float32, 'float16': torch.float16, 'bfloat16': torch.bfloat16}
+# adapter name -> module that registers it (imported on first use)
+ADAPTER_MODULES = {
+    'hf_pi0': 'aura_ros.backbones.hf_pi0',
+    'vision_features': 'aura_ros.backbones.vision_features',
+    'remote': 'aura_ros.backbones.remote',
+    'openvla_oft': 'aura_ros.backbones.remote',
+}
+_REGISTRY = {}
+
+
+@dataclass
+class BackboneConfig:
+    adapter: str                          # registered adapter name: hf_pi0, vision_features, ...
+    model_path: str = ''                  # folder, package://aura_ros/..., or a hub id
+    local_files_only: bool = True         # never download (there is no hub at run time)
+    trust_remote_code: bool = False       # only a parameter file may turn this on
+    dtype: str = 'float32'                # float32 | float16 | bfloat16 (float32 on CPU)
+    device: str = 'cpu'
+    image_size: int = 224                 # square input side in pixels
+    action_dim: int = 7
+    chunk_size: int = 8                   # actions per predicted chunk
+    steps_per_chunk: int = 4              # actions executed before predicting a new chunk
+    action_mean: list = field(default_factory=list)  # un-normalisation (empty: identity)
+    action_std: list = field(default_factory=list)
+    state_mean: list = field(default_factory=list)   # proprioception normalisation
+    state_std: list = field(default_factory=list)
+    feature_source: str = 'prefix_mean'   # which hidden states become the memory's features
+    num_inference_steps: int = 4          # flow-matching steps (hf_pi0)
+    instruction: str = ''                 # default task instruction
+    seed: int = 0                         # noise seed for sampled action chunks
+    options: dict = field(default_factory=dict)  # adapter-specific extras
+
+    def __post_init__(self):
+        known = sorted(set(ADAPTER_MODULES) | set(_REGISTRY))
+        if self.adapter not in known:
+            raise ValueError(f'backbone.adapter {self.adapter!r} is not known; known: {known}')
+        if self.dtype not in DTYPES:
+            raise ValueError(f'backbone.dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}')
+        if not (self.device == 'cpu' or self.device.startswith('cuda')):
+            raise ValueError(f"backbone.device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+        for name, lo, hi in (('image_size', 8, 4096), ('action_dim', 1, 64),
+                             ('chunk_size', 1, 1024), ('num_inference_steps', 1, 1000)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not lo <= value <= hi:
+                raise ValueError(f'backbone.{name} must be an integer in [{lo}, {hi}], '
+                                 f'got {value!r}')
+        if not 1 <= self.steps_per_chunk <= self.chunk_size:
+            raise ValueError(f'backbone.steps_per_chunk must be in [1, chunk_size='
+                             f'{self.chunk_size}], got {self.steps_per_chunk}')
+        for stats, dim in (('action', self.action_dim), ('state', None)):
+            mean, std = getattr(self, f'{stats}_mean'), getattr(self, f'{stats}_std')
+            if len(mean) != len(std):
+                raise ValueError(f'backbone.{stats}_mean and {stats}_std differ in length')
+            if dim is not None and mean and len(mean) != dim:
+                raise ValueError(f'backbone.{stats}_mean has {len(mean)} entries, '
+                                 f'action_dim is {dim}')
+            if any((not np.isfinite(s)) or s <= 0 for s in std):
+                raise ValueError(f'backbone.{stats}_std must be finite and > 0')
+            if any(not np.isfinite(m) for m in mean):
+                raise ValueError(f'backbone.{stats}_mean must be finite')
+
+    @classmethod
+    def from_dict(cls, block):
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(block) - known)
+        if unknown:
+            raise ValueError(f'unknown backbone parameters: {unknown}; known: {sorted(known)}')
+        return cls(**block)
+
+    def to_dict(self):
+        return asdict(self)
+
+
+@dataclass
+class Encoding:
+    features: torch.Tensor   # (F,) float32 features for the memory
+    cache: Any = None        # whatever act() needs to reuse (e.g. the prefix KV cache)
+
+
+class Backbone:
+    """Base class: normalisation helpers; subclasses implement encode/act."""
+
+    feature_dim: int
+
+    def __init__(self, config: BackboneConfig):
+        self.config = config
+        self.dtype = DTYPES[config.dtype]
+        self.device = torch.device(config.device)
+
+    def normalise_state(self, state):
+        state = np.asarray(state, np.float32)
+        c = self.config
+        if c.state_mean:
+            if len(state) != len(c.state_mean):
+                raise ValueError(f'state has {len(state)} entries, backbone.state_mean has '
+                                 f'{len(c.state_mean)}')
+            state = (state - np.asarray(c.state_mean, np.float32)) / np.asarray(c.state_std,
+                                                                                np.float32)
+        return state
+
+    def unnormalise_actions(self, actions):
+        """(chunk, >= action_dim) normalised -> (chunk, action_dim) in robot units."""
+        c = self.config
+        actions = np.asarray(actions, np.float32)[:, :c.action_dim]
+        if c.action_mean:
+            actions = actions * np.asarray(c.action_std, np.float32) + np.asarray(
+                c.action_mean, np.float32)
+        return actions
+
+    def encode(self, image: np.ndarray, state: np.ndarray, instruction: str) -> Encoding:
+        raise NotImplementedError
+
+    def act(self, encoding: Encoding) -> np.ndarray:
+        raise NotImplementedError
+
+    def close(self):
+        """Free the model (lifecycle cleanup)."""
+
+
+def register_backbone(name):
+    def wrap(cls):
+        _REGISTRY[name] = cls
+        cls.adapter_name = name
+        return cls
+    return wrap
+
+
+def registered_backbones():
+    return sorted(_REGISTRY)
+
+
+def build_backbone(config, base_dir=None) -> Backbone:
+    """Build the adapter a ``backbone:`` block names (dict or BackboneConfig)."""
+    if isinstance(config, dict):
+        config = BackboneConfig.from_dict(config)
+    if config.adapter in ADAPTER_MODULES:
+        importlib.import_module(ADAPTER_MODULES[config.adapter])
+    if config.adapter not in _REGISTRY:
+        raise ValueError(f'backbone adapter {config.adapter!r} not registered; known: '
+                         f'{registered_backbones()}')
+    return _REGISTRY[config.adapter](config, base_dir=base_dir)
+
+
+def resolve_path(path, base_dir=None, must_exist=True, kind='model folder'):
+    """A path from a parameter file: ``package://aura_ros/x`` (the package share directory),
+    absolute, or relative to ``base_dir`` (the parameter file's folder). Refuses what does not
+    exist, with the resolved path in the message."""
+    if not path:
+        raise ValueError(f'empty {kind} path')
+    if '\x00' in path:
+        raise ValueError(f'{kind} path contains a NUL byte')
+    if path.startswith('package://'):
+        package, _, rest = path[len('package://'):].partition('/')
+        resolved = Path(package_share(package)) / rest
+    else:
+        resolved = Path(os.path.expanduser(path))
+        if not resolved.is_absolute() and base_dir is not None:
+            resolved = Path(base_dir) / resolved
+    resolved = resolved.resolve()
+    if must_exist and not resolved.exists():
+        raise FileNotFoundError(f'{kind} not found: {path!r} (resolved to {resolved})')
+    return resolved
+
+
+def package_share(package):
+    """Share directory of a package: the ament index, else this source tree for aura_ros."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        return get_package_share_directory(package)
+    except Exception as exc:  # no ament index (plain pytest, no AMENT_PREFIX_PATH)
+        for candidate in (Path(sys.prefix) / 'share' / package,
+                          Path(__file__).resolve().parents[2]):  # source tree
+            if (candidate / 'package.xml').is_file() and package == 'aura_ros':
+                return str(candidate)
+        raise FileNotFoundError(f'package {package!r} not found in the ament index') from exc
+
+
+def local_model_dir(config: BackboneConfig, base_dir=None):
+    """The model folder of a backbone block. A hub id is only accepted when it is already a
+    local folder: nothing downloads at run time."""
+    try:
+        folder = resolve_path(config.model_path, base_dir)
+    except FileNotFoundError:
+        if config.local_files_only:
+            raise FileNotFoundError(
+                f'backbone.model_path {config.model_path!r} is not a local folder and '
+                f'local_files_only is true: nothing is downloaded at run time') from None
+        raise
+    if not folder.is_dir():
+        raise NotADirectoryError(f'backbone.model_path must be a folder, got {folder}')
+    pickles = [p.name for p in folder.glob('*') if p.suffix in ('.bin', '.pt', '.pth', '.pkl',
+                                                                  '.ckpt')]
+    if pickles and not list(folder.glob('*.safetensors')):
+        raise ValueError(f'{folder} holds only pickle weights ({pickles[:3]}); aura_ros loads '
+                         f'safetensors only')
+    return folder
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)

@@ -1,0 +1,118 @@
+"""Closed-loop evaluation on the simulated arm: every arm drives the arm through the same
+control step as the policy node (PolicyRunner), in-process, on the same episode seeds.
+
+Arms: ``base`` (the frozen VLA alone), ``aura`` (shipped memory.safetensors), and the memory
+baselines shipped next to it (memory_<kind>.safetensors: always_write, kv_cache, and the
+random/periodic schedules budget-matched to AURA's write rate). Per arm: success rate with a
+Wilson 95% interval, writes per episode, largest live state seen; for gated arms the write
+probability per phase (cue, delay, distractor, go).
+"""
+import math
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from aura_ros.backbones.base import resolve_path
+from aura_ros.policy import PolicyRunner
+from aura_ros.sim.arm import ArmEnv, ArmTaskConfig
+from aura_ros.sim.rollout import run_episode, sim_limits
+
+ARMS = ('base', 'aura', 'always_write', 'kv_cache', 'random_budget', 'periodic_budget')
+EVAL_SEED = 500_000
+
+
+def wilson(successes, n, z=1.959964):
+    """Wilson score interval for a binomial proportion."""
+    if n == 0:
+        return [0.0, 1.0]
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
+def load_arm(arm, memory_dir):
+    from aura_ros.core import load_memory
+    if arm == 'base':
+        return None
+    name = 'memory.safetensors' if arm == 'aura' else f'memory_{arm}.safetensors'
+    return load_memory(memory_dir / name)
+
+
+def evaluate_arm(backbone, memory, variant, episodes, progress=True, desc=''):
+    env = ArmEnv(ArmTaskConfig(variant=variant))
+    runner = PolicyRunner(backbone, memory, sim_limits())
+    logs = [run_episode(env, runner, EVAL_SEED + i)
+            for i in tqdm(range(episodes), desc=desc, disable=not progress, leave=False)]
+    successes = sum(log.success for log in logs)
+    phases = {}
+    for name in ('cue', 'delay', 'distractor', 'go'):
+        wrote = [w for log in logs for w, ph in zip(log.wrote, log.phase) if ph == name]
+        phases[name] = float(np.mean(wrote)) if wrote else None
+    return dict(success=successes / episodes, success_ci95=wilson(successes, episodes),
+                successes=successes, writes_per_episode=float(np.mean([l.writes for l in logs])),
+                steps_per_episode=float(np.mean([l.steps for l in logs])),
+                state_bytes_max=int(max(l.state_bytes_max for l in logs)),
+                write_probability_by_phase=phases,
+                memory_ms_median=float(np.median([m for l in logs for m in l.memory_ms])),
+                backbone_ms_median=float(np.median([m for l in logs for m in l.backbone_ms])))
+
+
+def run(arms, episodes, params='config/default.yaml', memory_dir=None,
+        variants=('memory', 'memory_hard'), progress=True):
+    from aura_ros.train.__main__ import load_backbone
+    torch.set_num_threads(1)
+    backbone = load_backbone(params)
+    from aura_ros.params import read_params_file
+    values, base_dir = read_params_file(params, 'policy_node')
+    if memory_dir is None:
+        memory_dir = resolve_path(values['memory.checkpoint'], base_dir).parent
+    result = {'episodes': episodes, 'params': str(params), 'variants': {}}
+    for variant in variants:
+        block = {}
+        for arm in arms:
+            block[arm] = evaluate_arm(backbone, load_arm(arm, memory_dir), variant, episodes,
+                                      progress, desc=f'{variant} {arm}')
+        always = block.get('always_write', {}).get('writes_per_episode')
+        for stats in block.values():
+            w = stats['writes_per_episode']
+            stats['write_reduction'] = (always / w) if always and w else None
+        result['variants'][variant] = block
+    result['arms'] = result['variants'][variants[0]]   # the headline variant
+    result['headline_variant'] = variants[0]
+    return result
+
+
+def plot(result, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    variants = list(result['variants'])
+    fig, axes = plt.subplots(len(variants), 2, figsize=(12, 4 * len(variants)), squeeze=False)
+    for row, variant in enumerate(variants):
+        block = result['variants'][variant]
+        arms = list(block)
+        s = [block[a]['success'] for a in arms]
+        err = [[v - block[a]['success_ci95'][0] for v, a in zip(s, arms)],
+               [block[a]['success_ci95'][1] - v for v, a in zip(s, arms)]]
+        colors = ['tab:red' if a == 'aura' else 'tab:gray' if a == 'base' else 'tab:blue'
+                  for a in arms]
+        ax = axes[row, 0]
+        ax.bar(arms, s, yerr=err, color=colors, capsize=3)
+        ax.axhline(0.25, ls=':', c='k', label='chance (1 of 4 pads)')
+        ax.set_ylim(0, 1.05)
+        ax.set_title(f"{variant}: success ({result['episodes']} episodes, Wilson 95% CI)")
+        ax.tick_params(axis='x', rotation=30)
+        ax.legend(fontsize=8)
+        ax = axes[row, 1]
+        ax.bar(arms, [max(block[a]['writes_per_episode'], 1e-2) for a in arms], color=colors)
+        ax.set_yscale('log')
+        ax.set_ylabel('writes per episode (log)')
+        red = block.get('aura', {}).get('write_reduction')
+        ax.set_title(f'{variant}: writes' + (f' (AURA {red:.1f}x fewer than always-write)'
+                                             if red else ''))
+        ax.tick_params(axis='x', rotation=30)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

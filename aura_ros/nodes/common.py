@@ -1,0 +1,106 @@
+"""Shared rclpy pieces: parameters from the spec tables, diagnostics, time, rate counters."""
+import time
+from collections import deque
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    ParameterType,
+    SetParametersResult,
+)
+from rclpy.exceptions import ParameterException
+from rclpy.parameter import Parameter
+
+from aura_ros.params import BOOL, DOUBLE, DOUBLE_ARRAY, INTEGER, STRING, STRING_ARRAY
+
+_TYPES = {STRING: ParameterType.PARAMETER_STRING, INTEGER: ParameterType.PARAMETER_INTEGER,
+          DOUBLE: ParameterType.PARAMETER_DOUBLE, BOOL: ParameterType.PARAMETER_BOOL,
+          STRING_ARRAY: ParameterType.PARAMETER_STRING_ARRAY,
+          DOUBLE_ARRAY: ParameterType.PARAMETER_DOUBLE_ARRAY}
+_EMPTY = {STRING_ARRAY: Parameter.Type.STRING_ARRAY, DOUBLE_ARRAY: Parameter.Type.DOUBLE_ARRAY}
+
+
+def declare_params(node, specs):
+    """Declare every spec with a ParameterDescriptor (description, range, read_only), refuse
+    out-of-range values at start-up with the reason, and validate later changes."""
+    values = {}
+    for spec in specs:
+        desc = ParameterDescriptor(name=spec.name, type=_TYPES[spec.type],
+                                   description=spec.description, read_only=spec.read_only)
+        if spec.range is not None and spec.type == INTEGER:
+            desc.integer_range = [IntegerRange(from_value=int(spec.range[0]),
+                                               to_value=int(spec.range[1]), step=1)]
+        elif spec.range is not None and spec.type == DOUBLE:
+            desc.floating_point_range = [FloatingPointRange(from_value=float(spec.range[0]),
+                                                            to_value=float(spec.range[1]))]
+        if spec.choices:
+            desc.additional_constraints = f'one of: {", ".join(spec.choices)}'
+        default = spec.default
+        try:
+            if isinstance(default, list) and not default:
+                param = node.declare_parameter(spec.name, _EMPTY[spec.type], desc)
+                value = param.value if param.value is not None else []
+            else:
+                value = node.declare_parameter(spec.name, default, desc).value
+        except ParameterException as exc:  # rclpy's own range/type check: same error path
+            raise ValueError(f'parameter refused: {spec.name}: {exc}') from exc
+        reason = spec.check(value)
+        if reason:
+            raise ValueError(f'parameter refused: {reason}')
+        values[spec.name] = list(value) if isinstance(value, (list, tuple)) else value
+    table = {s.name: s for s in specs}
+
+    def validate(params):
+        for p in params:
+            spec = table.get(p.name)
+            if spec is None:
+                continue
+            reason = spec.check(p.value)
+            if reason:
+                node.get_logger().warning(f'refused parameter change: {reason}')
+                return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(validate)
+    return values
+
+
+def stamp_to_sec(stamp):
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+class RateMeter:
+    """Events per second over a sliding window (frame rate, command rate)."""
+
+    def __init__(self, window=5.0):
+        self.window = window
+        self.times = deque()
+
+    def tick(self, now=None):
+        now = time.monotonic() if now is None else now
+        self.times.append(now)
+        while self.times and now - self.times[0] > self.window:
+            self.times.popleft()
+
+    def rate(self, now=None):
+        now = time.monotonic() if now is None else now
+        while self.times and now - self.times[0] > self.window:
+            self.times.popleft()
+        if len(self.times) < 2:
+            return 0.0
+        return (len(self.times) - 1) / max(self.times[-1] - self.times[0], 1e-6)
+
+
+def diagnostic_array(node, name, level, message, values, hardware_id='aura_ros'):
+    """A DiagnosticArray with one status; values: dict of key -> value (stringified)."""
+    status = DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id,
+                              values=[KeyValue(key=str(k), value=str(v))
+                                      for k, v in values.items()])
+    array = DiagnosticArray(status=[status])
+    array.header.stamp = node.get_clock().now().to_msg()
+    return array
+
+
+OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR

@@ -1,0 +1,441 @@
+"""policy_node (lifecycle): frames -> frozen VLA backbone + AURA memory -> joint commands.
+
+configure  loads the backbone (adapter from the ``backbone.*`` parameters) and the memory
+           checkpoint; a failure leaves the node unconfigured with the reason in the log.
+activate   starts the inference thread: it takes the latest frame from a one-slot buffer (a
+           newer frame replaces an unprocessed one: no backlog), runs one PolicyRunner step and
+           publishes the command, a GateEvent and timing.
+cleanup    frees the models.
+A watchdog holds the last measured positions and stops commanding when frames stop for
+``frame_timeout``; without fresh joint states the node refuses to command. MemoryStatus and
+/diagnostics go out at ``status_rate``. Services: ~/reset_memory, ~/report_memory (Trigger).
+"""
+import json
+import sys
+import threading
+import time
+from collections import deque
+
+import numpy as np
+import rclpy
+import torch
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import Node as LifecycleNode
+from rclpy.lifecycle import State, TransitionCallbackReturn
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray, String
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from aura_ros.msg import GateEvent, MemoryStatus
+from aura_ros.nodes.common import (
+    ERROR,
+    OK,
+    WARN,
+    RateMeter,
+    declare_params,
+    diagnostic_array,
+    stamp_to_sec,
+)
+from aura_ros.params import POLICY_PARAMS
+
+FRAMES_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+MAX_INSTRUCTION = 2000
+
+
+class PolicyNode(LifecycleNode):
+    def __init__(self, **kwargs):
+        super().__init__('policy_node', **kwargs)
+        self.p = declare_params(self, POLICY_PARAMS)
+        torch.set_num_threads(self.p['torch_threads'])
+        self.runner = None
+        self.lock = threading.Lock()          # runner state: worker vs services/watchdog
+        self.slot = None                      # latest unprocessed frame
+        self.slot_event = threading.Event()
+        self.stop_event = threading.Event()
+        self.worker = None
+        self.positions = None                 # latest valid joint positions (command order)
+        self.positions_time = 0.0
+        self.last_frame_time = None
+        self.holding = False
+        self.instruction = ''
+        self.counts = dict(frames=0, skipped_frames=0, steps=0, commands=0, holds=0,
+                           refused_no_joint_states=0, invalid_actions=0, bad_joint_states=0,
+                           bad_instructions=0, step_errors=0)
+        self.latencies = deque(maxlen=500)
+        self.step_times = deque(maxlen=500)
+        self.frame_rate = RateMeter()
+        self.command_rate = RateMeter()
+        self.last_problem = ''
+        self.state_label = 'unconfigured'
+        if self.p['autostart']:  # once the executor spins: configure, then activate
+            self._autostart_timer = self.create_timer(0.0, self._autostart)
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    def _autostart(self):
+        self._autostart_timer.cancel()
+        self.destroy_timer(self._autostart_timer)
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        from aura_ros.backbones import BackboneConfig, build_backbone
+        from aura_ros.params import backbone_block
+        from aura_ros.policy import CommandLimits, PolicyRunner
+        try:
+            block = backbone_block({k: v for k, v in self.p.items() if k.startswith('backbone.')})
+            base_dir = self._params_dir()
+            backbone = build_backbone(BackboneConfig.from_dict(block), base_dir=base_dir)
+            memory = self._load_memory(base_dir)
+            limits = CommandLimits(self.p['command.lower_limits'], self.p['command.upper_limits'],
+                                   self.get_parameter('command.max_delta').value,
+                                   self.p['command.action_type'])
+            if len(self.p['command.joint_names']) != len(limits.lower):
+                raise ValueError(f"{len(self.p['command.joint_names'])} joint names but "
+                                 f'{len(limits.lower)} joint limits')
+            self.runner = PolicyRunner(backbone, memory, limits,
+                                       self.get_parameter('memory.enabled').value)
+            self._create_interfaces()
+        except Exception as exc:  # noqa: BLE001 - any load failure: stay unconfigured
+            self.get_logger().error(f'configure failed, staying unconfigured: '
+                                    f'{type(exc).__name__}: {exc}')
+            self.runner = None
+            self._destroy_interfaces()
+            self.last_problem = f'configure failed: {exc}'
+            return TransitionCallbackReturn.FAILURE
+        self.state_label = 'inactive'
+        mem = self.runner.memory
+        self.get_logger().info(
+            f"configured: backbone {block['adapter']} ({backbone.feature_dim}-d features), "
+            f"memory {mem.config.kind if mem else 'none'} "
+            f"({mem.state_bytes() if mem else 0} B state)")
+        return TransitionCallbackReturn.SUCCESS
+
+    def _params_dir(self):
+        """Folder for relative paths: the --params-file's folder when one was given."""
+        import os
+        for i, arg in enumerate(sys.argv):
+            if arg == '--params-file' and i + 1 < len(sys.argv):
+                return os.path.dirname(os.path.abspath(sys.argv[i + 1]))
+        return os.getcwd()
+
+    def _load_memory(self, base_dir):
+        from aura_ros.backbones.base import resolve_path
+        from aura_ros.core import load_memory
+        path = self.p['memory.checkpoint']
+        if not path:
+            return None
+        memory = load_memory(resolve_path(path, base_dir, kind='memory checkpoint'))
+        memory.config.gate_threshold = self.get_parameter('memory.gate_threshold').value
+        return memory
+
+    def _create_interfaces(self):
+        p = self.p
+        if p['command.type'] == 'joint_trajectory':
+            self.command_pub = self.create_publisher(JointTrajectory, p['command.topic'], 10)
+        else:
+            self.command_pub = self.create_publisher(Float64MultiArray, p['command.topic'], 10)
+        self.gate_pub = self.create_publisher(GateEvent, '/aura/gate_events', 100)
+        self.status_pub = self.create_publisher(MemoryStatus, '/aura/memory_status', 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._aura_subs = [
+            self.create_subscription(Image, p['frames_topic'], self.on_frame, FRAMES_QOS),
+            self.create_subscription(JointState, p['joint_states_topic'], self.on_joint_state,
+                                     10),
+            self.create_subscription(String, p['instruction_topic'], self.on_instruction, 10)]
+        self._aura_services = [self.create_service(Trigger, '~/reset_memory', self.on_reset),
+                         self.create_service(Trigger, '~/report_memory', self.on_report)]
+        self._aura_timers = [self.create_timer(1.0 / p['status_rate'], self.publish_status),
+                        self.create_timer(0.02, self.watchdog)]
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        self.stop_event.clear()
+        self.worker = threading.Thread(target=self._inference_loop, name='aura_inference',
+                                       daemon=True)
+        self.worker.start()
+        self.state_label = 'active'
+        self.get_logger().info('active: commanding on ' + self.p['command.topic'])
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._stop_worker()
+        self.state_label = 'inactive'
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._stop_worker()
+        self._destroy_interfaces()
+        if self.runner is not None:
+            self.runner.backbone.close()
+        self.runner = None
+        self.state_label = 'unconfigured'
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._stop_worker()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_worker(self):
+        self.stop_event.set()
+        self.slot_event.set()
+        if self.worker is not None:
+            self.worker.join(timeout=5.0)
+        self.worker = None
+
+    def _destroy_interfaces(self):
+        for sub in getattr(self, '_aura_subs', []):
+            self.destroy_subscription(sub)
+        for srv in getattr(self, '_aura_services', []):
+            self.destroy_service(srv)
+        for timer in getattr(self, '_aura_timers', []):
+            self.destroy_timer(timer)
+        self._aura_subs, self._aura_services, self._aura_timers = [], [], []
+
+    # ---- inputs -----------------------------------------------------------------------------
+    def on_frame(self, msg):
+        self.counts['frames'] += 1
+        self.last_frame_time = time.monotonic()
+        self.frame_rate.tick()
+        if self.slot is not None:
+            self.counts['skipped_frames'] += 1   # replaced before it was processed
+        self.slot = msg
+        self.slot_event.set()
+
+    def on_joint_state(self, msg):
+        names = self.p['command.joint_names']
+        index = {n: i for i, n in enumerate(msg.name)}
+        missing = [n for n in names if n not in index]
+        if missing or len(msg.position) != len(msg.name):
+            self.counts['bad_joint_states'] += 1
+            self.get_logger().warning(
+                f'ignored joint state: missing joints {missing} or {len(msg.position)} positions '
+                f'for {len(msg.name)} names', throttle_duration_sec=2.0)
+            return
+        positions = np.array([msg.position[index[n]] for n in names], np.float64)
+        if not np.all(np.isfinite(positions)):
+            self.counts['bad_joint_states'] += 1
+            self.get_logger().warning('ignored joint state with NaN/inf positions',
+                                      throttle_duration_sec=2.0)
+            return
+        self.positions, self.positions_time = positions, time.monotonic()
+
+    def on_instruction(self, msg):
+        text = msg.data
+        if len(text) > MAX_INSTRUCTION:
+            self.counts['bad_instructions'] += 1
+            self.get_logger().warning(f'ignored instruction of {len(text)} characters '
+                                      f'(limit {MAX_INSTRUCTION})')
+            return
+        self.instruction = text.strip()
+        self.get_logger().info(f'instruction: {self.instruction!r}')
+
+    # ---- the control loop --------------------------------------------------------------------
+    def _inference_loop(self):
+        while not self.stop_event.is_set():
+            if not self.slot_event.wait(timeout=0.1):
+                continue
+            self.slot_event.clear()
+            msg, self.slot = self.slot, None
+            if msg is None or self.stop_event.is_set():
+                continue
+            try:
+                self._process(msg)
+            except Exception as exc:  # noqa: BLE001 - never let one frame kill the loop
+                self.counts['step_errors'] += 1
+                self.last_problem = f'step failed: {exc}'
+                self.get_logger().error(f'policy step failed: {type(exc).__name__}: {exc}',
+                                        throttle_duration_sec=1.0)
+
+    def _process(self, msg):
+        positions = self.positions
+        stale = time.monotonic() - self.positions_time > self.get_parameter(
+            'joint_state_timeout').value
+        if positions is None or stale:
+            self.counts['refused_no_joint_states'] += 1
+            self.last_problem = 'no fresh joint states: not commanding'
+            self.get_logger().warning('no fresh joint states on '
+                                      f"{self.p['joint_states_topic']}: not commanding",
+                                      throttle_duration_sec=2.0)
+            return
+        size = self.p['backbone.image_size']
+        if msg.encoding != 'rgb8' or msg.height != size or msg.width != size or \
+                len(msg.data) != size * size * 3:
+            self.counts['step_errors'] += 1
+            self.get_logger().warning(f'ignored frame {msg.width}x{msg.height} {msg.encoding}: '
+                                      f'expects rgb8 {size}x{size} from perception_node',
+                                      throttle_duration_sec=2.0)
+            return
+        image = np.frombuffer(msg.data, np.uint8).reshape(size, size, 3)
+        instruction = self.instruction or self.get_parameter('instruction').value
+        with self.lock:
+            runner = self.runner
+            if runner is None:
+                return
+            runner.memory_enabled = self.get_parameter('memory.enabled').value
+            if runner.memory is not None:
+                runner.memory.config.gate_threshold = self.get_parameter(
+                    'memory.gate_threshold').value
+            runner.limits.max_delta = self.get_parameter('command.max_delta').value
+            t0 = time.perf_counter()
+            step = runner.step(image, positions, instruction)
+            if step.command is not None:
+                self.holding = False
+                self.publish_command(step.command)
+            publish_ms = 1e3 * (time.perf_counter() - t0) - step.total_ms
+            self.counts['steps'] += 1
+            self.publish_gate_event(msg, step, runner, publish_ms)
+        if step.command is None:
+            self.counts['invalid_actions'] += 1
+            self.last_problem = f'command withheld: {step.rejected}'
+            self.get_logger().warning(f'command withheld: {step.rejected}',
+                                      throttle_duration_sec=1.0)
+        self.step_times.append(step.total_ms)
+        now_s = self.get_clock().now().nanoseconds * 1e-9
+        self.latencies.append(1e3 * (now_s - stamp_to_sec(msg.header.stamp)))
+
+    def publish_command(self, positions):
+        p = self.p
+        if p['command.type'] == 'joint_trajectory':
+            msg = JointTrajectory(joint_names=list(p['command.joint_names']))
+            t = self.get_parameter('command.time_from_start').value
+            point = JointTrajectoryPoint(positions=[float(x) for x in positions])
+            point.time_from_start.sec = int(t)
+            point.time_from_start.nanosec = int((t - int(t)) * 1e9)
+            msg.points = [point]
+        else:
+            msg = Float64MultiArray(data=[float(x) for x in positions])
+        self.command_pub.publish(msg)
+        self.counts['commands'] += 1
+        self.command_rate.tick()
+
+    def publish_gate_event(self, frame, step, runner, publish_ms):
+        mem = runner.memory
+        event = GateEvent(step=mem.total_steps if mem else self.counts['steps'],
+                          wrote=step.wrote, gate_probability=float(step.gate_probability),
+                          surprise=float(step.surprise),
+                          state_bytes=mem.state_bytes() if mem else 0,
+                          total_writes=mem.total_writes if mem else 0,
+                          total_steps=mem.total_steps if mem else self.counts['steps'],
+                          bytes_written=mem.bytes_written if mem else 0,
+                          step_latency_ms=float(step.total_ms + publish_ms),
+                          backbone_ms=float(step.backbone_ms), memory_ms=float(step.memory_ms))
+        event.header.stamp = self.get_clock().now().to_msg()
+        event.header.frame_id = frame.header.frame_id
+        event.frame_stamp = frame.header.stamp
+        self.gate_pub.publish(event)
+
+    def watchdog(self):
+        """Frames stopped: hold the last measured positions once, then stop commanding."""
+        if self.state_label != 'active' or self.last_frame_time is None:
+            return
+        silent = time.monotonic() - self.last_frame_time
+        if silent > self.get_parameter('frame_timeout').value and not self.holding:
+            with self.lock:
+                held = self.runner.hold(self.positions) if self.positions is not None else None
+                if held is not None:
+                    self.publish_command(held)
+                self.holding = True
+            self.counts['holds'] += 1
+            self.get_logger().error(f'no frames for {silent:.2f} s: holding position, '
+                                    f'commands stopped until frames resume')
+
+    # ---- services and status -----------------------------------------------------------------
+    def on_reset(self, request, response):
+        with self.lock:
+            if self.runner is None:
+                response.success, response.message = False, 'not configured'
+                return response
+            self.runner.reset()
+        response.success, response.message = True, 'memory reset'
+        return response
+
+    def on_report(self, request, response):
+        response.success = self.runner is not None
+        response.message = json.dumps(self.report())
+        return response
+
+    def report(self):
+        mem = self.runner.memory if self.runner else None
+        steps = mem.total_steps if mem else 0
+        return dict(state=self.state_label, memory_kind=mem.config.kind if mem else 'none',
+                    d_key=mem.config.d_key if mem else 0, d_value=mem.config.d_value if mem else 0,
+                    state_bytes=mem.state_bytes() if mem else 0, total_steps=steps,
+                    total_writes=mem.total_writes if mem else 0,
+                    bytes_written=mem.bytes_written if mem else 0,
+                    write_rate=(mem.total_writes / steps) if steps else 0.0,
+                    counts=dict(self.counts))
+
+    def publish_status(self):
+        try:
+            self._publish_status()
+        except Exception as exc:  # noqa: BLE001 - a status report must never stop the node
+            self.get_logger().error(f'status report failed: {exc}', throttle_duration_sec=5.0)
+
+    def _publish_status(self):
+        if self.runner is None:
+            return
+        report = self.report()
+        mean_ms = float(np.mean(self.step_times)) if self.step_times else 0.0
+        status = MemoryStatus(backbone=self.p['backbone.adapter'],
+                              memory_kind=report['memory_kind'], d_key=report['d_key'],
+                              d_value=report['d_value'], state_bytes=report['state_bytes'],
+                              total_steps=report['total_steps'],
+                              total_writes=report['total_writes'],
+                              write_rate=float(report['write_rate']),
+                              mean_step_latency_ms=mean_ms,
+                              bytes_written=report['bytes_written'],
+                              dropped_frames=self.counts['skipped_frames'])
+        status.header.stamp = self.get_clock().now().to_msg()
+        self.status_pub.publish(status)
+        lat = np.array(self.latencies) if self.latencies else np.zeros(1)
+        level, message = OK, 'commanding'
+        if self.state_label != 'active':
+            level, message = WARN, self.state_label
+        elif self.holding:
+            level, message = ERROR, 'no frames: holding position'
+        elif self.positions is None:
+            level, message = ERROR, 'no joint states: not commanding'
+        elif self.last_frame_time is None:
+            level, message = WARN, 'waiting for frames'
+        elif self.last_problem and self.counts['invalid_actions'] + self.counts[
+                'bad_joint_states'] + self.counts['step_errors']:
+            level, message = WARN, self.last_problem
+        self.diag_pub.publish(diagnostic_array(
+            self, 'aura_ros: policy', level, message, dict(
+                writes=report['total_writes'], steps=report['total_steps'],
+                write_rate=f"{report['write_rate']:.4f}", state_bytes=report['state_bytes'],
+                bytes_written=report['bytes_written'],
+                frame_rate_hz=f'{self.frame_rate.rate():.1f}',
+                command_rate_hz=f'{self.command_rate.rate():.1f}',
+                dropped_frames=self.counts['skipped_frames'],
+                latency_ms_p50=f'{np.percentile(lat, 50):.1f}',
+                latency_ms_p99=f'{np.percentile(lat, 99):.1f}',
+                step_ms_mean=f'{mean_ms:.2f}',
+                **{f'count_{k}': v for k, v in self.counts.items()})))
+
+
+def main(args=None):
+    rclpy.init(args=args)
+    try:
+        node = PolicyNode()
+    except ValueError as exc:  # a refused parameter: say why and exit non-zero
+        print(f'policy_node: {exc}', file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node._stop_worker()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

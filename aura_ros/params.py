@@ -1,0 +1,227 @@
+"""Every node parameter in one table: name, default, description, range, read-only.
+
+The nodes declare from these tables (with ParameterDescriptor), the README's parameter tables
+are checked against them by a test, and offline tools (benchmarks, the remote backbone server)
+read the same parameter files without ROS through ``read_params_file``.
+No rclpy import here.
+"""
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+STRING, INTEGER, DOUBLE, BOOL = 'string', 'integer', 'double', 'bool'
+STRING_ARRAY, DOUBLE_ARRAY = 'string_array', 'double_array'
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    type: str
+    default: object
+    description: str
+    range: tuple = None          # (lo, hi) inclusive for integer/double
+    choices: tuple = None        # allowed strings
+    read_only: bool = False      # structural: fixed once the node starts
+
+    def check(self, value):
+        """Reason the value is refused, or None."""
+        if value is None:
+            return None
+        if self.range is not None:
+            lo, hi = self.range
+            if isinstance(value, float) and not math.isfinite(value):
+                return f'{self.name} must be finite, got {value}'
+            if not lo <= value <= hi:
+                return f'{self.name} must be in [{lo}, {hi}], got {value}'
+        if self.choices is not None and value not in self.choices:
+            return f'{self.name} must be one of {list(self.choices)}, got {value!r}'
+        if self.type == DOUBLE_ARRAY and any(not math.isfinite(v) for v in value):
+            return f'{self.name} must contain finite numbers only'
+        return None
+
+
+def _backbone():
+    b = 'backbone.'
+    return [
+        ParamSpec(b + 'adapter', STRING, 'hf_pi0', 'backbone adapter',
+                  choices=('hf_pi0', 'vision_features', 'openvla_oft', 'remote'), read_only=True),
+        ParamSpec(b + 'model_path', STRING, '', 'model folder: absolute, relative to the '
+                  'parameter file, or package://aura_ros/...', read_only=True),
+        ParamSpec(b + 'local_files_only', BOOL, True, 'never download weights', read_only=True),
+        ParamSpec(b + 'trust_remote_code', BOOL, False, 'allow model code shipped with the '
+                  'checkpoint (only a parameter file turns this on)', read_only=True),
+        ParamSpec(b + 'dtype', STRING, 'float32', 'model dtype',
+                  choices=('float32', 'float16', 'bfloat16'), read_only=True),
+        ParamSpec(b + 'device', STRING, 'cpu', "torch device ('cpu', 'cuda', 'cuda:N')",
+                  read_only=True),
+        ParamSpec(b + 'image_size', INTEGER, 64, 'square backbone input side (pixels)',
+                  range=(8, 4096), read_only=True),
+        ParamSpec(b + 'action_dim', INTEGER, 3, 'action width (joints)', range=(1, 64),
+                  read_only=True),
+        ParamSpec(b + 'chunk_size', INTEGER, 8, 'actions per predicted chunk', range=(1, 1024),
+                  read_only=True),
+        ParamSpec(b + 'steps_per_chunk', INTEGER, 4, 'chunk actions executed before a new '
+                  'chunk is predicted', range=(1, 1024), read_only=True),
+        ParamSpec(b + 'action_mean', DOUBLE_ARRAY, [], 'action un-normalisation mean '
+                  '(empty: identity)', read_only=True),
+        ParamSpec(b + 'action_std', DOUBLE_ARRAY, [], 'action un-normalisation std',
+                  read_only=True),
+        ParamSpec(b + 'state_mean', DOUBLE_ARRAY, [], 'proprioception normalisation mean',
+                  read_only=True),
+        ParamSpec(b + 'state_std', DOUBLE_ARRAY, [], 'proprioception normalisation std',
+                  read_only=True),
+        ParamSpec(b + 'feature_source', STRING, 'prefix_mean', 'hidden states pooled into '
+                  'the memory features (adapter-specific)', read_only=True),
+        ParamSpec(b + 'num_inference_steps', INTEGER, 4, 'flow-matching steps (hf_pi0)',
+                  range=(1, 1000), read_only=True),
+        ParamSpec(b + 'instruction', STRING, '', 'default task instruction', read_only=True),
+        ParamSpec(b + 'seed', INTEGER, 0, 'noise seed for sampled action chunks',
+                  range=(0, 2**31 - 1), read_only=True),
+        ParamSpec(b + 'options.host', STRING, '127.0.0.1', 'remote/openvla_oft: server host',
+                  read_only=True),
+        ParamSpec(b + 'options.port', INTEGER, 5600, 'remote/openvla_oft: server port',
+                  range=(1, 65535), read_only=True),
+        ParamSpec(b + 'options.timeout_s', DOUBLE, 10.0, 'remote/openvla_oft: reply timeout',
+                  range=(0.1, 600.0), read_only=True),
+        ParamSpec(b + 'options.connect_timeout_s', DOUBLE, 60.0, 'remote/openvla_oft: wait '
+                  'for the server to accept', range=(0.1, 3600.0), read_only=True),
+        ParamSpec(b + 'options.server_command', STRING_ARRAY, [], 'remote/openvla_oft: argv '
+                  'that starts the server (empty: already running)', read_only=True),
+        ParamSpec(b + 'options.action_head', STRING, 'action_head.safetensors',
+                  'vision_features: action head file in the model folder', read_only=True),
+        ParamSpec(b + 'options.unnorm_key', STRING, '', 'openvla_oft: dataset statistics key',
+                  read_only=True),
+    ]
+
+
+def _memory():
+    m = 'memory.'
+    return [
+        ParamSpec(m + 'checkpoint', STRING, '', 'AURA memory .safetensors (empty: no memory, '
+                  'the frozen policy alone)', read_only=True),
+        ParamSpec(m + 'enabled', BOOL, True, 'add the memory residual (false: base action '
+                  'only; the memory still steps)'),
+        ParamSpec(m + 'gate_threshold', DOUBLE, 0.5, 'write iff gate probability > this',
+                  range=(0.01, 0.99)),
+        ParamSpec(m + 'durable', BOOL, False, 'snapshot the memory state to disk on every gate '
+                  'write and restore it on configure', read_only=True),
+        ParamSpec(m + 'snapshot_path', STRING, '', 'durable snapshot file (.safetensors)',
+                  read_only=True),
+    ]
+
+
+POLICY_PARAMS = _backbone() + _memory() + [
+    ParamSpec('command.type', STRING, 'joint_trajectory', 'command message: trajectory_msgs/'
+              'JointTrajectory or std_msgs/Float64MultiArray',
+              choices=('joint_trajectory', 'float64_multi_array'), read_only=True),
+    ParamSpec('command.topic', STRING, '/aura/joint_commands', 'joint command topic',
+              read_only=True),
+    ParamSpec('command.joint_names', STRING_ARRAY, ['joint_1', 'joint_2', 'joint_3'],
+              'commanded joints, in action order', read_only=True),
+    ParamSpec('command.lower_limits', DOUBLE_ARRAY, [-3.14, -3.14, -3.14],
+              'joint position lower limits (rad)', read_only=True),
+    ParamSpec('command.upper_limits', DOUBLE_ARRAY, [3.14, 3.14, 3.14],
+              'joint position upper limits (rad)', read_only=True),
+    ParamSpec('command.max_delta', DOUBLE, 0.1, 'largest change of a joint command per step '
+              '(rad)', range=(1e-4, 3.2)),
+    ParamSpec('command.action_type', STRING, 'delta', "actions are joint deltas added to the "
+              "measured positions ('delta') or absolute targets ('absolute')",
+              choices=('delta', 'absolute'), read_only=True),
+    ParamSpec('command.time_from_start', DOUBLE, 0.1, 'JointTrajectory point time (s)',
+              range=(0.0, 10.0)),
+    ParamSpec('frames_topic', STRING, '/aura/frames', 'input frames (from perception_node)',
+              read_only=True),
+    ParamSpec('joint_states_topic', STRING, '/joint_states', 'proprioception', read_only=True),
+    ParamSpec('instruction_topic', STRING, '/aura/instruction', 'instruction updates',
+              read_only=True),
+    ParamSpec('instruction', STRING, '', 'task instruction (empty: backbone.instruction)'),
+    ParamSpec('frame_timeout', DOUBLE, 0.5, 'watchdog: hold position after this long without '
+              'frames (s)', range=(0.02, 60.0)),
+    ParamSpec('joint_state_timeout', DOUBLE, 1.0, 'refuse to command when joint states are '
+              'older than this (s)', range=(0.02, 60.0)),
+    ParamSpec('status_rate', DOUBLE, 1.0, 'MemoryStatus and /diagnostics rate (Hz)',
+              range=(0.1, 100.0), read_only=True),
+    ParamSpec('autostart', BOOL, True, 'configure and activate on start-up (else wait for '
+              'lifecycle transitions)', read_only=True),
+    ParamSpec('torch_threads', INTEGER, 1, 'torch intra-op threads for inference',
+              range=(1, 256), read_only=True),
+]
+
+PERCEPTION_PARAMS = [
+    ParamSpec('camera_topic', STRING, '/camera/image_raw', 'camera input (sensor data QoS)',
+              read_only=True),
+    ParamSpec('output_topic', STRING, '/aura/frames', 'backbone-ready RGB frames',
+              read_only=True),
+    ParamSpec('backbone.image_size', INTEGER, 64, 'output side: frames are cropped and resized '
+              'to image_size x image_size', range=(8, 4096), read_only=True),
+    ParamSpec('crop', STRING, 'center', "'center': central square crop; 'none': squash",
+              choices=('center', 'none')),
+    ParamSpec('max_frame_age', DOUBLE, 0.0, 'drop frames whose stamp is older than this (s; '
+              '0 = never)', range=(0.0, 60.0)),
+    ParamSpec('max_image_bytes', INTEGER, 64 * 1024 * 1024, 'refuse larger images',
+              range=(1, 2**31 - 1), read_only=True),
+    ParamSpec('diagnostics_rate', DOUBLE, 1.0, '/diagnostics rate (Hz)', range=(0.1, 100.0),
+              read_only=True),
+]
+
+
+def spec_table(specs):
+    return {s.name: s for s in specs}
+
+
+def read_params_file(path, node_name=None):
+    """Parameters of one node from a ROS 2 parameter file, nested blocks flattened to dotted
+    names, plus the file's folder (for relative paths). Looks for ``node_name`` then ``/**``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'parameter file not found: {path}')
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f'{path}: a parameter file maps node names to ros__parameters')
+    merged = {}
+    for key in ('/**', node_name, f'/{node_name}' if node_name else None):
+        block = data.get(key) if key else None
+        if isinstance(block, dict):
+            merged.update(flatten(block.get('ros__parameters', {})))
+    if not merged and len(data) == 1:  # a single node block under another name
+        merged = flatten(next(iter(data.values())).get('ros__parameters', {}))
+    return merged, path.parent.resolve()
+
+
+def flatten(block, prefix=''):
+    out = {}
+    for key, value in block.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f'{prefix}{key}.'))
+        else:
+            out[f'{prefix}{key}'] = value
+    return out
+
+
+def with_defaults(params, specs):
+    """params completed with the table's defaults; refuses unknown-typed or out-of-range."""
+    out = {s.name: s.default for s in specs}
+    for name, value in params.items():
+        if name in out:
+            reason = spec_table(specs)[name].check(value)
+            if reason:
+                raise ValueError(reason)
+        out[name] = value
+    return out
+
+
+def backbone_block(params):
+    """The ``backbone:`` block as the dict BackboneConfig takes (options nested)."""
+    full = with_defaults({k: v for k, v in params.items() if k.startswith('backbone.')},
+                         _backbone())
+    block, options = {}, {}
+    for name, value in full.items():
+        key = name[len('backbone.'):]
+        if key.startswith('options.'):
+            options[key[len('options.'):]] = value
+        else:
+            block[key] = value
+    block['options'] = options
+    return block

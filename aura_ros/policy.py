@@ -1,0 +1,133 @@
+"""The control step, free of ROS: frozen backbone + gated memory -> safe joint command.
+
+``PolicyRunner.step(image, positions)`` is one memory step: encode the frame (features), take
+the next base action from the current action chunk (predicting a new chunk when the executed
+part is used up), let the memory gate decide on a write and add its residual, then turn the
+action into a joint position command that is finite, inside the joint limits and within
+``max_delta`` of the previous command. The policy node and the in-process closed-loop
+benchmark both run this class, so what is measured is what runs on the robot.
+"""
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class CommandLimits:
+    lower: np.ndarray          # (J,) rad
+    upper: np.ndarray          # (J,) rad
+    max_delta: float           # rad per step, relative to the previous command
+    action_type: str = 'delta'  # 'delta': q_measured + action; 'absolute': action
+
+    def __post_init__(self):
+        self.lower = np.asarray(self.lower, np.float64)
+        self.upper = np.asarray(self.upper, np.float64)
+        if self.lower.shape != self.upper.shape:
+            raise ValueError('lower and upper joint limits differ in length')
+        if np.any(~np.isfinite(self.lower)) or np.any(~np.isfinite(self.upper)):
+            raise ValueError('joint limits must be finite')
+        if np.any(self.lower >= self.upper):
+            raise ValueError('every lower joint limit must be below its upper limit')
+        if not (math.isfinite(self.max_delta) and self.max_delta > 0):
+            raise ValueError('max_delta must be finite and > 0')
+        if self.action_type not in ('delta', 'absolute'):
+            raise ValueError("action_type must be 'delta' or 'absolute'")
+
+
+@dataclass
+class PolicyStep:
+    command: np.ndarray | None   # (J,) joint positions to send, None = do not command
+    action: np.ndarray           # (J,) composed action (base + residual)
+    base_action: np.ndarray      # (J,) frozen policy's action
+    wrote: bool
+    gate_probability: float
+    surprise: float
+    backbone_ms: float           # encode (+ act when a new chunk was predicted)
+    memory_ms: float             # gate + write + residual head
+    total_ms: float
+    new_chunk: bool
+    rejected: str = ''           # why the command was withheld (non-finite action, ...)
+    features: torch.Tensor | None = None  # (F,) backbone features of this frame
+
+
+class PolicyRunner:
+    def __init__(self, backbone, memory, limits: CommandLimits, memory_enabled=True):
+        self.backbone = backbone
+        self.memory = memory          # MemoryPolicy or None (the frozen policy alone)
+        self.limits = limits
+        self.memory_enabled = memory_enabled
+        cfg = backbone.config
+        self.steps_per_chunk = cfg.steps_per_chunk
+        if len(limits.lower) != cfg.action_dim:
+            raise ValueError(f'{len(limits.lower)} joint limits for action_dim {cfg.action_dim}')
+        if memory is not None:
+            mc = memory.config
+            if mc.feature_dim != backbone.feature_dim:
+                raise ValueError(f'memory expects {mc.feature_dim}-d features, backbone '
+                                 f'{cfg.adapter} gives {backbone.feature_dim}')
+            if mc.action_dim != cfg.action_dim:
+                raise ValueError(f'memory acts in {mc.action_dim} dims, backbone in '
+                                 f'{cfg.action_dim}')
+        self.reset()
+
+    def reset(self):
+        """New episode: empty memory state, no pending chunk, no previous command."""
+        self._queue = []
+        self.last_command = None
+        if self.memory is not None:
+            self.memory.reset()
+
+    def step(self, image, positions, instruction=''):
+        t0 = time.perf_counter()
+        positions = np.asarray(positions, np.float64)
+        encoding = self.backbone.encode(image, positions.astype(np.float32), instruction)
+        new_chunk = not self._queue
+        if new_chunk:  # predict a chunk, execute its first steps_per_chunk actions
+            chunk = self.backbone.act(encoding)
+            self._queue = [a for a in chunk[:self.steps_per_chunk]]
+        base = np.asarray(self._queue.pop(0), np.float32)
+        t1 = time.perf_counter()
+        if self.memory is not None:
+            out = self.memory.step(encoding.features, torch.from_numpy(base))
+            action = out.action.numpy() if self.memory_enabled else base
+            wrote, prob, surprise = out.wrote, out.gate_probability, out.surprise
+        else:
+            action, wrote, prob, surprise = base, False, 0.0, 0.0
+        t2 = time.perf_counter()
+        command, rejected = self.to_command(action, positions)
+        t3 = time.perf_counter()
+        return PolicyStep(command=command, action=np.asarray(action, np.float64),
+                          base_action=base.astype(np.float64), wrote=wrote,
+                          gate_probability=prob, surprise=surprise,
+                          backbone_ms=1e3 * (t1 - t0), memory_ms=1e3 * (t2 - t1),
+                          total_ms=1e3 * (t3 - t0), new_chunk=new_chunk, rejected=rejected,
+                          features=encoding.features)
+
+    def to_command(self, action, positions):
+        """Joint position command from an action, or (None, reason). Never NaN, never outside
+        the limits, never further than max_delta from the previous command."""
+        lim = self.limits
+        action = np.asarray(action, np.float64)
+        if action.shape != lim.lower.shape or not np.all(np.isfinite(action)):
+            return None, f'non-finite or mis-shaped action {action.tolist()}'
+        if positions.shape != lim.lower.shape or not np.all(np.isfinite(positions)):
+            return None, 'joint positions missing or not finite'
+        target = positions + action if lim.action_type == 'delta' else action
+        reference = self.last_command if self.last_command is not None else positions
+        target = np.clip(target, reference - lim.max_delta, reference + lim.max_delta)
+        target = np.clip(target, lim.lower, lim.upper)
+        self.last_command = target
+        return target, ''
+
+    def hold(self, positions):
+        """Hold command (watchdog): the measured positions, clamped to the limits."""
+        positions = np.asarray(positions, np.float64)
+        if positions.shape != self.limits.lower.shape or not np.all(np.isfinite(positions)):
+            return None
+        held = np.clip(positions, self.limits.lower, self.limits.upper)
+        self.last_command = held
+        self._queue = []
+        return held

@@ -1,0 +1,64 @@
+"""Closed-loop episodes of a PolicyRunner on the simulated arm, in-process (no ROS).
+
+The same control step as the policy node (PolicyRunner), the same sim as sim_arm_node.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from aura_ros.policy import CommandLimits
+from aura_ros.sim.arm import JOINT_LOWER, JOINT_UPPER, ArmEnv
+
+
+def sim_limits(max_delta=0.15):
+    """The command limits the sim arm is configured with (config/default.yaml)."""
+    return CommandLimits(JOINT_LOWER, JOINT_UPPER, max_delta, 'delta')
+
+
+@dataclass
+class EpisodeLog:
+    seed: int
+    success: bool
+    steps: int
+    writes: int
+    state_bytes_max: int
+    target: int
+    reached: int
+    wrote: list = field(default_factory=list)        # per step
+    gate_probability: list = field(default_factory=list)
+    phase: list = field(default_factory=list)        # 'cue' | 'delay' | 'distractor' | 'go'
+    memory_ms: list = field(default_factory=list)
+    backbone_ms: list = field(default_factory=list)
+
+
+def phase_of(env):
+    cfg, t = env.config, env.t
+    if t < cfg.cue_steps:
+        return 'cue'
+    if t < env.go_step:
+        return 'distractor' if t in env.episode.distractors else 'delay'
+    return 'go'
+
+
+def run_episode(env: ArmEnv, runner, seed, instruction='', record=None):
+    """One episode; ``record(env, frame, step)`` is called after every control step."""
+    frame = env.reset(seed)
+    runner.reset()
+    log = EpisodeLog(seed, False, 0, 0, 0, env.episode.target, -1)
+    done = False
+    while not done:
+        phase = phase_of(env)
+        step = runner.step(frame, env.q, instruction)
+        if record is not None:
+            record(env, frame, step)
+        log.wrote.append(bool(step.wrote))
+        log.gate_probability.append(float(step.gate_probability))
+        log.phase.append(phase)
+        log.memory_ms.append(step.memory_ms)
+        log.backbone_ms.append(step.backbone_ms)
+        if runner.memory is not None:
+            log.state_bytes_max = max(log.state_bytes_max, runner.memory.state_bytes())
+        frame, done = env.step(step.command)
+    log.success, log.steps, log.reached = bool(env.success), env.t, env.reached
+    log.writes = int(np.sum(log.wrote))
+    return log

@@ -1,0 +1,109 @@
+"""Regenerate the embedded default VLA and its memories (tqdm progress).
+
+    python -m aura_ros.train backbone --out models/pi0_sim --params config/default.yaml
+    python -m aura_ros.train memory --params config/default.yaml --out models/aura_sim
+
+``backbone`` trains the tiny PI0 on the visible variant and writes its normalisation statistics
+into the parameter file's backbone block. ``memory`` trains AURA and the closed-loop baselines
+(always_write, kv_cache, random_budget, periodic_budget; the budget arms at AURA's measured
+write rate) on the frozen backbone's features; AURA goes to memory.safetensors (what
+config/default.yaml loads), the others to memory_<kind>.safetensors.
+"""
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def update_params_file(path, values):
+    """Rewrite ``key: [..]`` lines of the backbone block in place (comments survive)."""
+    text = Path(path).read_text()
+    for key, value in values.items():
+        rendered = json.dumps([round(float(v), 6) for v in value])
+        text, n = re.subn(rf'^(\s*{key}:)\s*\[[^\]]*\]', rf'\1 {rendered}', text,
+                          flags=re.MULTILINE)
+        if n != 1:
+            raise ValueError(f'{path}: expected one "{key}: [...]" line, found {n}')
+    Path(path).write_text(text)
+
+
+def load_backbone(params_path):
+    from aura_ros.backbones import build_backbone
+    from aura_ros.params import backbone_block, read_params_file
+    params, base_dir = read_params_file(params_path, 'policy_node')
+    return build_backbone(backbone_block(params), base_dir=base_dir)
+
+
+def cmd_backbone(args):
+    from aura_ros.train.backbone_bc import train_backbone
+    norm = train_backbone(args.out, episodes=args.episodes, steps=args.steps, seed=args.seed)
+    if args.params:
+        update_params_file(args.params, {k: norm[k] for k in ('action_mean', 'action_std',
+                                                               'state_mean', 'state_std')})
+        print(f'updated normalisation statistics in {args.params}')
+    print(json.dumps(norm, indent=2))
+
+
+def cmd_memory(args):
+    from aura_ros.train.memory_fit import collect_features, fit_memory, write_rate_on
+    backbone = load_backbone(args.params)
+    action_std = backbone.config.action_std or [1.0] * backbone.config.action_dim
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seeds = range(20_000 + args.seed * 100_000, 20_000 + args.seed * 100_000 + args.episodes)
+    episodes = collect_features(backbone, seeds, noise=args.noise, desc='features (expert)')
+    aura = fit_memory('aura', episodes, action_std, steps=args.steps, seed=args.seed)
+    for round_ in range(args.dagger_rounds):  # roll out AURA, label with the expert, refit
+        start = 30_000 + round_ * 10_000 + args.seed * 100_000
+        episodes += collect_features(backbone, range(start, start + args.episodes // 2),
+                                     memory=aura, beta=0.2, desc=f'features (DAgger {round_})')
+        aura = fit_memory('aura', episodes, action_std, steps=args.steps, seed=args.seed)
+    rate = write_rate_on(aura, episodes)
+    aura.save(out / 'memory.safetensors')
+    summary = {'aura': {'write_rate': rate}, 'episodes': len(episodes)}
+    for kind in args.baselines:
+        memory = fit_memory(kind, episodes, action_std, steps=args.steps, seed=args.seed,
+                            write_rate=rate)
+        memory.save(out / f'memory_{kind}.safetensors')
+        summary[kind] = {'write_rate': write_rate_on(memory, episodes)}
+    (out / 'training.json').write_text(json.dumps(dict(summary, args=vars(args)), indent=2,
+                                                  default=str) + '\n')
+    print(json.dumps(summary, indent=2))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='python -m aura_ros.train', description=__doc__)
+    sub = parser.add_subparsers(dest='command', required=True)
+    p = sub.add_parser('backbone', help='behaviour-clone the tiny PI0 on the visible variant')
+    p.add_argument('--out', default='models/pi0_sim')
+    p.add_argument('--params', default='config/default.yaml',
+                   help='parameter file whose normalisation statistics to update ("" = none)')
+    p.add_argument('--episodes', type=int, default=240)
+    p.add_argument('--steps', type=int, default=500)
+    p.add_argument('--seed', type=int, default=0)
+    p.set_defaults(run=cmd_backbone)
+    p = sub.add_parser('memory', help='train AURA and the baselines on frozen features')
+    p.add_argument('--params', default='config/default.yaml', help='backbone parameter file')
+    p.add_argument('--out', default='models/aura_sim')
+    p.add_argument('--episodes', type=int, default=400)
+    p.add_argument('--steps', type=int, default=1500)
+    p.add_argument('--noise', type=float, default=0.3)
+    p.add_argument('--dagger-rounds', type=int, default=1)
+    p.add_argument('--baselines', type=lambda s: [k for k in s.split(',') if k],
+                   default=['always_write', 'kv_cache', 'random_budget', 'periodic_budget'])
+    p.add_argument('--seed', type=int, default=0)
+    p.set_defaults(run=cmd_memory)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    t0 = time.monotonic()
+    args.run(args)
+    print(f'done in {time.monotonic() - t0:.0f} s')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Training AURA-Mem (and the closed-loop baselines) on the frozen backbone's features.
+
+Data: episodes of the memory variants driven by the scripted expert with action noise (and
+optionally DAgger rounds driven by the memory policy itself), each step run through the same
+PolicyRunner as the robot: backbone features, the frozen policy's chunked base action, and the
+expert's action as the label. The memory learns the residual that turns the base action into
+the expert's, in units of the backbone's action std, with the closed-loop action objective
+(core.training): the gate is rewarded for writes that improve the next action.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from aura_ros.core import AuraConfig, build_memory
+from aura_ros.core.training import Batch, TrainSchedule, train_memory
+from aura_ros.policy import PolicyRunner
+from aura_ros.sim.arm import ArmEnv, ArmTaskConfig
+from aura_ros.sim.rollout import sim_limits
+
+TRAIN_VARIANTS = ('memory', 'memory_hard')
+
+
+@dataclass
+class FeatureEpisode:
+    features: torch.Tensor   # (T, F)
+    base: torch.Tensor       # (T, A) frozen policy's action (robot units)
+    expert: torch.Tensor     # (T, A) expert action (robot units)
+
+
+def collect_features(backbone, seeds, variants=TRAIN_VARIANTS, noise=0.3, memory=None,
+                     beta=0.0, progress=True, desc='features'):
+    """Episodes of features / base actions / expert labels. ``memory`` + ``beta``: with
+    probability 1 - beta per episode the arm follows the memory policy (DAgger), else the noisy
+    expert."""
+    envs = {v: ArmEnv(ArmTaskConfig(variant=v)) for v in variants}
+    runner = PolicyRunner(backbone, memory, sim_limits())
+    episodes = []
+    for i, seed in enumerate(tqdm(list(seeds), desc=desc, disable=not progress, leave=False)):
+        env = envs[variants[i % len(variants)]]
+        rng = np.random.default_rng([seed, 7])
+        follow_policy = memory is not None and rng.random() >= beta
+        frame, done = env.reset(seed), False
+        runner.reset()
+        feats, bases, experts = [], [], []
+        while not done:
+            step = runner.step(frame, env.q)
+            expert = env.expert_action()
+            feats.append(step.features)
+            bases.append(step.base_action)
+            experts.append(expert)
+            if follow_policy:
+                command = step.command
+            else:
+                noisy = expert + noise * env.config.max_joint_speed * rng.standard_normal(3)
+                command = env.q + noisy
+            frame, done = env.step(command)
+        episodes.append(FeatureEpisode(torch.stack(feats).float(),
+                                       torch.tensor(np.stack(bases), dtype=torch.float32),
+                                       torch.tensor(np.stack(experts), dtype=torch.float32)))
+    return episodes
+
+
+def padded(episodes):
+    """Stack variable-length episodes: (N, T, .) tensors and the (N, T) mask of real steps."""
+    T = max(len(e.features) for e in episodes)
+    N, F, A = len(episodes), episodes[0].features.shape[1], episodes[0].base.shape[1]
+    feats, base, expert = torch.zeros(N, T, F), torch.zeros(N, T, A), torch.zeros(N, T, A)
+    mask = torch.zeros(N, T, dtype=torch.bool)
+    for i, e in enumerate(episodes):
+        n = len(e.features)
+        feats[i, :n], base[i, :n], expert[i, :n], mask[i, :n] = e.features, e.base, e.expert, 1
+    return feats, base, expert, mask
+
+
+def fit_memory(kind, episodes, action_std, steps=1500, batch=64, seed=0, write_rate=0.1,
+               target_write_rate=0.05, progress=True):
+    """Train one memory arm (residual mode) on collected episodes."""
+    feats, base, expert, mask = padded(episodes)
+    torch.manual_seed(seed)
+    memory = build_memory(AuraConfig(feature_dim=feats.shape[-1], action_dim=base.shape[-1],
+                                     kind=kind, action_mode='residual',
+                                     write_rate=min(max(write_rate, 1e-3), 1.0),
+                                     target_write_rate=target_write_rate))
+    memory.set_feature_stats(feats[mask])
+    memory.action_scale.copy_(torch.as_tensor(action_std, dtype=torch.float32))
+    gen = torch.Generator().manual_seed(seed)
+
+    def sample(step):
+        idx = torch.randint(len(feats), (batch,), generator=gen)
+        return Batch(features=feats[idx], targets=expert[idx], base_actions=base[idx],
+                     mask=mask[idx])
+
+    train_memory(memory, sample, 'mse', TrainSchedule(steps=steps, lr=3e-3), seed=seed,
+                 desc=f'memory {kind}', progress=progress)
+    return memory.eval()
+
+
+def write_rate_on(memory, episodes):
+    """Writes per real step of a trained memory on episodes (hard gate, as at inference)."""
+    feats, base, _, mask = padded(episodes)
+    with torch.no_grad():
+        out = memory.forward_sequence(feats, base, gate_mode='hard')
+    return float(out.writes[mask].mean())

@@ -1,0 +1,53 @@
+"""hf_pi0: tiny PI0 built from config, saved, loaded through a parameter file only."""
+import numpy as np
+import pytest
+import torch
+
+from aura_ros.backbones import build_backbone
+from aura_ros.params import backbone_block, read_params_file
+
+IMAGE = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope='module')
+def pi0(tiny_models):
+    params, base_dir = read_params_file(tiny_models['params_pi0'], 'policy_node')
+    return build_backbone(backbone_block(params), base_dir=base_dir)
+
+
+def test_loaded_through_the_parameter_file(pi0):
+    assert pi0.feature_dim == 128
+    assert pi0.config.model_path == 'pi0' and pi0.config.trust_remote_code is False
+    enc = pi0.encode(IMAGE, np.zeros(3), 'reach the marked pad')
+    assert enc.features.shape == (128,) and torch.isfinite(enc.features).all()
+
+
+def test_actions_equal_sample_actions_with_the_same_noise(pi0):
+    """Our split (one prefix pass for features + cache, then the flow) is sample_actions."""
+    pi0.generator.manual_seed(3)
+    ours = pi0.act(pi0.encode(IMAGE, np.zeros(3), 'reach the marked pad'))
+    inputs = pi0.model_inputs(IMAGE, np.zeros(3), 'reach the marked pad')
+    noise = torch.randn(1, 8, 3, generator=torch.Generator().manual_seed(3))
+    ref = pi0.model.sample_actions(state=inputs['state'], input_ids=inputs['input_ids'],
+                                   pixel_values=inputs['pixel_values'],
+                                   attention_mask=inputs['attention_mask'],
+                                   pixel_attention_mask=inputs['pixel_attention_mask'],
+                                   noise=noise, num_steps=4)[0].numpy()
+    np.testing.assert_allclose(ours, ref * 0.05, rtol=1e-5, atol=1e-6)  # un-normalised by std
+
+
+def test_features_depend_on_the_image(pi0):
+    a = pi0.encode(IMAGE, np.zeros(3)).features
+    b = pi0.encode(255 - IMAGE, np.zeros(3)).features
+    assert (a - b).abs().max() > 1e-3
+
+
+def test_wrong_image_size_and_config_mismatch_refused(pi0, tiny_models):
+    with pytest.raises(ValueError, match='64x64'):
+        pi0.encode(np.zeros((32, 32, 3), np.uint8), np.zeros(3))
+    block = dict(tiny_models['pi0_block'], model_path=str(tiny_models['root'] / 'pi0'),
+                 image_size=96)
+    with pytest.raises(ValueError, match='image_size'):
+        build_backbone(block)
+    with pytest.raises(ValueError, match='chunk_size'):
+        build_backbone(dict(block, image_size=64, chunk_size=16, steps_per_chunk=4))

@@ -1,0 +1,127 @@
+"""policy_node in-process: parameters (ranges, read-only), lifecycle, services, watchdog."""
+import json
+
+import numpy as np
+import pytest
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image, JointState
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from aura_ros.imaging import rgb_to_msg_fields
+from aura_ros.nodes.policy_node import FRAMES_QOS, PolicyNode
+from helpers import joint_state, spin_until
+
+pytestmark = pytest.mark.ros
+
+
+def overrides(tiny_models, **extra):
+    block = dict(tiny_models['pi0_block'], model_path=str(tiny_models['root'] / 'pi0'))
+    values = {f'backbone.{k}': v for k, v in block.items()}
+    values.update({'memory.checkpoint': str(tiny_models['memory_pi0']),
+                   'command.lower_limits': [-1.0, -1.0, -1.0],
+                   'command.upper_limits': [1.0, 1.0, 1.0], 'autostart': False,
+                   'frame_timeout': 0.3, 'status_rate': 10.0})
+    values.update(extra)
+    return [Parameter(k, value=v) for k, v in values.items()]
+
+
+@pytest.fixture
+def policy(ros_context, tiny_models):
+    node = PolicyNode(context=ros_context, parameter_overrides=overrides(tiny_models))
+    yield node
+    node._stop_worker()
+    node.destroy_node()
+
+
+def test_out_of_range_parameters_refused_with_the_reason(policy):
+    result = policy.set_parameters([Parameter('command.max_delta', value=10.0)])[0]
+    assert not result.successful and 'command.max_delta' in result.reason
+    result = policy.set_parameters([Parameter('memory.gate_threshold', value=1.5)])[0]
+    assert not result.successful
+    result = policy.set_parameters([Parameter('frame_timeout', value=float('nan'))])[0]
+    assert not result.successful
+    assert policy.set_parameters([Parameter('command.max_delta', value=0.02)])[0].successful
+
+
+@pytest.mark.parametrize('name, value', [('backbone.adapter', 'vision_features'),
+                                         ('backbone.model_path', '/elsewhere'),
+                                         ('command.joint_names', ['a', 'b', 'c']),
+                                         ('memory.checkpoint', '/x.safetensors')])
+def test_structural_parameters_are_read_only(policy, name, value):
+    result = policy.set_parameters([Parameter(name, value=value)])[0]
+    assert not result.successful
+
+
+def test_invalid_start_parameter_refused_at_construction(ros_context, tiny_models):
+    with pytest.raises(ValueError, match='command.max_delta'):
+        PolicyNode(context=ros_context,
+                   parameter_overrides=overrides(tiny_models, **{'command.max_delta': -1.0}))
+
+
+def test_backbone_that_fails_to_load_leaves_the_node_unconfigured(ros_context, tiny_models,
+                                                                   tmp_path):
+    node = PolicyNode(context=ros_context, parameter_overrides=overrides(
+        tiny_models, **{'backbone.model_path': str(tmp_path / 'missing')}))
+    try:
+        from rclpy.lifecycle import TransitionCallbackReturn
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert node.runner is None and 'not a local folder' in node.last_problem
+        assert node.state_label == 'unconfigured'
+    finally:
+        node.destroy_node()
+
+
+def test_lifecycle_services_and_watchdog(policy, ros_context):
+    from rclpy.lifecycle import TransitionCallbackReturn
+    assert policy.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert policy.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    test = rclpy.create_node('policy_test', context=ros_context)
+    commands = []
+    test.create_subscription(JointTrajectory, '/aura/joint_commands', commands.append, 100)
+    frames = test.create_publisher(Image, '/aura/frames', FRAMES_QOS)
+    joints = test.create_publisher(JointState, '/joint_states', 10)
+    reset = test.create_client(Trigger, '/policy_node/reset_memory')
+    report = test.create_client(Trigger, '/policy_node/report_memory')
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(policy)
+    executor.add_node(test)
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    try:
+        spin_until(executor, lambda: frames.get_subscription_count() > 0, 10)
+        # frames without joint states: refuse to command
+        frame = Image(**rgb_to_msg_fields(rgb))
+        frames.publish(frame)
+        spin_until(executor, lambda: policy.counts['refused_no_joint_states'] > 0, 10)
+        assert not commands
+        for _ in range(6):
+            joints.publish(joint_state(test, (0.1, 0.2, 0.3)))
+            frame.header.stamp = test.get_clock().now().to_msg()
+            frames.publish(frame)
+            spin_until(executor, lambda: False, 0.1)
+        assert spin_until(executor, lambda: len(commands) >= 3, 10)
+        steps_before = policy.runner.memory.total_steps
+        assert steps_before >= 3
+        # frames stop: one hold command at the measured positions, then silence
+        n = len(commands)
+        spin_until(executor, lambda: policy.holding, 5)
+        spin_until(executor, lambda: False, 0.5)
+        assert policy.holding and len(commands) == n + 1
+        np.testing.assert_allclose(commands[-1].points[0].positions, [0.1, 0.2, 0.3])
+        # services
+        future = reset.call_async(Trigger.Request())
+        spin_until(executor, future.done, 5)
+        assert future.result().success and policy.runner.memory.total_steps == 0
+        future = report.call_async(Trigger.Request())
+        spin_until(executor, future.done, 5)
+        data = json.loads(future.result().message)
+        assert data['state_bytes'] == 4224 and data['memory_kind'] == 'aura'
+        # frames resume: commanding again
+        frames.publish(frame)
+        assert spin_until(executor, lambda: len(commands) > n + 1, 10)
+        assert not policy.holding
+    finally:
+        executor.shutdown()
+        test.destroy_node()

@@ -1,0 +1,95 @@
+"""PolicyRunner: chunk execution, memory residual, and commands that are always safe."""
+import numpy as np
+import pytest
+import torch
+
+from aura_ros.backbones.base import Backbone, BackboneConfig, Encoding
+from aura_ros.core import AuraConfig, build_memory
+from aura_ros.policy import CommandLimits, PolicyRunner
+
+
+class ScriptedBackbone(Backbone):
+    """A backbone whose chunks are given: lets the tests pin the control logic exactly."""
+
+    def __init__(self, chunks, feature_dim=6):
+        super().__init__(BackboneConfig(adapter='remote', action_dim=3, chunk_size=4,
+                                        steps_per_chunk=2))
+        self.chunks, self.feature_dim, self.calls = list(chunks), feature_dim, 0
+
+    def encode(self, image, state, instruction=''):
+        return Encoding(features=torch.full((self.feature_dim,), float(image.mean())))
+
+    def act(self, encoding):
+        self.calls += 1
+        return np.asarray(self.chunks.pop(0), np.float32)
+
+
+LIMITS = dict(lower=[-1, -1, -1], upper=[1, 1, 1], max_delta=0.1)
+IMAGE = np.zeros((8, 8, 3), np.uint8)
+
+
+def test_executes_steps_per_chunk_actions_then_predicts_a_new_chunk():
+    chunks = [np.full((4, 3), 0.01 * (i + 1)) for i in range(3)]
+    backbone = ScriptedBackbone(chunks)
+    runner = PolicyRunner(backbone, None, CommandLimits(**LIMITS))
+    bases = [runner.step(IMAGE, np.zeros(3)).base_action[0] for _ in range(5)]
+    assert backbone.calls == 3
+    np.testing.assert_allclose(bases, [0.01, 0.01, 0.02, 0.02, 0.03], atol=1e-7)
+
+
+def test_commands_respect_limits_and_max_delta():
+    runner = PolicyRunner(ScriptedBackbone([np.full((4, 3), 5.0)] * 4), None,
+                          CommandLimits(**LIMITS))
+    commands = [runner.step(IMAGE, np.array([0.95, 0.0, -0.95])).command for _ in range(3)]
+    for c in commands:
+        assert np.all(c <= 1.0) and np.all(c >= -1.0)
+    assert np.abs(commands[0] - np.array([0.95, 0.0, -0.95])).max() <= 0.1 + 1e-12
+    assert np.abs(commands[1] - commands[0]).max() <= 0.1 + 1e-12
+
+
+@pytest.mark.parametrize('bad', [np.nan, np.inf, -np.inf])
+def test_non_finite_action_is_never_commanded(bad):
+    chunk = np.zeros((4, 3))
+    chunk[0, 1] = bad
+    runner = PolicyRunner(ScriptedBackbone([chunk]), None, CommandLimits(**LIMITS))
+    step = runner.step(IMAGE, np.zeros(3))
+    assert step.command is None and 'non-finite' in step.rejected
+
+
+def test_non_finite_joint_positions_are_never_commanded():
+    runner = PolicyRunner(ScriptedBackbone([np.zeros((4, 3))]), None, CommandLimits(**LIMITS))
+    step = runner.step(IMAGE, np.array([0.0, np.nan, 0.0]))
+    assert step.command is None
+    assert runner.hold(np.array([np.nan, 0, 0])) is None
+    np.testing.assert_array_equal(runner.hold(np.array([2.0, 0, 0])), [1.0, 0, 0])
+
+
+def test_memory_residual_is_added_and_gate_reported():
+    torch.manual_seed(0)
+    memory = build_memory(AuraConfig(feature_dim=6, action_dim=3, kind='aura'))
+    torch.nn.init.normal_(memory.head_out.weight, std=0.5)
+    runner = PolicyRunner(ScriptedBackbone([np.zeros((4, 3))] * 5), memory,
+                          CommandLimits(**LIMITS))
+    step = runner.step(np.full((8, 8, 3), 9, np.uint8), np.zeros(3))
+    assert not np.allclose(step.action, step.base_action)
+    assert 0.0 <= step.gate_probability <= 1.0 and memory.total_steps == 1
+    runner.memory_enabled = False
+    step = runner.step(IMAGE, np.zeros(3))
+    np.testing.assert_allclose(step.action, step.base_action)
+    runner.reset()
+    assert memory.total_steps == 0
+
+
+def test_mismatched_memory_is_refused():
+    memory = build_memory(AuraConfig(feature_dim=7, action_dim=3))
+    with pytest.raises(ValueError, match='features'):
+        PolicyRunner(ScriptedBackbone([]), memory, CommandLimits(**LIMITS))
+
+
+@pytest.mark.parametrize('bad', [dict(lower=[0, 0, 0], upper=[0, 1, 1]),
+                                 dict(max_delta=0.0), dict(max_delta=float('nan')),
+                                 dict(lower=[-1, -1], upper=[1, 1, 1]),
+                                 dict(lower=[-np.inf, -1, -1])])
+def test_invalid_limits_refused(bad):
+    with pytest.raises(ValueError):
+        CommandLimits(**{**LIMITS, **bad})
