@@ -33,6 +33,9 @@ class AuraConfig:
     write_cost: float = 0.5          # price of one write (L1 on the gate), in loss units
     ib_weight: float = 1.0           # weight of the action-information term (reward writes
                                      # that improve the next action, penalise ones that hurt)
+    ib_horizon: int = 1              # actions a write is judged on: 1 = the step's own action,
+                                     # H = the next H actions, 0 = every later step (delayed
+                                     # tasks: a cue whose action comes after a delay)
 
     def __post_init__(self):
         def positive_int(name):
@@ -42,6 +45,9 @@ class AuraConfig:
         for name in ('feature_dim', 'action_dim', 'd_key', 'd_value', 'feature_proj_dim',
                      'head_hidden', 'gate_hidden', 'gru_hidden'):
             positive_int(name)
+        if not isinstance(self.ib_horizon, int) or self.ib_horizon < 0:
+            raise ValueError(f'AuraConfig.ib_horizon must be an integer >= 0, got '
+                             f'{self.ib_horizon!r}')
         if self.kind not in MEMORY_KINDS:
             raise ValueError(f'AuraConfig.kind must be one of {MEMORY_KINDS}, got {self.kind!r}')
         if self.action_mode not in ACTION_MODES:

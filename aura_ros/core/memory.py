@@ -37,6 +37,7 @@ class SequenceOutput:
     surprise: torch.Tensor         # (B, T)
     actions_write: torch.Tensor | None = None    # (B, T, A) action had the step written
     actions_nowrite: torch.Tensor | None = None  # (B, T, A) action had the step not written
+    future_actions: object = None  # callable(): (B, T, T', A) x2, see FastWeightMemory
 
 
 class MemoryPolicy(nn.Module):

@@ -122,6 +122,7 @@ class FastWeightMemory(MemoryPolicy):
         u = features.new_ones(B)        # skip_budget accumulator: write at the first step
         du = features.new_zeros(B)
         outs = {k: [] for k in ('prob', 'g', 'surprise', 'r_w', 'r_no')}
+        errs = []
         # unbind, not [:, t]: the backward of T slices would build T full-size gradients.
         per_step = [v.unbind(1) for v in enc_all.values()]
         bases = [None] * T if base_actions is None else base_actions.unbind(1)
@@ -148,6 +149,7 @@ class FastWeightMemory(MemoryPolicy):
             for key, val in (('prob', prob), ('g', g), ('surprise', cand['surprise']),
                              ('r_w', cand['r_w']), ('r_no', cand['r_no'])):
                 outs[key].append(val)
+            errs.append(cand['err'])
         st = {k: torch.stack(v, dim=1) for k, v in outs.items()}
         # The head runs once over the whole sequence (B, T, .), outside the time loop.
         st['a_no'] = self.head_action(st['r_no'], enc_all['head_ctx'], base_actions)
@@ -155,9 +157,28 @@ class FastWeightMemory(MemoryPolicy):
         # Action taken: the written or the unwritten one (g in {0, 1}); for a soft gate, the
         # expected action of this step under a Bernoulli(p) write.
         actions = st['a_no'] + st['g'][..., None] * (st['a_w'] - st['a_no'])
+        r = st['r_no'] + st['g'][..., None] * (st['r_w'] - st['r_no'])     # (B, T, dv) used
+
+        def future_actions():
+            """Actions at every later step t' with and without the write of step t, to first
+            order (delta-rule interactions between writes ignored):
+            r_t'(+/- write t) = r_t' +/- (eta_w,t (q_t' . k_t) + eta_b,t) e_t.
+            Returns (with, without), each (B, T, T', A); used for the write objective."""
+            eta_w, eta_b = enc_all['eta'].detach().unbind(-1)              # (B, T)
+            qk = torch.einsum('bsk,btk->bts', enc_all['q'], enc_all['k']).detach()  # t, t'
+            coef = eta_w[..., None] * qk + eta_b[..., None]                # (B, T, T')
+            err = torch.stack(errs, 1).detach()                            # (B, T, dv)
+            delta = coef[..., None] * err[:, :, None, :]                   # (B, T, T', dv)
+            g = st['g'].detach()[:, :, None, None]
+            r_with = r.detach()[:, None] + (1 - g) * delta
+            r_without = r.detach()[:, None] - g * delta
+            ctx = enc_all['head_ctx'].detach()[:, None].expand(-1, T, -1, -1)
+            base = None if base_actions is None else base_actions[:, None].expand(-1, T, -1, -1)
+            return (self.head_action(r_with, ctx, base), self.head_action(r_without, ctx, base))
+
         return SequenceOutput(actions=actions, write_prob=st['prob'], writes=st['g'],
                               surprise=st['surprise'], actions_write=st['a_w'],
-                              actions_nowrite=st['a_no'])
+                              actions_nowrite=st['a_no'], future_actions=future_actions)
 
     def schedule(self, B, T, device, generator=None):
         """Input-independent write schedules (B, T) of the control arms; None for learned gates."""

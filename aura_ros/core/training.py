@@ -54,6 +54,29 @@ def per_step_loss(actions, batch: Batch, loss_kind, scale=None):
     return loss * mask, mask
 
 
+def write_gain(out, batch: Batch, loss_kind, scale, horizon):
+    """(B, T) how much each step's write lowers the action error: of its own action
+    (horizon 1), or summed over the next ``horizon`` actions (0: the rest of the episode)."""
+    if horizon == 1:
+        return (per_step_loss(out.actions_nowrite, batch, loss_kind, scale)[0]
+                - per_step_loss(out.actions_write, batch, loss_kind, scale)[0])
+    with_write, without = out.future_actions()                        # (B, T, T', A)
+    B, T = with_write.shape[:2]
+
+    def flat(x):  # (B, ...) -> (B * T, ...) : one row per writing step t
+        return x[:, None].expand(B, T, *x.shape[1:]).reshape(B * T, *x.shape[1:])
+
+    rows = Batch(features=None, targets=flat(batch.targets),
+                 mask=None if batch.mask is None else flat(batch.mask))
+    l_with = per_step_loss(with_write.reshape(B * T, T, -1), rows, loss_kind, scale)[0]
+    l_without = per_step_loss(without.reshape(B * T, T, -1), rows, loss_kind, scale)[0]
+    t = torch.arange(T)
+    later = t[None, :] >= t[:, None]                                  # t' >= t
+    if horizon:
+        later &= t[None, :] < t[:, None] + horizon
+    return ((l_without - l_with).view(B, T, T) * later).sum(-1)
+
+
 def gate_mode_at(step, schedule: TrainSchedule):
     return 'soft' if step < schedule.warmup_frac * schedule.steps else 'straight_through'
 
@@ -78,8 +101,7 @@ def memory_loss(model, batch: Batch, loss_kind, step, schedule: TrainSchedule, g
     logs = {'action_loss': float(loss.detach()), 'write_rate': float(out.writes.detach().mean())}
     if cfg.kind == 'aura':
         with torch.no_grad():
-            gain = (per_step_loss(out.actions_nowrite, batch, loss_kind, scale)[0]
-                    - per_step_loss(out.actions_write, batch, loss_kind, scale)[0])
+            gain = write_gain(out, batch, loss_kind, scale, cfg.ib_horizon)
         ib = -(out.write_prob * gain).sum() / n
         rate = out.write_prob.mean()
         excess = F.relu(rate - cfg.target_write_rate)

@@ -82,7 +82,7 @@ def fit_memory(kind, episodes, action_std, steps=1500, batch=64, seed=0, write_r
     memory = build_memory(AuraConfig(feature_dim=feats.shape[-1], action_dim=base.shape[-1],
                                      kind=kind, action_mode='residual',
                                      write_rate=min(max(write_rate, 1e-3), 1.0),
-                                     target_write_rate=target_write_rate))
+                                     target_write_rate=target_write_rate, ib_horizon=0))
     memory.set_feature_stats(feats[mask])
     memory.action_scale.copy_(torch.as_tensor(action_std, dtype=torch.float32))
     gen = torch.Generator().manual_seed(seed)

@@ -1,0 +1,154 @@
+"""gate_recorder: record topics to a rosbag2 directory without rosbag2 (pip installs).
+
+Raw (CDR) subscriptions are written as-is with the ``rosbags`` library, MCAP by default or
+sqlite3, with each type's message definition (from the installed .msg files) so any reader can
+decode the bag. The writer is flushed every ``flush_period`` seconds (MCAP chunk closed and
+fsynced, sqlite committed): a recorder killed hard leaves a bag whose flushed messages can
+still be read (``python -m aura_ros.tools.bag_report`` does). SIGINT/SIGTERM close the bag
+cleanly (metadata.yaml written).
+"""
+import importlib
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
+
+DEFAULT_TOPICS = ['/aura/gate_events', '/aura/memory_status', '/aura/joint_commands']
+STORAGES = ('mcap', 'sqlite3')
+
+
+def message_class(msgtype):
+    """'pkg/msg/Type' -> the generated Python class."""
+    package, _, name = msgtype.split('/')
+    return getattr(importlib.import_module(f'{package}.msg'), name)
+
+
+def typestore_for(msgtypes):
+    """A rosbags typestore knowing ``msgtypes`` and their dependencies, read from the .msg
+    files the ament index points at (custom types like aura_ros/msg/GateEvent included)."""
+    from ament_index_python.packages import get_package_share_directory
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+    store = get_typestore(Stores.ROS2_KILTED)
+    pending = list(msgtypes)
+    while pending:
+        msgtype = pending.pop()
+        if msgtype in store.fielddefs:
+            continue
+        package, _, name = msgtype.split('/')
+        path = Path(get_package_share_directory(package)) / 'msg' / f'{name}.msg'
+        types = get_types_from_msg(path.read_text(), msgtype)
+        store.register(types)
+    return store
+
+
+class GateRecorder(Node):
+    def __init__(self, **kwargs):
+        super().__init__('gate_recorder', **kwargs)
+
+        def declare(name, default, description):
+            return self.declare_parameter(name, default, ParameterDescriptor(
+                description=description, read_only=True)).value
+        self.topics = list(declare('topics', DEFAULT_TOPICS, 'topics to record'))
+        output = declare('output', '', 'bag directory (default: aura_bag_<time>)')
+        storage = declare('storage', 'mcap', 'mcap or sqlite3')
+        self.flush_period = declare('flush_period', 1.0, 'seconds between flushes to disk')
+        if storage not in STORAGES:
+            raise ValueError(f'storage must be one of {STORAGES}, got {storage!r}')
+        self.path = Path(output or time.strftime('aura_bag_%Y%m%d_%H%M%S'))
+        from rosbags.rosbag2 import StoragePlugin, Writer
+        plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
+        self.writer = Writer(self.path, version=9, storage_plugin=plugin)
+        self.writer.open()
+        self.storage = storage
+        self.connections = {}
+        self.counts = {}
+        self.dirty = False
+        self.closed = False
+        self.create_timer(0.5, self.discover)
+        self.create_timer(self.flush_period, self.flush)
+        self.get_logger().info(f'recording {self.topics} to {self.path} ({storage})')
+
+    def discover(self):
+        """Subscribe to each requested topic once its type is known on the graph."""
+        types = dict(self.get_topic_names_and_types())
+        for topic in self.topics:
+            if topic in self.connections or topic not in types:
+                continue
+            msgtype = types[topic][0]
+            try:
+                store = typestore_for([msgtype])
+                conn = self.writer.add_connection(topic, msgtype, typestore=store)
+                cls = message_class(msgtype)
+            except Exception as exc:  # noqa: BLE001 - an unknown type must not stop the rest
+                self.get_logger().error(f'cannot record {topic} ({msgtype}): {exc}',
+                                        throttle_duration_sec=10.0)
+                continue
+            self.connections[topic] = conn
+            self.counts[topic] = 0
+            qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+            self.create_subscription(cls, topic, lambda data, t=topic: self.on_message(t, data),
+                                     qos, raw=True)
+            self.get_logger().info(f'recording {topic} [{msgtype}]')
+
+    def on_message(self, topic, data):
+        if self.closed:
+            return
+        self.writer.write(self.connections[topic], time.time_ns(), data)
+        self.counts[topic] += 1
+        self.dirty = True
+
+    def flush(self):
+        """Make everything written so far durable (survives kill -9)."""
+        if self.closed or not self.dirty:
+            return
+        storage = self.writer.storage
+        if self.storage == 'mcap':
+            if storage.chunk.msgs:            # rosbags 0.11 MCAP writer: close the open chunk
+                storage.close_chunk()
+            storage.bio.flush()
+            os.fsync(storage.bio.fileno())
+        else:
+            storage.conn.commit()
+        self.dirty = False
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            self.writer.close()
+            total = sum(self.counts.values())
+            self.get_logger().info(f'closed {self.path}: {total} messages {self.counts}')
+
+
+def main(args=None):
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        node = GateRecorder()
+    except Exception as exc:  # noqa: BLE001 - refuse with the reason, no traceback
+        print(f'gate_recorder: {exc}', file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    stop = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.append(True))
+    try:
+        while rclpy.ok() and not stop:
+            rclpy.spin_once(node, timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.close()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

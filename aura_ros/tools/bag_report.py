@@ -1,0 +1,329 @@
+"""Gate activity of a rosbag2 directory, as numbers and pictures, without ROS.
+
+    python -m aura_ros.tools.bag_report BAG --out DIR
+
+Reads bags from ``ros2 bag record`` or ``gate_recorder`` (sqlite3 or MCAP; also one whose
+recorder was killed: no metadata.yaml, MCAP without summary), decodes aura_ros/msg/GateEvent
+(with the bag's own message definitions, or aura_ros's when the bag has none) and writes:
+  summary.json, summary.txt   steps, writes, write rate, write bursts, bytes written, state
+                              bytes min/max, memory resets, gaps in step numbers
+  gate_activity.png           writes over time with the gate probability
+  cumulative_writes.png       cumulative writes against an always-write memory
+  state_bytes.png             state bytes over time next to what a KV-cache would have held
+Problems (missing topic, unknown type, truncated file) get one clear line, not a traceback.
+"""
+import argparse
+import json
+import sqlite3
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+GATE_TYPE = 'aura_ros/msg/GateEvent'
+KV_BYTES_PER_STEP = 256   # (d_k + d_v) * 4 at d_k = d_v = 32
+
+
+class BagError(Exception):
+    """A bag that cannot be reported on; the message says why."""
+
+
+@dataclass
+class GateRecord:
+    t: float                # receive/log time, seconds since the first record
+    step: int
+    wrote: bool
+    gate_probability: float
+    surprise: float
+    state_bytes: int
+    total_writes: int
+    total_steps: int
+    bytes_written: int
+
+
+@dataclass
+class BagContents:
+    path: str
+    storage: str
+    topics: dict                        # topic -> (type, count)
+    gate: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+
+
+def aura_typestore():
+    """Default typestore plus aura_ros's own messages (from this package's msg/ files)."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+    store = get_typestore(Stores.ROS2_KILTED)
+    msg_dirs = [Path(__file__).resolve().parents[2] / 'msg', Path(sys.prefix) / 'share' /
+                'aura_ros' / 'msg']
+    for folder in msg_dirs:
+        if folder.is_dir():
+            for path in sorted(folder.glob('*.msg')):
+                store.register(get_types_from_msg(path.read_text(), f'aura_ros/msg/{path.stem}'))
+            break
+    return store
+
+
+def read_bag(path, topic=None):
+    """Decode a bag's GateEvents (and list its topics); raises BagError with the reason."""
+    path = Path(path)
+    if not path.exists():
+        raise BagError(f'{path}: no such bag')
+    if path.is_file():   # a bare .mcap / .db3 file
+        files, folder = [path], path.parent
+    else:
+        files = sorted(path.glob('*.mcap')) + sorted(path.glob('*.db3'))
+        folder = path
+    if not files:
+        raise BagError(f'{path}: no .mcap or .db3 file in the bag directory')
+    metadata = folder / 'metadata.yaml'
+    contents = None
+    if metadata.is_file() and path.is_dir():
+        try:
+            contents = _read_with_rosbags(folder, topic)
+        except BagError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - damaged/incomplete: try the raw readers
+            warning = f'rosbags could not read the bag ({type(exc).__name__}: {exc}); ' \
+                      f'reading the storage file directly'
+            contents = None
+    else:
+        warning = 'no metadata.yaml (recorder did not close the bag): reading the storage ' \
+                  'file directly'
+    if contents is None:
+        file = files[0]
+        contents = (_read_mcap_raw(file, topic) if file.suffix == '.mcap'
+                    else _read_sqlite_raw(file, topic))
+        contents.warnings.insert(0, warning)
+    if not contents.gate:
+        listed = ', '.join(f'{t} [{ty}]' for t, (ty, _) in contents.topics.items()) or 'none'
+        raise BagError(f'{path}: no {GATE_TYPE} messages'
+                       f'{" on " + topic if topic else ""}; topics in the bag: {listed}')
+    t0 = contents.gate[0].t
+    for rec in contents.gate:
+        rec.t -= t0
+    return contents
+
+
+def _gate_record(t_ns, msg):
+    return GateRecord(t=t_ns * 1e-9, step=int(msg.step), wrote=bool(msg.wrote),
+                      gate_probability=float(msg.gate_probability), surprise=float(msg.surprise),
+                      state_bytes=int(msg.state_bytes), total_writes=int(msg.total_writes),
+                      total_steps=int(msg.total_steps), bytes_written=int(msg.bytes_written))
+
+
+def _wanted(conn_topic, msgtype, topic):
+    return msgtype == GATE_TYPE and (topic is None or conn_topic == topic)
+
+
+def _read_with_rosbags(folder, topic):
+    from rosbags.highlevel import AnyReader
+    contents = BagContents(str(folder), '', {})
+    with AnyReader([folder], default_typestore=aura_typestore()) as reader:
+        import yaml
+        meta = yaml.safe_load((folder / 'metadata.yaml').read_text())
+        contents.storage = meta['rosbag2_bagfile_information'].get('storage_identifier', '?')
+        for conn in reader.connections:
+            contents.topics[conn.topic] = (conn.msgtype, conn.msgcount)
+        conns = [c for c in reader.connections if _wanted(c.topic, c.msgtype, topic)]
+        for conn, t_ns, raw in (reader.messages(connections=conns) if conns else ()):
+            contents.gate.append(_gate_record(t_ns, reader.deserialize(raw, conn.msgtype)))
+    return contents
+
+
+def _read_mcap_raw(file, topic):
+    """Sequential MCAP read (works without summary/footer), ROS 2 decoding from the schemas
+    stored in the file; stops cleanly at a truncated record."""
+    from mcap.reader import NonSeekingReader
+    from mcap_ros2.decoder import DecoderFactory
+    contents = BagContents(str(file), 'mcap (raw)', {})
+    with open(file, 'rb') as f:
+        reader = NonSeekingReader(f, decoder_factories=[DecoderFactory()])
+        try:
+            for schema, channel, message, decoded in reader.iter_decoded_messages(
+                    log_time_order=False):
+                name = schema.name if schema else '?'
+                ty, n = contents.topics.get(channel.topic, (name, 0))
+                contents.topics[channel.topic] = (ty, n + 1)
+                if _wanted(channel.topic, name, topic):
+                    contents.gate.append(_gate_record(message.log_time, decoded))
+        except Exception as exc:  # noqa: BLE001 - truncated tail: keep what was read
+            what = ('file ends without its summary section (recorder stopped hard?)'
+                    if type(exc).__name__ == 'EndOfFile' else
+                    f'file is damaged or truncated ({type(exc).__name__}: {exc})')
+            contents.warnings.append(f'{what}; {len(contents.gate)} gate events read')
+    return contents
+
+
+def _read_sqlite_raw(file, topic):
+    """Committed rows of a rosbag2 sqlite3 file, types from its message_definitions table
+    (or aura_ros's own definitions)."""
+    from rosbags.typesys import get_types_from_msg
+    contents = BagContents(str(file), 'sqlite3 (raw)', {})
+    try:
+        db = sqlite3.connect(f'file:{file}?mode=ro', uri=True)
+        topics = {row[0]: (row[1], row[2]) for row in
+                  db.execute('SELECT id, name, type FROM topics')}
+        store = aura_typestore()
+        try:
+            for ty, encoding, text in db.execute('SELECT topic_type, encoding, '
+                                                 'encoded_message_definition FROM '
+                                                 'message_definitions'):
+                if encoding == 'ros2msg' and ty not in store.fielddefs and text:
+                    store.register(get_types_from_msg(text.split('\n' + '=' * 80)[0], ty))
+        except sqlite3.Error:
+            pass
+        counts = dict(db.execute('SELECT topic_id, COUNT(*) FROM messages GROUP BY topic_id'))
+        for tid, (name, ty) in topics.items():
+            contents.topics[name] = (ty, counts.get(tid, 0))
+        ids = [tid for tid, (name, ty) in topics.items() if _wanted(name, ty, topic)]
+        for tid in ids:
+            for t_ns, data in db.execute('SELECT timestamp, data FROM messages WHERE topic_id=? '
+                                         'ORDER BY timestamp', (tid,)):
+                msg = store.deserialize_cdr(bytes(data), GATE_TYPE)
+                contents.gate.append(_gate_record(t_ns, msg))
+    except sqlite3.DatabaseError as exc:
+        raise BagError(f'{file}: not a readable sqlite3 bag ({exc})') from exc
+    return contents
+
+
+# ---- numbers -------------------------------------------------------------------------------
+def summarise(contents: BagContents):
+    recs = contents.gate
+    steps = np.array([r.step for r in recs])
+    wrote = np.array([r.wrote for r in recs], bool)
+    resets = int(np.sum(steps[1:] <= steps[:-1]))
+    gaps = [[int(a), int(b)] for a, b in zip(steps[:-1], steps[1:]) if b > a + 1]
+    bursts, run = [], 0   # runs of consecutive writes; a memory reset ends a run
+    for i, w in enumerate(wrote):
+        if i and steps[i] <= steps[i - 1] and run:
+            bursts.append(run)
+            run = 0
+        if w:
+            run += 1
+        elif run:
+            bursts.append(run)
+            run = 0
+    if run:
+        bursts.append(run)
+    # bytes written: the cumulative counter's increments; it restarts at a memory reset
+    written = recs[0].bytes_written
+    for prev, cur in zip(recs[:-1], recs[1:]):
+        written += cur.bytes_written - (prev.bytes_written if cur.step > prev.step else 0)
+    state = np.array([r.state_bytes for r in recs])
+    return dict(
+        bag=contents.path, storage=contents.storage, topics={t: {'type': ty, 'messages': n}
+                                                            for t, (ty, n) in
+                                                            contents.topics.items()},
+        steps=len(recs), first_step=int(steps[0]), last_step=int(steps[-1]),
+        memory_resets=resets, writes=int(wrote.sum()),
+        write_rate=float(wrote.mean()), always_write_writes=len(recs),
+        write_reduction=(len(recs) / wrote.sum()) if wrote.any() else None,
+        write_bursts=dict(count=len(bursts), max_length=max(bursts, default=0),
+                          mean_length=float(np.mean(bursts)) if bursts else 0.0),
+        bytes_written=int(written), state_bytes_min=int(state.min()),
+        state_bytes_max=int(state.max()), step_gaps=gaps[:100], step_gap_count=len(gaps),
+        gate_probability_mean=float(np.mean([r.gate_probability for r in recs])),
+        duration_s=float(recs[-1].t - recs[0].t), warnings=contents.warnings)
+
+
+def summary_text(s):
+    lines = [f"bag: {s['bag']} ({s['storage']})",
+             f"steps: {s['steps']} (step {s['first_step']} .. {s['last_step']}, "
+             f"{s['memory_resets']} memory resets, {s['duration_s']:.1f} s)",
+             f"writes: {s['writes']} (write rate {s['write_rate']:.4f}; always-write would "
+             f"write {s['always_write_writes']}"
+             + (f", {s['write_reduction']:.1f}x more)" if s['write_reduction'] else ')'),
+             f"write bursts: {s['write_bursts']['count']} (longest {s['write_bursts']['max_length']}"
+             f", mean {s['write_bursts']['mean_length']:.2f})",
+             f"bytes written: {s['bytes_written']:,}",
+             f"state bytes: min {s['state_bytes_min']:,}, max {s['state_bytes_max']:,}",
+             f"gaps in step numbers: {s['step_gap_count']}",
+             'topics: ' + ', '.join(f"{t} [{v['type']}] x{v['messages']}"
+                                    for t, v in s['topics'].items())]
+    lines += [f'warning: {w}' for w in s['warnings']]
+    return '\n'.join(lines) + '\n'
+
+
+# ---- pictures ------------------------------------------------------------------------------
+def plot_all(contents: BagContents, out: Path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    recs = contents.gate
+    x = np.arange(len(recs))
+    wrote = np.array([r.wrote for r in recs])
+    prob = np.array([r.gate_probability for r in recs])
+    steps = np.array([r.step for r in recs])
+
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    ax.plot(x, prob, lw=0.8, color='tab:blue', label='gate probability')
+    ax.vlines(x[wrote], 0, 1, color='tab:red', lw=1.0, alpha=0.7, label='write')
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel('memory step (in recording order)')
+    ax.set_title(f'Gate activity: {int(wrote.sum())} writes in {len(recs)} steps')
+    ax.legend(loc='upper right', fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / 'gate_activity.png', dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(x + 1, np.cumsum(wrote), color='tab:red', label='AURA (gated)')
+    ax.plot(x + 1, x + 1, color='tab:gray', ls='--', label='always-write')
+    ax.set_xlabel('memory steps')
+    ax.set_ylabel('cumulative writes')
+    ax.set_title('Cumulative writes')
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / 'cumulative_writes.png', dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(x + 1, [r.state_bytes for r in recs], color='tab:red', label='AURA state bytes')
+    ax.plot(x + 1, KV_BYTES_PER_STEP * steps, color='tab:gray', ls='--',
+            label=f'KV-cache ({KV_BYTES_PER_STEP} B per step since reset)')
+    ax.set_xlabel('memory steps')
+    ax.set_ylabel('bytes')
+    ax.set_yscale('log')
+    ax.set_title('Inference state')
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / 'state_bytes.png', dpi=110)
+    plt.close(fig)
+
+
+def report(bag, out, topic=None):
+    contents = read_bag(bag, topic)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarise(contents)
+    (out / 'summary.json').write_text(json.dumps(summary, indent=2) + '\n')
+    (out / 'summary.txt').write_text(summary_text(summary))
+    plot_all(contents, out)
+    return summary
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='python -m aura_ros.tools.bag_report',
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument('bag', help='rosbag2 directory (or a .mcap/.db3 file)')
+    parser.add_argument('--out', required=True, help='output directory')
+    parser.add_argument('--topic', default=None, help='GateEvent topic (default: any)')
+    args = parser.parse_args(argv)
+    try:
+        summary = report(args.bag, args.out, args.topic)
+    except BagError as exc:
+        print(f'bag_report: {exc}', file=sys.stderr)
+        return 2
+    print(summary_text(summary), end='')
+    print(f'wrote {args.out}/summary.json, summary.txt, gate_activity.png, '
+          f'cumulative_writes.png, state_bytes.png')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
+
+
+__all__ = ['read_bag', 'summarise', 'report', 'BagError', 'GateRecord', 'asdict']

@@ -1,0 +1,81 @@
+"""bag_report on bags written directly with rosbags: numbers, and clear errors."""
+import pytest
+
+from aura_ros.tools import bag_report
+
+GATE = 'aura_ros/msg/GateEvent'
+
+
+def write_bag(path, steps, storage='mcap', topic='/aura/gate_events', chunk_every=0):
+    """A bag with the given (step, wrote) sequence, total counters as a real memory keeps."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    store = bag_report.aura_typestore()
+    Msg = store.types[GATE]
+    Header = store.types['std_msgs/msg/Header']
+    Time = store.types['builtin_interfaces/msg/Time']
+    plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
+    with Writer(path, version=9, storage_plugin=plugin) as writer:
+        conn = writer.add_connection(topic, GATE, typestore=store)
+        writes = 0
+        for i, (step, wrote) in enumerate(steps):
+            writes = (0 if step == 1 else writes) + wrote
+            msg = Msg(header=Header(stamp=Time(sec=i, nanosec=0), frame_id='c'), step=step,
+                      wrote=wrote, gate_probability=0.9 if wrote else 0.1, surprise=0.5,
+                      state_bytes=4224, total_writes=writes, total_steps=step,
+                      bytes_written=4224 * writes, step_latency_ms=5.0, backbone_ms=4.0,
+                      memory_ms=0.1, frame_stamp=Time(sec=i, nanosec=0))
+            writer.write(conn, (i + 1) * 10**8, store.serialize_cdr(msg, GATE))
+            if chunk_every and (i + 1) % chunk_every == 0:
+                writer.storage.close_chunk()   # as gate_recorder's flush does
+
+
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_numbers(tmp_path, storage):
+    seq = [(1, True), (2, True), (3, False), (4, False), (5, True),   # episode 1
+           (1, True), (2, False), (4, False)]                          # reset, then a gap 2->4
+    write_bag(tmp_path / 'bag', seq, storage)
+    s = bag_report.report(tmp_path / 'bag', tmp_path / 'out')
+    assert s['steps'] == 8 and s['writes'] == 4 and s['memory_resets'] == 1
+    assert s['write_bursts'] == {'count': 3, 'max_length': 2, 'mean_length': 4 / 3}
+    assert s['bytes_written'] == 4 * 4224
+    assert s['step_gaps'] == [[2, 4]]
+    assert s['write_reduction'] == 2.0
+
+
+def test_missing_topic_and_unknown_bag_are_clear_errors(tmp_path):
+    write_bag(tmp_path / 'bag', [(1, True)], topic='/other')
+    with pytest.raises(bag_report.BagError, match='no aura_ros/msg/GateEvent messages on /x'):
+        bag_report.read_bag(tmp_path / 'bag', topic='/x')
+    with pytest.raises(bag_report.BagError, match='no such bag'):
+        bag_report.read_bag(tmp_path / 'nope')
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(bag_report.BagError, match='no .mcap or .db3'):
+        bag_report.read_bag(tmp_path / 'empty')
+
+
+def test_truncated_mcap_reads_what_is_there(tmp_path):
+    write_bag(tmp_path / 'bag', [(i, i % 3 == 0) for i in range(1, 201)], chunk_every=50)
+    mcap = next((tmp_path / 'bag').glob('*.mcap'))
+    data = mcap.read_bytes()
+    mcap.write_bytes(data[:int(len(data) * 0.6)])   # cut inside the third chunk
+    (tmp_path / 'bag' / 'metadata.yaml').unlink()
+    contents = bag_report.read_bag(tmp_path / 'bag')
+    assert [r.step for r in contents.gate] == list(range(1, 101))   # two whole chunks
+    assert any('damaged or truncated' in w or 'summary' in w for w in contents.warnings)
+
+
+def test_truncated_sqlite_is_a_clear_error(tmp_path):
+    write_bag(tmp_path / 'bag', [(i, True) for i in range(1, 50)], storage='sqlite3')
+    db = next((tmp_path / 'bag').glob('*.db3'))
+    db.write_bytes(db.read_bytes()[:1000])
+    (tmp_path / 'bag' / 'metadata.yaml').unlink()
+    with pytest.raises(bag_report.BagError, match='not a readable sqlite3 bag'):
+        bag_report.read_bag(tmp_path / 'bag')
+
+
+def test_cli_exit_codes(tmp_path, capsys):
+    assert bag_report.main([str(tmp_path / 'nope'), '--out', str(tmp_path / 'o')]) == 2
+    assert 'no such bag' in capsys.readouterr().err
+    write_bag(tmp_path / 'bag', [(1, True), (2, False)])
+    assert bag_report.main([str(tmp_path / 'bag'), '--out', str(tmp_path / 'o')]) == 0
+    assert 'writes: 1' in capsys.readouterr().out
