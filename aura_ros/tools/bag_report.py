@@ -229,14 +229,15 @@ def summarise(contents: BagContents):
 
 
 def summary_text(s):
+    bursts = s['write_bursts']
     lines = [f"bag: {s['bag']} ({s['storage']})",
              f"steps: {s['steps']} (step {s['first_step']} .. {s['last_step']}, "
              f"{s['memory_resets']} memory resets, {s['duration_s']:.1f} s)",
              f"writes: {s['writes']} (write rate {s['write_rate']:.4f}; always-write would "
              f"write {s['always_write_writes']}"
              + (f", {s['write_reduction']:.1f}x more)" if s['write_reduction'] else ')'),
-             f"write bursts: {s['write_bursts']['count']} (longest {s['write_bursts']['max_length']}"
-             f", mean {s['write_bursts']['mean_length']:.2f})",
+             f"write bursts: {bursts['count']} (longest {bursts['max_length']}, "
+             f"mean {bursts['mean_length']:.2f})",
              f"bytes written: {s['bytes_written']:,}",
              f"state bytes: min {s['state_bytes_min']:,}, max {s['state_bytes_max']:,}",
              f"gaps in step numbers: {s['step_gap_count']}",
