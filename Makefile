@@ -34,7 +34,7 @@ $(INSTALL_STAMP): $(DEPS_STAMP) $(PACKAGE_INPUTS)
 	@touch $@
 
 demo: setup
-	$(BIN)/python -m aura_ros.tools.demo
+	$(BIN)/python -m aura_ros.tools.demo --episodes 5 --out demo_output
 
 lint: setup
 	$(BIN)/ruff check aura_ros test launch setup.py

@@ -14,6 +14,7 @@ os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 100))
 os.environ.setdefault('AMENT_PREFIX_PATH', sys.prefix)
 os.environ.setdefault('MPLBACKEND', 'Agg')
+os.environ['RCUTILS_LOGGING_BUFFERED_STREAM'] = '0'   # node logs line by line
 
 
 @pytest.fixture

@@ -187,10 +187,11 @@ def package_share(package):
         from ament_index_python.packages import get_package_share_directory
         return get_package_share_directory(package)
     except Exception as exc:  # no ament index (plain pytest, no AMENT_PREFIX_PATH)
-        for candidate in (Path(sys.prefix) / 'share' / package,
-                          Path(__file__).resolve().parents[2]):  # source tree
-            if (candidate / 'package.xml').is_file() and package == 'aura_ros':
-                return str(candidate)
+        if (Path(sys.prefix) / 'share' / package / 'package.xml').is_file():
+            return str(Path(sys.prefix) / 'share' / package)   # pip install in this prefix
+        source = Path(__file__).resolve().parents[2]             # aura_ros source tree
+        if package == 'aura_ros' and (source / 'package.xml').is_file():
+            return str(source)
         raise FileNotFoundError(f'package {package!r} not found in the ament index') from exc
 
 

@@ -36,6 +36,30 @@ def cmd_state_growth(args):
     return state_growth.run(steps=args.steps), state_growth.plot
 
 
+def cmd_step_cost(args):
+    from aura_ros.bench import step_cost
+    horizons = [int(h) for h in args.steps.split(',')]
+    return step_cost.run(horizons=horizons, window=args.window), step_cost.plot
+
+
+def cmd_closed_loop(args):
+    from aura_ros.bench import closed_loop
+    arms = [a for a in args.arms.split(',') if a]
+    variants = [v for v in args.variants.split(',') if v]
+    return (closed_loop.run(arms, args.episodes, params=args.params, variants=variants),
+            closed_loop.plot)
+
+
+def cmd_soak(args):
+    from aura_ros.bench import soak
+    return soak.run(steps=args.steps, params=args.params), soak.plot
+
+
+def cmd_latency(args):
+    from aura_ros.bench import latency
+    return latency.run(seconds=args.seconds, rate=args.rate, params=args.params), latency.plot
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='python -m aura_ros.bench', description=__doc__)
     sub = parser.add_subparsers(dest='command', required=True)
@@ -49,6 +73,27 @@ def main(argv=None):
     p = sub.add_parser('state-growth', help='live state bytes of AURA and a KV-cache over steps')
     p.add_argument('--steps', type=int, default=100_000)
     p.set_defaults(run=cmd_state_growth)
+    p = sub.add_parser('step-cost', help='per-step time of AURA, always-write and KV-cache')
+    p.add_argument('--steps', default='1000,10000,100000', help='horizons, comma-separated')
+    p.add_argument('--window', type=int, default=300, help='timed steps at each horizon')
+    p.set_defaults(run=cmd_step_cost)
+    p = sub.add_parser('closed-loop', help='simulated arm, every arm, same seeds')
+    p.add_argument('--arms', default='base,aura,always_write,kv_cache,random_budget,'
+                                     'periodic_budget')
+    p.add_argument('--episodes', type=int, default=200)
+    p.add_argument('--variants', default='memory,memory_hard')
+    p.add_argument('--params', default=None, help='parameter file (default: the package\'s '
+                   'config/default.yaml)')
+    p.set_defaults(run=cmd_closed_loop)
+    p = sub.add_parser('soak', help='one endless episode of the policy loop: RSS, state')
+    p.add_argument('--steps', type=int, default=100_000)
+    p.add_argument('--params', default=None)
+    p.set_defaults(run=cmd_soak)
+    p = sub.add_parser('latency', help='camera -> command latency through the real nodes')
+    p.add_argument('--seconds', type=float, default=30.0)
+    p.add_argument('--rate', type=float, default=60.0, help='camera frames per second')
+    p.add_argument('--params', default=None)
+    p.set_defaults(run=cmd_latency)
     for p in sub.choices.values():
         p.add_argument('--json', required=True, help='output JSON path')
         p.add_argument('--plot', default=None, help='output PNG path')

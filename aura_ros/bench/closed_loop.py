@@ -59,10 +59,12 @@ def evaluate_arm(backbone, memory, variant, episodes, progress=True, desc=''):
                 backbone_ms_median=float(np.median([m for l in logs for m in l.backbone_ms])))
 
 
-def run(arms, episodes, params='config/default.yaml', memory_dir=None,
-        variants=('memory', 'memory_hard'), progress=True):
+def run(arms, episodes, params=None, memory_dir=None, variants=('memory', 'memory_hard'),
+        progress=True):
+    from aura_ros.backbones.base import package_share
     from aura_ros.train.__main__ import load_backbone
     torch.set_num_threads(1)
+    params = params or str(package_share('aura_ros') + '/config/default.yaml')
     backbone = load_backbone(params)
     from aura_ros.params import read_params_file
     values, base_dir = read_params_file(params, 'policy_node')

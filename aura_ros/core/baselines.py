@@ -34,8 +34,11 @@ class GRUMemory(MemoryPolicy):
     def reset_state(self):
         self.h = torch.zeros(1, 1, self.config.gru_hidden)
 
-    def state_tensors(self):
-        return [self.h]
+    def live_state(self):
+        return {'h': self.h}
+
+    def set_live_state(self, tensors):
+        self.h = tensors['h'].clone()
 
     @torch.inference_mode()
     def step(self, features, base_action=None):
@@ -77,9 +80,15 @@ class KVCacheMemory(MemoryPolicy):
         self._values = torch.empty(0, cfg.d_value)
         self._capacity = 0
         self._n = 0
+        self._ages = torch.empty(0)   # [capacity - 1, ..., 1, 0]: the last n are the ages
 
-    def state_tensors(self):
-        return [self._keys[:self._n], self._values[:self._n]]
+    def live_state(self):
+        return {'keys': self._keys[:self._n], 'values': self._values[:self._n]}
+
+    def set_live_state(self, tensors):
+        self.reset_state()
+        for k, v in zip(tensors['keys'], tensors['values']):
+            self._append(k, v)
 
     def _append(self, k, v):
         if self._n == self._capacity:  # amortised growth: double the buffers
@@ -88,6 +97,7 @@ class KVCacheMemory(MemoryPolicy):
             values = torch.empty(self._capacity, self.config.d_value)
             keys[:self._n], values[:self._n] = self._keys[:self._n], self._values[:self._n]
             self._keys, self._values = keys, values
+            self._ages = torch.arange(self._capacity - 1, -1, -1, dtype=torch.float32)
         self._keys[self._n], self._values[self._n] = k, v
         self._n += 1
 
@@ -96,8 +106,9 @@ class KVCacheMemory(MemoryPolicy):
         phi, k, v, q = self.encode(features.reshape(1, -1).float())
         self._append(k[0], v[0])
         keys, values = self._keys[:self._n], self._values[:self._n]
-        age = torch.arange(self._n - 1, -1, -1, dtype=torch.float32)
-        scores = self.log_scale.exp() * keys @ q[0] - F.softplus(self.recency) * age
+        age = self._ages[self._capacity - self._n:]
+        scores = torch.addcmul(self.log_scale.exp() * (keys @ q[0]), age,
+                               -F.softplus(self.recency))
         readout = torch.softmax(scores, dim=0) @ values
         base = None if base_action is None else base_action.reshape(1, -1).float()
         self.count(True, (self.config.d_key + self.config.d_value) * 4)
@@ -115,8 +126,11 @@ class NoMemory(MemoryPolicy):
     def reset_state(self):
         pass
 
-    def state_tensors(self):
-        return []
+    def live_state(self):
+        return {}
+
+    def set_live_state(self, tensors):
+        pass
 
     @torch.inference_mode()
     def step(self, features, base_action=None):

@@ -104,13 +104,21 @@ class MemoryPolicy(nn.Module):
         self.reset_state()
 
     def count(self, wrote, bytes_per_write):
-        self.total_steps += 1
-        self.total_writes += int(wrote)
-        self.bytes_written += int(wrote) * bytes_per_write
+        d = self.__dict__  # plain attributes: skip nn.Module.__setattr__ on the hot path
+        d['total_steps'] += 1
+        d['total_writes'] += int(wrote)
+        d['bytes_written'] += int(wrote) * bytes_per_write
+
+    def live_state(self):
+        """The live inference state (what persists between steps), by name."""
+        raise NotImplementedError
+
+    def set_live_state(self, tensors):
+        """Restore a live state (durable memory snapshots)."""
+        raise NotImplementedError
 
     def state_tensors(self):
-        """The live inference state (what persists between steps)."""
-        raise NotImplementedError
+        return list(self.live_state().values())
 
     def state_bytes(self):
         return sum(t.numel() * t.element_size() for t in self.state_tensors())

@@ -20,6 +20,7 @@ never the input, trained with a budget loss only).
 """
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -159,21 +160,23 @@ class FastWeightMemory(MemoryPolicy):
         actions = st['a_no'] + st['g'][..., None] * (st['a_w'] - st['a_no'])
         r = st['r_no'] + st['g'][..., None] * (st['r_w'] - st['r_no'])     # (B, T, dv) used
 
-        def future_actions():
-            """Actions at every later step t' with and without the write of step t, to first
-            order (delta-rule interactions between writes ignored):
+        def future_actions(steps):
+            """Actions at every step t' with and without the write of each step t in
+            ``steps`` (K indices), to first order (interactions between writes ignored):
             r_t'(+/- write t) = r_t' +/- (eta_w,t (q_t' . k_t) + eta_b,t) e_t.
-            Returns (with, without), each (B, T, T', A); used for the write objective."""
-            eta_w, eta_b = enc_all['eta'].detach().unbind(-1)              # (B, T)
-            qk = torch.einsum('bsk,btk->bts', enc_all['q'], enc_all['k']).detach()  # t, t'
-            coef = eta_w[..., None] * qk + eta_b[..., None]                # (B, T, T')
-            err = torch.stack(errs, 1).detach()                            # (B, T, dv)
-            delta = coef[..., None] * err[:, :, None, :]                   # (B, T, T', dv)
-            g = st['g'].detach()[:, :, None, None]
+            Returns (with, without), each (B, K, T', A); used for the write objective."""
+            eta_w, eta_b = enc_all['eta'].detach()[:, steps].unbind(-1)    # (B, K)
+            qk = torch.einsum('bsk,btk->bts', enc_all['q'],
+                              enc_all['k'][:, steps]).detach()             # (B, K, T')
+            coef = eta_w[..., None] * qk + eta_b[..., None]                # (B, K, T')
+            err = torch.stack(errs, 1).detach()[:, steps]                  # (B, K, dv)
+            delta = coef[..., None] * err[:, :, None, :]                   # (B, K, T', dv)
+            g = st['g'].detach()[:, steps, None, None]
+            K = len(steps)
             r_with = r.detach()[:, None] + (1 - g) * delta
             r_without = r.detach()[:, None] - g * delta
-            ctx = enc_all['head_ctx'].detach()[:, None].expand(-1, T, -1, -1)
-            base = None if base_actions is None else base_actions[:, None].expand(-1, T, -1, -1)
+            ctx = enc_all['head_ctx'].detach()[:, None].expand(-1, K, -1, -1)
+            base = None if base_actions is None else base_actions[:, None].expand(-1, K, -1, -1)
             return (self.head_action(r_with, ctx, base), self.head_action(r_without, ctx, base))
 
         return SequenceOutput(actions=actions, write_prob=st['prob'], writes=st['g'],
@@ -194,8 +197,11 @@ class FastWeightMemory(MemoryPolicy):
         return None
 
     # ---- streaming (batch 1) ---------------------------------------------------------------
+    fast_inference = True   # streaming steps take the numpy fast path
+
     def reset_state(self, generator_seed=0):
         cfg = self.config
+        self._fast = None   # rebuilt from the (possibly new) weights on the next step
         self.W = torch.zeros(1, cfg.d_key, cfg.d_value)
         self.b = torch.zeros(1, cfg.d_value)
         self._u, self._du = torch.ones(1), torch.zeros(1)
@@ -204,29 +210,62 @@ class FastWeightMemory(MemoryPolicy):
         self._phase = int(torch.randint(period, (1,), generator=self._rng))
         self._t = 0
 
-    def state_tensors(self):
-        extra = [self._u, self._du] if self.config.kind == 'skip_budget' else []
-        return [self.W, self.b, *extra]
+    def live_state(self):
+        extra = {'u': self._u, 'du': self._du} if self.config.kind == 'skip_budget' else {}
+        return {'W': self.W, 'b': self.b, **extra}
+
+    def set_live_state(self, tensors):
+        self.W, self.b = tensors['W'].clone(), tensors['b'].clone()
+        if self.config.kind == 'skip_budget':
+            self._u, self._du = tensors['u'].clone(), tensors['du'].clone()
+
+    def step(self, features, base_action=None):
+        """One streaming step. The numpy fast path (core/fast_step.py) runs the same math as
+        ``reference_step`` below; the Skip-RNN control always takes the reference path."""
+        cfg = self.config
+        if cfg.kind == 'skip_budget' or not self.fast_inference:
+            return self.reference_step(features, base_action)
+        if self._fast is None:
+            from aura_ros.core.fast_step import FastStep
+            self._fast = FastStep(self)
+        x = features.detach().numpy() if torch.is_tensor(features) else np.asarray(features)
+        base = None if base_action is None else (
+            base_action.detach().numpy() if torch.is_tensor(base_action)
+            else np.asarray(base_action))
+        action, wrote, prob, surprise = self._fast(
+            self.W.numpy()[0], self.b.numpy()[0], x.astype(np.float32, copy=False).reshape(-1),
+            None if base is None else base.astype(np.float32, copy=False).reshape(-1),
+            self._decide)
+        self._t += 1
+        self.count(wrote, cfg.fast_weight_state_bytes())
+        return StepOutput(action=torch.from_numpy(np.asarray(action, np.float32)),
+                          wrote=bool(wrote), gate_probability=prob, surprise=surprise)
+
+    def _decide(self, prob):
+        """The arm's write rule (gate threshold, or its schedule) for the current step."""
+        cfg = self.config
+        if cfg.kind == 'aura':
+            return prob > cfg.gate_threshold
+        if cfg.kind == 'always_write':
+            return True
+        if cfg.kind == 'random_budget':
+            return bool(torch.rand(1, generator=self._rng) < cfg.write_rate)
+        return (self._t + self._phase) % max(1, round(1 / cfg.write_rate)) == 0
 
     @torch.inference_mode()
-    def step(self, features, base_action=None):
+    def reference_step(self, features, base_action=None):
         cfg = self.config
         base = None if base_action is None else base_action.reshape(1, -1).float()
         enc = self.encode(features.reshape(1, -1).float())
         cand = self.candidate_actions(enc, self.propose(self.W, self.b, enc), base)
         if cfg.kind == 'aura':
             prob = float(torch.sigmoid(self.gate_logit(enc, cand)))
-            wrote = prob > cfg.gate_threshold
         elif cfg.kind == 'skip_budget':
             prob = float(self._u)
-            wrote = prob >= 0.5
-        elif cfg.kind == 'always_write':
-            prob, wrote = 1.0, True
-        elif cfg.kind == 'random_budget':
-            wrote = bool(torch.rand(1, generator=self._rng) < cfg.write_rate)
-            prob = float(wrote)
-        else:  # periodic_budget
-            wrote = (self._t + self._phase) % max(1, round(1 / cfg.write_rate)) == 0
+        else:
+            prob = 1.0
+        wrote = prob >= 0.5 if cfg.kind == 'skip_budget' else self._decide(prob)
+        if cfg.kind in ('random_budget', 'periodic_budget'):
             prob = float(wrote)
         if wrote:  # a closed gate never touches the state
             self.W, self.b = self.apply_write(self.W, self.b, enc, cand, torch.ones(1))

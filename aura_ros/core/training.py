@@ -54,27 +54,33 @@ def per_step_loss(actions, batch: Batch, loss_kind, scale=None):
     return loss * mask, mask
 
 
-def write_gain(out, batch: Batch, loss_kind, scale, horizon):
+def write_gain(out, batch: Batch, loss_kind, scale, horizon, samples=12, generator=None):
     """(B, T) how much each step's write lowers the action error: of its own action
-    (horizon 1), or summed over the next ``horizon`` actions (0: the rest of the episode)."""
+    (horizon 1), or summed over the next ``horizon`` actions (0: the rest of the episode).
+    For horizons > 1 the gain is computed for ``samples`` random steps per batch and scaled
+    by T / samples (an unbiased estimate; the full (T x T) counterfactual is costly)."""
     if horizon == 1:
         return (per_step_loss(out.actions_nowrite, batch, loss_kind, scale)[0]
                 - per_step_loss(out.actions_write, batch, loss_kind, scale)[0])
-    with_write, without = out.future_actions()                        # (B, T, T', A)
-    B, T = with_write.shape[:2]
+    B, T = out.writes.shape
+    steps = torch.randperm(T, generator=generator)[:samples].sort().values
+    K = len(steps)
+    with_write, without = out.future_actions(steps)                   # (B, K, T', A)
 
-    def flat(x):  # (B, ...) -> (B * T, ...) : one row per writing step t
-        return x[:, None].expand(B, T, *x.shape[1:]).reshape(B * T, *x.shape[1:])
+    def flat(x):  # (B, ...) -> (B * K, ...) : one row per writing step
+        return x[:, None].expand(B, K, *x.shape[1:]).reshape(B * K, *x.shape[1:])
 
     rows = Batch(features=None, targets=flat(batch.targets),
                  mask=None if batch.mask is None else flat(batch.mask))
-    l_with = per_step_loss(with_write.reshape(B * T, T, -1), rows, loss_kind, scale)[0]
-    l_without = per_step_loss(without.reshape(B * T, T, -1), rows, loss_kind, scale)[0]
+    l_with = per_step_loss(with_write.reshape(B * K, T, -1), rows, loss_kind, scale)[0]
+    l_without = per_step_loss(without.reshape(B * K, T, -1), rows, loss_kind, scale)[0]
     t = torch.arange(T)
-    later = t[None, :] >= t[:, None]                                  # t' >= t
+    later = t[None, :] >= steps[:, None]                              # t' >= t
     if horizon:
-        later &= t[None, :] < t[:, None] + horizon
-    return ((l_without - l_with).view(B, T, T) * later).sum(-1)
+        later &= t[None, :] < steps[:, None] + horizon
+    gain = torch.zeros(B, T)
+    gain[:, steps] = ((l_without - l_with).view(B, K, T) * later).sum(-1) * (T / K)
+    return gain
 
 
 def gate_mode_at(step, schedule: TrainSchedule):
@@ -101,7 +107,7 @@ def memory_loss(model, batch: Batch, loss_kind, step, schedule: TrainSchedule, g
     logs = {'action_loss': float(loss.detach()), 'write_rate': float(out.writes.detach().mean())}
     if cfg.kind == 'aura':
         with torch.no_grad():
-            gain = write_gain(out, batch, loss_kind, scale, cfg.ib_horizon)
+            gain = write_gain(out, batch, loss_kind, scale, cfg.ib_horizon, generator=generator)
         ib = -(out.write_prob * gain).sum() / n
         rate = out.write_prob.mean()
         excess = F.relu(rate - cfg.target_write_rate)

@@ -22,7 +22,7 @@ _TYPES = {STRING: ParameterType.PARAMETER_STRING, INTEGER: ParameterType.PARAMET
 _EMPTY = {STRING_ARRAY: Parameter.Type.STRING_ARRAY, DOUBLE_ARRAY: Parameter.Type.DOUBLE_ARRAY}
 
 
-def declare_params(node, specs):
+def declare_params(node, specs, on_refuse=None):
     """Declare every spec with a ParameterDescriptor (description, range, read_only), refuse
     out-of-range values at start-up with the reason, and validate later changes."""
     values = {}
@@ -52,17 +52,35 @@ def declare_params(node, specs):
         values[spec.name] = list(value) if isinstance(value, (list, tuple)) else value
     table = {s.name: s for s in specs}
 
-    def validate(params):
+    def reason_for(p):
+        spec = table.get(p.name)
+        if spec is None:
+            return None
+        if spec.read_only:
+            return f'{p.name} is read-only (structural: set it in the parameter file)'
+        try:
+            return spec.check(p.value)
+        except TypeError:
+            return f'{p.name} must be of type {spec.type}, got {p.value!r}'
+
+    def log_refusals(params):
+        """Runs before rclpy's own range/read-only checks: log and count every refusal."""
         for p in params:
-            spec = table.get(p.name)
-            if spec is None:
-                continue
-            reason = spec.check(p.value)
+            reason = reason_for(p)
             if reason:
                 node.get_logger().warning(f'refused parameter change: {reason}')
+                if on_refuse is not None:
+                    on_refuse(reason)
+        return params
+
+    def validate(params):
+        for p in params:
+            reason = reason_for(p)
+            if reason:
                 return SetParametersResult(successful=False, reason=reason)
         return SetParametersResult(successful=True)
 
+    node.add_pre_set_parameters_callback(log_refusals)
     node.add_on_set_parameters_callback(validate)
     return values
 
@@ -104,3 +122,22 @@ def diagnostic_array(node, name, level, message, values, hardware_id='aura_ros')
 
 
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
+
+
+class ThrottledLog:
+    """Log each distinct message at most once per ``period`` seconds: a flood of the same bad
+    input costs one line per period, while a new kind of problem is always logged."""
+
+    def __init__(self, logger, period=1.0, max_keys=256):
+        self.logger, self.period, self.max_keys = logger, period, max_keys
+        self.last = {}
+
+    def __call__(self, level, message, key=None):
+        key = key or message
+        now = time.monotonic()
+        if now - self.last.get(key, -1e9) < self.period:
+            return
+        if len(self.last) >= self.max_keys:
+            self.last.clear()
+        self.last[key] = now
+        getattr(self.logger, level)(message)

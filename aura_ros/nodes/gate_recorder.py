@@ -34,8 +34,9 @@ def message_class(msgtype):
 def typestore_for(msgtypes):
     """A rosbags typestore knowing ``msgtypes`` and their dependencies, read from the .msg
     files the ament index points at (custom types like aura_ros/msg/GateEvent included)."""
-    from ament_index_python.packages import get_package_share_directory
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    from aura_ros.backbones.base import package_share
     store = get_typestore(Stores.ROS2_KILTED)
     pending = list(msgtypes)
     while pending:
@@ -43,7 +44,7 @@ def typestore_for(msgtypes):
         if msgtype in store.fielddefs:
             continue
         package, _, name = msgtype.split('/')
-        path = Path(get_package_share_directory(package)) / 'msg' / f'{name}.msg'
+        path = Path(package_share(package)) / 'msg' / f'{name}.msg'
         types = get_types_from_msg(path.read_text(), msgtype)
         store.register(types)
     return store

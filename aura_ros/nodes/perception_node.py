@@ -26,6 +26,7 @@ from aura_ros.nodes.common import (
     OK,
     WARN,
     RateMeter,
+    ThrottledLog,
     declare_params,
     diagnostic_array,
     stamp_to_sec,
@@ -47,6 +48,7 @@ class PerceptionNode(Node):
         self.p = declare_params(self, PERCEPTION_PARAMS)
         self.counts = dict(received=0, published=0, malformed=0, stale=0)
         self.last_error = ''
+        self.log = ThrottledLog(self.get_logger())
         self.rate = RateMeter()
         self.publisher = self.create_publisher(Image, self.p['output_topic'], FRAMES_QOS)
         self.create_subscription(Image, self.p['camera_topic'], self.on_image,
@@ -80,8 +82,7 @@ class PerceptionNode(Node):
         except (ImageFormatError, ValueError, TypeError) as exc:
             self.counts['malformed'] += 1
             self.last_error = str(exc)
-            self.get_logger().warning(f'dropped malformed frame #{self.counts["malformed"]}: '
-                                      f'{exc}', throttle_duration_sec=1.0)
+            self.log('warning', f'dropped malformed frame: {exc}')
             return
         out = Image(header=msg.header, **rgb_to_msg_fields(frame))
         self.publisher.publish(out)

@@ -11,6 +11,7 @@ A watchdog holds the last measured positions and stops commanding when frames st
 /diagnostics go out at ``status_rate``. Services: ~/reset_memory, ~/report_memory (Trigger).
 """
 import json
+import os
 import sys
 import threading
 import time
@@ -29,12 +30,14 @@ from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from aura_ros.core.snapshot import state_digest
 from aura_ros.msg import GateEvent, MemoryStatus
 from aura_ros.nodes.common import (
     ERROR,
     OK,
     WARN,
     RateMeter,
+    ThrottledLog,
     declare_params,
     diagnostic_array,
     stamp_to_sec,
@@ -48,7 +51,9 @@ MAX_INSTRUCTION = 2000
 class PolicyNode(LifecycleNode):
     def __init__(self, **kwargs):
         super().__init__('policy_node', **kwargs)
-        self.p = declare_params(self, POLICY_PARAMS)
+        self.counts = {}
+        self.log = ThrottledLog(self.get_logger())
+        self.p = declare_params(self, POLICY_PARAMS, on_refuse=self._on_refused_parameter)
         torch.set_num_threads(self.p['torch_threads'])
         self.runner = None
         self.lock = threading.Lock()          # runner state: worker vs services/watchdog
@@ -63,15 +68,28 @@ class PolicyNode(LifecycleNode):
         self.instruction = ''
         self.counts = dict(frames=0, skipped_frames=0, steps=0, commands=0, holds=0,
                            refused_no_joint_states=0, invalid_actions=0, bad_joint_states=0,
-                           bad_instructions=0, step_errors=0)
+                           bad_instructions=0, step_errors=0, snapshots=0, snapshot_errors=0,
+                           corrupt_snapshots=0, stale_frames_used=0, bad_frames=0,
+                           configure_failures=0, refused_parameters=0)
+        self.newest_stamp = 0.0               # newest frame stamp received so far
+        self.snapshot_path = None
+        self.storage_bytes_written = 0
         self.latencies = deque(maxlen=500)
         self.step_times = deque(maxlen=500)
         self.frame_rate = RateMeter()
         self.command_rate = RateMeter()
         self.last_problem = ''
         self.state_label = 'unconfigured'
+        # Diagnostics in every lifecycle state (an unconfigured node says why).
+        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.status_pub = None
+        self.create_timer(1.0 / self.p['status_rate'], self.publish_status)
         if self.p['autostart']:  # once the executor spins: configure, then activate
             self._autostart_timer = self.create_timer(0.0, self._autostart)
+
+    def _on_refused_parameter(self, reason):
+        self.counts['refused_parameters'] = self.counts.get('refused_parameters', 0) + 1
+        self.last_problem = f'refused parameter change: {reason}'
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def _autostart(self):
@@ -97,6 +115,9 @@ class PolicyNode(LifecycleNode):
                                  f'{len(limits.lower)} joint limits')
             self.runner = PolicyRunner(backbone, memory, limits,
                                        self.get_parameter('memory.enabled').value)
+            self.snapshot_path = self._snapshot_path(base_dir) if memory is not None else None
+            if self.snapshot_path is not None:
+                self._restore_snapshot()
             self._create_interfaces()
         except Exception as exc:  # noqa: BLE001 - any load failure: stay unconfigured
             self.get_logger().error(f'configure failed, staying unconfigured: '
@@ -104,6 +125,7 @@ class PolicyNode(LifecycleNode):
             self.runner = None
             self._destroy_interfaces()
             self.last_problem = f'configure failed: {exc}'
+            self.counts['configure_failures'] += 1
             return TransitionCallbackReturn.FAILURE
         self.state_label = 'inactive'
         mem = self.runner.memory
@@ -120,6 +142,49 @@ class PolicyNode(LifecycleNode):
             if arg == '--params-file' and i + 1 < len(sys.argv):
                 return os.path.dirname(os.path.abspath(sys.argv[i + 1]))
         return os.getcwd()
+
+    def _snapshot_path(self, base_dir):
+        """Validated durable-snapshot path, or None when durability is off."""
+        from aura_ros.backbones.base import resolve_path
+        if not self.p['memory.durable']:
+            return None
+        raw = self.p['memory.snapshot_path']
+        if not raw:
+            raise ValueError('memory.durable is true but memory.snapshot_path is empty')
+        path = resolve_path(raw, base_dir, must_exist=False, kind='memory snapshot')
+        if path.suffix != '.safetensors':
+            raise ValueError(f'memory.snapshot_path must end in .safetensors, got {path}')
+        if path.exists() and not path.is_file():
+            raise ValueError(f'memory.snapshot_path {path} exists and is not a file')
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _restore_snapshot(self):
+        from aura_ros.core.snapshot import SnapshotError, load_snapshot
+        path, memory = self.snapshot_path, self.runner.memory
+        if not path.exists():
+            self.get_logger().info(f'durable memory: no snapshot at {path} yet, starting empty')
+            return
+        try:
+            load_snapshot(path, memory)
+            self.get_logger().info(f'durable memory: restored {path} ({memory.total_steps} '
+                                   f'steps, {memory.total_writes} writes)')
+        except (SnapshotError, OSError) as exc:
+            aside = path.with_name(path.name + '.corrupt')
+            os.replace(path, aside)
+            memory.reset()
+            self.counts['corrupt_snapshots'] += 1
+            self.get_logger().error(f'durable memory: {exc}; moved it to {aside}, starting with '
+                                    f'an empty memory')
+
+    def _save_snapshot(self):
+        from aura_ros.core.snapshot import save_snapshot
+        try:
+            self.storage_bytes_written += save_snapshot(self.snapshot_path, self.runner.memory)
+            self.counts['snapshots'] += 1
+        except OSError as exc:
+            self.counts['snapshot_errors'] += 1
+            self.log('error', f'durable memory: snapshot failed: {exc}')
 
     def _load_memory(self, base_dir):
         from aura_ros.backbones.base import resolve_path
@@ -139,7 +204,6 @@ class PolicyNode(LifecycleNode):
             self.command_pub = self.create_publisher(Float64MultiArray, p['command.topic'], 10)
         self.gate_pub = self.create_publisher(GateEvent, '/aura/gate_events', 100)
         self.status_pub = self.create_publisher(MemoryStatus, '/aura/memory_status', 10)
-        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._aura_subs = [
             self.create_subscription(Image, p['frames_topic'], self.on_frame, FRAMES_QOS),
             self.create_subscription(JointState, p['joint_states_topic'], self.on_joint_state,
@@ -147,8 +211,7 @@ class PolicyNode(LifecycleNode):
             self.create_subscription(String, p['instruction_topic'], self.on_instruction, 10)]
         self._aura_services = [self.create_service(Trigger, '~/reset_memory', self.on_reset),
                          self.create_service(Trigger, '~/report_memory', self.on_report)]
-        self._aura_timers = [self.create_timer(1.0 / p['status_rate'], self.publish_status),
-                        self.create_timer(0.02, self.watchdog)]
+        self._aura_timers = [self.create_timer(0.02, self.watchdog)]
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         self.stop_event.clear()
@@ -200,6 +263,7 @@ class PolicyNode(LifecycleNode):
         self.frame_rate.tick()
         if self.slot is not None:
             self.counts['skipped_frames'] += 1   # replaced before it was processed
+        self.newest_stamp = max(self.newest_stamp, stamp_to_sec(msg.header.stamp))
         self.slot = msg
         self.slot_event.set()
 
@@ -209,15 +273,14 @@ class PolicyNode(LifecycleNode):
         missing = [n for n in names if n not in index]
         if missing or len(msg.position) != len(msg.name):
             self.counts['bad_joint_states'] += 1
-            self.get_logger().warning(
-                f'ignored joint state: missing joints {missing} or {len(msg.position)} positions '
-                f'for {len(msg.name)} names', throttle_duration_sec=2.0)
+            self.log('warning', f'ignored joint state: missing joints {missing} or '
+                                f'{len(msg.position)} positions for {len(msg.name)} names')
             return
         positions = np.array([msg.position[index[n]] for n in names], np.float64)
         if not np.all(np.isfinite(positions)):
             self.counts['bad_joint_states'] += 1
-            self.get_logger().warning('ignored joint state with NaN/inf positions',
-                                      throttle_duration_sec=2.0)
+            self.log('warning', f'ignored joint state with non-finite positions '
+                                f'{positions.tolist()}')
             return
         self.positions, self.positions_time = positions, time.monotonic()
 
@@ -225,6 +288,7 @@ class PolicyNode(LifecycleNode):
         text = msg.data
         if len(text) > MAX_INSTRUCTION:
             self.counts['bad_instructions'] += 1
+            self.last_problem = f'instruction of {len(text)} characters ignored'
             self.get_logger().warning(f'ignored instruction of {len(text)} characters '
                                       f'(limit {MAX_INSTRUCTION})')
             return
@@ -240,13 +304,14 @@ class PolicyNode(LifecycleNode):
             msg, self.slot = self.slot, None
             if msg is None or self.stop_event.is_set():
                 continue
+            if stamp_to_sec(msg.header.stamp) < self.newest_stamp:
+                self.counts['stale_frames_used'] += 1   # a newer frame was already here
             try:
                 self._process(msg)
             except Exception as exc:  # noqa: BLE001 - never let one frame kill the loop
                 self.counts['step_errors'] += 1
                 self.last_problem = f'step failed: {exc}'
-                self.get_logger().error(f'policy step failed: {type(exc).__name__}: {exc}',
-                                        throttle_duration_sec=1.0)
+                self.log('error', f'policy step failed: {type(exc).__name__}: {exc}')
 
     def _process(self, msg):
         positions = self.positions
@@ -255,17 +320,16 @@ class PolicyNode(LifecycleNode):
         if positions is None or stale:
             self.counts['refused_no_joint_states'] += 1
             self.last_problem = 'no fresh joint states: not commanding'
-            self.get_logger().warning('no fresh joint states on '
-                                      f"{self.p['joint_states_topic']}: not commanding",
-                                      throttle_duration_sec=2.0)
+            self.log('warning', 'no fresh joint states on '
+                                      f"{self.p['joint_states_topic']}: not commanding")
             return
         size = self.p['backbone.image_size']
         if msg.encoding != 'rgb8' or msg.height != size or msg.width != size or \
                 len(msg.data) != size * size * 3:
-            self.counts['step_errors'] += 1
-            self.get_logger().warning(f'ignored frame {msg.width}x{msg.height} {msg.encoding}: '
-                                      f'expects rgb8 {size}x{size} from perception_node',
-                                      throttle_duration_sec=2.0)
+            self.counts['bad_frames'] += 1
+            self.last_problem = f'bad frame {msg.width}x{msg.height} {msg.encoding}'
+            self.log('warning', f'ignored frame {msg.width}x{msg.height} {msg.encoding}: '
+                                      f'expects rgb8 {size}x{size} from perception_node')
             return
         image = np.frombuffer(msg.data, np.uint8).reshape(size, size, 3)
         instruction = self.instruction or self.get_parameter('instruction').value
@@ -280,6 +344,8 @@ class PolicyNode(LifecycleNode):
             runner.limits.max_delta = self.get_parameter('command.max_delta').value
             t0 = time.perf_counter()
             step = runner.step(image, positions, instruction)
+            if step.wrote and self.snapshot_path is not None:  # storage writes = gate writes
+                self._save_snapshot()
             if step.command is not None:
                 self.holding = False
                 self.publish_command(step.command)
@@ -289,8 +355,7 @@ class PolicyNode(LifecycleNode):
         if step.command is None:
             self.counts['invalid_actions'] += 1
             self.last_problem = f'command withheld: {step.rejected}'
-            self.get_logger().warning(f'command withheld: {step.rejected}',
-                                      throttle_duration_sec=1.0)
+            self.log('warning', f'command withheld: {step.rejected}')
         self.step_times.append(step.total_ms)
         now_s = self.get_clock().now().nanoseconds * 1e-9
         self.latencies.append(1e3 * (now_s - stamp_to_sec(msg.header.stamp)))
@@ -348,6 +413,8 @@ class PolicyNode(LifecycleNode):
                 response.success, response.message = False, 'not configured'
                 return response
             self.runner.reset()
+            if self.snapshot_path is not None:
+                self._save_snapshot()
         response.success, response.message = True, 'memory reset'
         return response
 
@@ -365,16 +432,22 @@ class PolicyNode(LifecycleNode):
                     total_writes=mem.total_writes if mem else 0,
                     bytes_written=mem.bytes_written if mem else 0,
                     write_rate=(mem.total_writes / steps) if steps else 0.0,
-                    counts=dict(self.counts))
+                    storage_bytes_written=self.storage_bytes_written,
+                    state_sha256=state_digest(mem) if mem else '',
+                    snapshot_path=str(self.snapshot_path or ''), counts=dict(self.counts))
 
     def publish_status(self):
         try:
             self._publish_status()
         except Exception as exc:  # noqa: BLE001 - a status report must never stop the node
-            self.get_logger().error(f'status report failed: {exc}', throttle_duration_sec=5.0)
+            self.log('error', f'status report failed: {exc}')
 
     def _publish_status(self):
         if self.runner is None:
+            self.diag_pub.publish(diagnostic_array(
+                self, 'aura_ros: policy', ERROR if self.counts['configure_failures'] else WARN,
+                self.last_problem or self.state_label,
+                {'state': self.state_label, **{f'count_{k}': v for k, v in self.counts.items()}}))
             return
         report = self.report()
         mean_ms = float(np.mean(self.step_times)) if self.step_times else 0.0
@@ -388,7 +461,8 @@ class PolicyNode(LifecycleNode):
                               bytes_written=report['bytes_written'],
                               dropped_frames=self.counts['skipped_frames'])
         status.header.stamp = self.get_clock().now().to_msg()
-        self.status_pub.publish(status)
+        if self.status_pub is not None:
+            self.status_pub.publish(status)
         lat = np.array(self.latencies) if self.latencies else np.zeros(1)
         level, message = OK, 'commanding'
         if self.state_label != 'active':
@@ -399,14 +473,14 @@ class PolicyNode(LifecycleNode):
             level, message = ERROR, 'no joint states: not commanding'
         elif self.last_frame_time is None:
             level, message = WARN, 'waiting for frames'
-        elif self.last_problem and self.counts['invalid_actions'] + self.counts[
-                'bad_joint_states'] + self.counts['step_errors']:
+        elif self.last_problem:
             level, message = WARN, self.last_problem
         self.diag_pub.publish(diagnostic_array(
             self, 'aura_ros: policy', level, message, dict(
                 writes=report['total_writes'], steps=report['total_steps'],
                 write_rate=f"{report['write_rate']:.4f}", state_bytes=report['state_bytes'],
                 bytes_written=report['bytes_written'],
+                storage_bytes_written=report['storage_bytes_written'],
                 frame_rate_hz=f'{self.frame_rate.rate():.1f}',
                 command_rate_hz=f'{self.command_rate.rate():.1f}',
                 dropped_frames=self.counts['skipped_frames'],

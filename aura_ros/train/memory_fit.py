@@ -75,14 +75,15 @@ def padded(episodes):
 
 
 def fit_memory(kind, episodes, action_std, steps=1500, batch=64, seed=0, write_rate=0.1,
-               target_write_rate=0.05, progress=True):
+               target_write_rate=0.05, head_hidden=256, progress=True):
     """Train one memory arm (residual mode) on collected episodes."""
     feats, base, expert, mask = padded(episodes)
     torch.manual_seed(seed)
     memory = build_memory(AuraConfig(feature_dim=feats.shape[-1], action_dim=base.shape[-1],
                                      kind=kind, action_mode='residual',
                                      write_rate=min(max(write_rate, 1e-3), 1.0),
-                                     target_write_rate=target_write_rate, ib_horizon=0))
+                                     target_write_rate=target_write_rate, ib_horizon=0,
+                                     head_hidden=head_hidden))
     memory.set_feature_stats(feats[mask])
     memory.action_scale.copy_(torch.as_tensor(action_std, dtype=torch.float32))
     gen = torch.Generator().manual_seed(seed)

@@ -123,3 +123,29 @@ def test_load_refuses_mismatched_or_non_safetensors_checkpoints(tmp_path):
 def test_config_validates_itself(bad):
     with pytest.raises(ValueError):
         AuraConfig(**{'feature_dim': 4, 'action_dim': 2, **bad})
+
+
+@pytest.mark.parametrize('kind', ['aura', 'always_write', 'random_budget', 'periodic_budget'])
+def test_fast_streaming_path_equals_the_torch_reference(kind):
+    torch.manual_seed(0)
+    memory = build_memory(AuraConfig(feature_dim=12, action_dim=3, kind=kind,
+                                     write_rate=0.2)).eval()
+    torch.nn.init.normal_(memory.head_out.weight, std=0.3)
+    memory.feature_mean.normal_()
+    memory.feature_std.uniform_(0.5, 2.0)
+    memory.action_scale.fill_(0.07)
+    if kind == 'aura':
+        memory.gate_out.bias.data.fill_(0.0)   # an undecided gate: both outcomes occur
+    xs, base = torch.randn(200, 12), 0.05 * torch.randn(200, 3)
+    memory.reset()
+    ref = [memory.reference_step(xs[i], base[i]) for i in range(200)]
+    ref_state = [t.clone() for t in memory.state_tensors()]
+    memory.reset()
+    fast = [memory.step(xs[i], base[i]) for i in range(200)]
+    assert [f.wrote for f in fast] == [r.wrote for r in ref]
+    assert 0 < sum(r.wrote for r in ref) <= 200
+    for f, r in zip(fast, ref):
+        torch.testing.assert_close(f.action, r.action, rtol=1e-4, atol=1e-5)
+        assert f.surprise == pytest.approx(r.surprise, rel=1e-4, abs=1e-6)
+    for a, b in zip(memory.state_tensors(), ref_state):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

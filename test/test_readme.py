@@ -1,0 +1,15 @@
+"""The README documents every node parameter and the two commands."""
+from aura_ros.params import PERCEPTION_PARAMS, POLICY_PARAMS
+from conftest import REPO
+
+README = (REPO / 'README.md').read_text()
+
+
+def test_every_parameter_is_documented_with_its_default():
+    for spec in POLICY_PARAMS + PERCEPTION_PARAMS:
+        assert f'| `{spec.name}` |' in README, spec.name
+
+
+def test_the_two_commands_come_first():
+    head = '\n'.join(README.splitlines()[:40])
+    assert 'make demo' in head and 'make test' in head
