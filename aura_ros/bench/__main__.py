@@ -46,8 +46,8 @@ def cmd_closed_loop(args):
     from aura_ros.bench import closed_loop
     arms = [a for a in args.arms.split(',') if a]
     variants = [v for v in args.variants.split(',') if v]
-    return (closed_loop.run(arms, args.episodes, params=args.params, variants=variants),
-            closed_loop.plot)
+    return (closed_loop.run(arms, args.episodes, params=args.params, variants=variants,
+                            through_ros=args.through_ros), closed_loop.plot)
 
 
 def cmd_soak(args):
@@ -82,6 +82,8 @@ def main(argv=None):
                                      'periodic_budget')
     p.add_argument('--episodes', type=int, default=200)
     p.add_argument('--variants', default='memory,memory_hard')
+    p.add_argument('--through-ros', type=int, default=0,
+                   help='also run this many episodes through the real nodes and compare')
     p.add_argument('--params', default=None, help='parameter file (default: the package\'s '
                    'config/default.yaml)')
     p.set_defaults(run=cmd_closed_loop)

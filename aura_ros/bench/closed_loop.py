@@ -60,7 +60,7 @@ def evaluate_arm(backbone, memory, variant, episodes, progress=True, desc=''):
 
 
 def run(arms, episodes, params=None, memory_dir=None, variants=('memory', 'memory_hard'),
-        progress=True):
+        progress=True, through_ros=0):
     from aura_ros.backbones.base import package_share
     from aura_ros.train.__main__ import load_backbone
     torch.set_num_threads(1)
@@ -83,7 +83,29 @@ def run(arms, episodes, params=None, memory_dir=None, variants=('memory', 'memor
         result['variants'][variant] = block
     result['arms'] = result['variants'][variants[0]]   # the headline variant
     result['headline_variant'] = variants[0]
+    if through_ros:
+        result['through_ros'] = ros_check(result, through_ros, params, variants[0])
     return result
+
+
+def ros_check(result, episodes, params, variant):
+    """The first ``episodes`` seeds again, through the real nodes (separate processes, DDS,
+    lockstep sim): AURA's success there must lie within the in-process Wilson interval."""
+    import tempfile
+
+    from aura_ros.tools.demo import run_through_nodes
+    with tempfile.TemporaryDirectory() as out:
+        ok, results, _ = run_through_nodes(episodes, variant, EVAL_SEED, params, out,
+                                           verbose=False)
+    successes = sum(r.success for r, _, _ in results)
+    in_process = result['variants'][variant]['aura']
+    ros = dict(episodes=len(results), success=successes / max(len(results), 1),
+               success_ci95=wilson(successes, len(results)), processes_ok=ok,
+               writes_per_episode=float(np.mean([w for _, _, w in results])) if results else 0)
+    ros['agrees_with_in_process'] = bool(
+        in_process['success_ci95'][0] <= ros['success'] <= in_process['success_ci95'][1]
+        or ros['success_ci95'][0] <= in_process['success'] <= ros['success_ci95'][1])
+    return ros
 
 
 def plot(result, path):

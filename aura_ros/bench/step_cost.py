@@ -2,8 +2,12 @@
 
 Each memory is stepped through its streaming API (batch 1, features in, action out) from
 step 1 to the largest horizon; at each horizon h the next ``window`` steps are timed one by one
-(perf_counter), giving the median and p99 per-step time there. All arms run in one process,
-one after another, with the same random features, so ratios compare like with like.
+(perf_counter), giving the median and p99 per-step time there (``median_us``, ``p99_us``: the
+whole step, projections and action head included). ``core_*`` times only the memory operation
+the arms differ in, with the very functions their steps call: the delta-rule read and write
+for the fast-weight memories (``FastStep.read`` + ``write``), the append and the attention over
+the cache for the KV-cache (``_append`` + ``attend``). All arms run in one process, one after
+another, with the same random inputs, so ratios compare like with like.
 """
 import time
 
@@ -28,7 +32,8 @@ def run(horizons=(1000, 10_000, 100_000), window=300, feature_dim=128, action_di
         memory = build_memory(AuraConfig(feature_dim=feature_dim, action_dim=action_dim,
                                          kind=arm)).eval()
         memory.reset()
-        stats = {'median_us': [], 'p99_us': [], 'mean_us': [], 'state_bytes': []}
+        stats = {'median_us': [], 'p99_us': [], 'mean_us': [], 'state_bytes': [],
+                 'core_median_us': [], 'core_p99_us': []}
         step = 0
         bar = tqdm(total=horizons[-1] + window, desc=f'step-cost {arm}', disable=not progress,
                    mininterval=2.0)
@@ -49,15 +54,49 @@ def run(horizons=(1000, 10_000, 100_000), window=300, feature_dim=128, action_di
             stats['p99_us'].append(float(np.percentile(times, 99) * 1e6))
             stats['mean_us'].append(float(times.mean() * 1e6))
             stats['state_bytes'].append(memory.state_bytes())
+            core = time_core(memory, window)
+            stats['core_median_us'].append(float(np.median(core) * 1e6))
+            stats['core_p99_us'].append(float(np.percentile(core, 99) * 1e6))
         bar.close()
         result['arms'][arm] = stats
     aura = result['arms']['aura']['median_us']
+    core = result['arms']['aura']['core_median_us']
     result['ratios'] = {
         'aura_last_over_first': aura[-1] / aura[0],
+        'aura_core_last_over_first': core[-1] / core[0],
+        'kv_over_aura_core': [kv / a for kv, a in
+                              zip(result['arms']['kv_cache']['core_median_us'], core)],
         'kv_over_aura': [kv / a for kv, a in zip(result['arms']['kv_cache']['median_us'], aura)],
         'always_write_over_aura': [w / a for w, a in
                                    zip(result['arms']['always_write']['median_us'], aura)]}
     return result
+
+
+@torch.inference_mode()
+def time_core(memory, window, seed=1):
+    """Per-call time of the arm's memory operation alone (see the module docstring)."""
+    rng = np.random.default_rng(seed)
+    cfg = memory.config
+    kq = rng.standard_normal((2, cfg.d_key)).astype(np.float32)
+    kq /= np.linalg.norm(kq, axis=1, keepdims=True)
+    v = rng.standard_normal(cfg.d_value).astype(np.float32)
+    times = np.empty(window)
+    if cfg.kind == 'kv_cache':
+        k, q, vt = torch.from_numpy(kq[0]), torch.from_numpy(kq[1]), torch.from_numpy(v)
+        for i in range(window):
+            t0 = time.perf_counter()
+            memory._append(k, vt)
+            memory.attend(q)
+            times[i] = time.perf_counter() - t0
+        return times
+    fast = memory._fast
+    W, b = memory.W.numpy()[0], memory.b.numpy()[0]
+    for i in range(window):
+        t0 = time.perf_counter()
+        _, err, _ = fast.read(W, b, kq, v, 0.5, 0.5)
+        fast.write(W, b, kq[0], err, 0.5, 0.5)
+        times[i] = time.perf_counter() - t0
+    return times
 
 
 def plot(result, path):
@@ -76,7 +115,12 @@ def plot(result, path):
     ax.set_xlabel('memory steps so far (horizon)')
     ax.set_ylabel('time per memory step (us)')
     r = result['ratios']['kv_over_aura'][-1]
-    ax.set_title(f"Per-step cost: KV-cache / AURA = {r:.0f}x at {result['horizons'][-1]:,}")
+    for arm, stats in result['arms'].items():
+        ax.plot(result['horizons'], stats['core_median_us'], ls=':', marker='x',
+                color=colours[arm], label=f'{arm}: memory operation only')
+    rc = result['ratios']['kv_over_aura_core'][-1]
+    ax.set_title(f"KV-cache / AURA at {result['horizons'][-1]:,} steps: {r:.0f}x (step), "
+                 f"{rc:.0f}x (memory op)")
     ax.grid(True, which='both', alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -102,14 +102,18 @@ class KVCacheMemory(MemoryPolicy):
         self._n += 1
 
     @torch.inference_mode()
+    def attend(self, q):
+        """The memory read: attention of q (dk,) over every cached step, recency-biased."""
+        keys, values = self._keys[:self._n], self._values[:self._n]
+        age = self._ages[self._capacity - self._n:]
+        scores = torch.addcmul(self.log_scale.exp() * (keys @ q), age, -F.softplus(self.recency))
+        return torch.softmax(scores, dim=0) @ values
+
+    @torch.inference_mode()
     def step(self, features, base_action=None):
         phi, k, v, q = self.encode(features.reshape(1, -1).float())
         self._append(k[0], v[0])
-        keys, values = self._keys[:self._n], self._values[:self._n]
-        age = self._ages[self._capacity - self._n:]
-        scores = torch.addcmul(self.log_scale.exp() * (keys @ q[0]), age,
-                               -F.softplus(self.recency))
-        readout = torch.softmax(scores, dim=0) @ values
+        readout = self.attend(q[0])
         base = None if base_action is None else base_action.reshape(1, -1).float()
         self.count(True, (self.config.d_key + self.config.d_value) * 4)
         return StepOutput(action=self.act(readout[None], phi, base)[0], wrote=True,

@@ -93,12 +93,7 @@ class FastStep:
         H = self.H
         head_ctx = pz[:H]
         eta_w, eta_b = 1.0 / (1.0 + np.exp(-pz[H:H + 2]))
-        r = self.r
-        np.dot(kq, W, out=r)
-        r += b
-        err = v - r[0]                                                  # (dv,)
-        surprise = float(err @ err) / err.shape[0]
-        r[0] = r[1] + (eta_w * float(kq[0] @ kq[1]) + eta_b) * err      # r_w; r[1] = r_no
+        r, err, surprise = self.read(W, b, kq, v, eta_w, eta_b)
         np.dot(r, self.head_r, out=self.hidden_tmp)
         self.hidden_tmp += head_ctx
         actions = gelu(self.hidden_tmp) @ self.head_out_w + self.head_out_b   # (2, A): w, no
@@ -114,7 +109,22 @@ class FastStep:
             prob = 1.0
         wrote = decide(prob)
         if wrote:   # a closed gate never touches the state
-            np.multiply.outer(eta_w * kq[0], err, out=self.outer)
-            W += self.outer
-            b += eta_b * err
+            self.write(W, b, kq[0], err, eta_w, eta_b)
         return actions[0 if wrote else 1], wrote, prob, surprise
+
+    def read(self, W, b, kq, v, eta_w, eta_b):
+        """The memory read: readouts without / with this step's write, the prediction error
+        and the surprise. kq (2, dk) = [k; q], unit rows."""
+        r = self.r
+        np.dot(kq, W, out=r)                                            # [k W; q W]
+        r += b
+        err = v - r[0]                                                  # (dv,)
+        surprise = float(err @ err) / err.shape[0]
+        r[0] = r[1] + (eta_w * float(kq[0] @ kq[1]) + eta_b) * err      # r_w; r[1] = r_no
+        return r, err, surprise
+
+    def write(self, W, b, k, err, eta_w, eta_b):
+        """The delta-rule write, in place: W += eta_w k e^T, b += eta_b e."""
+        np.multiply.outer(eta_w * k, err, out=self.outer)
+        W += self.outer
+        b += eta_b * err

@@ -46,6 +46,7 @@ from aura_ros.params import POLICY_PARAMS
 
 FRAMES_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 MAX_INSTRUCTION = 2000
+PROBLEM_WINDOW = 3.0   # seconds a problem keeps /diagnostics at WARN
 
 
 class PolicyNode(LifecycleNode):
@@ -79,6 +80,7 @@ class PolicyNode(LifecycleNode):
         self.frame_rate = RateMeter()
         self.command_rate = RateMeter()
         self.last_problem = ''
+        self.last_problem_time = -1e9        # problems older than PROBLEM_WINDOW clear
         self.state_label = 'unconfigured'
         # Diagnostics in every lifecycle state (an unconfigured node says why).
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
@@ -87,9 +89,13 @@ class PolicyNode(LifecycleNode):
         if self.p['autostart']:  # once the executor spins: configure, then activate
             self._autostart_timer = self.create_timer(0.0, self._autostart)
 
+    def problem(self, message):
+        """Remember a problem for the diagnostics (WARN for PROBLEM_WINDOW seconds)."""
+        self.last_problem, self.last_problem_time = message, time.monotonic()
+
     def _on_refused_parameter(self, reason):
         self.counts['refused_parameters'] = self.counts.get('refused_parameters', 0) + 1
-        self.last_problem = f'refused parameter change: {reason}'
+        self.problem(f'refused parameter change: {reason}')
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def _autostart(self):
@@ -124,7 +130,7 @@ class PolicyNode(LifecycleNode):
                                     f'{type(exc).__name__}: {exc}')
             self.runner = None
             self._destroy_interfaces()
-            self.last_problem = f'configure failed: {exc}'
+            self.problem(f'configure failed: {exc}')
             self.counts['configure_failures'] += 1
             return TransitionCallbackReturn.FAILURE
         self.state_label = 'inactive'
@@ -288,7 +294,7 @@ class PolicyNode(LifecycleNode):
         text = msg.data
         if len(text) > MAX_INSTRUCTION:
             self.counts['bad_instructions'] += 1
-            self.last_problem = f'instruction of {len(text)} characters ignored'
+            self.problem(f'instruction of {len(text)} characters ignored')
             self.get_logger().warning(f'ignored instruction of {len(text)} characters '
                                       f'(limit {MAX_INSTRUCTION})')
             return
@@ -310,7 +316,7 @@ class PolicyNode(LifecycleNode):
                 self._process(msg)
             except Exception as exc:  # noqa: BLE001 - never let one frame kill the loop
                 self.counts['step_errors'] += 1
-                self.last_problem = f'step failed: {exc}'
+                self.problem(f'step failed: {exc}')
                 self.log('error', f'policy step failed: {type(exc).__name__}: {exc}')
 
     def _process(self, msg):
@@ -319,7 +325,7 @@ class PolicyNode(LifecycleNode):
             'joint_state_timeout').value
         if positions is None or stale:
             self.counts['refused_no_joint_states'] += 1
-            self.last_problem = 'no fresh joint states: not commanding'
+            self.problem('no fresh joint states: not commanding')
             self.log('warning', 'no fresh joint states on '
                                       f"{self.p['joint_states_topic']}: not commanding")
             return
@@ -327,7 +333,7 @@ class PolicyNode(LifecycleNode):
         if msg.encoding != 'rgb8' or msg.height != size or msg.width != size or \
                 len(msg.data) != size * size * 3:
             self.counts['bad_frames'] += 1
-            self.last_problem = f'bad frame {msg.width}x{msg.height} {msg.encoding}'
+            self.problem(f'bad frame {msg.width}x{msg.height} {msg.encoding}')
             self.log('warning', f'ignored frame {msg.width}x{msg.height} {msg.encoding}: '
                                       f'expects rgb8 {size}x{size} from perception_node')
             return
@@ -354,7 +360,7 @@ class PolicyNode(LifecycleNode):
             self.publish_gate_event(msg, step, runner, publish_ms)
         if step.command is None:
             self.counts['invalid_actions'] += 1
-            self.last_problem = f'command withheld: {step.rejected}'
+            self.problem(f'command withheld: {step.rejected}')
             self.log('warning', f'command withheld: {step.rejected}')
         self.step_times.append(step.total_ms)
         now_s = self.get_clock().now().nanoseconds * 1e-9
@@ -473,7 +479,7 @@ class PolicyNode(LifecycleNode):
             level, message = ERROR, 'no joint states: not commanding'
         elif self.last_frame_time is None:
             level, message = WARN, 'waiting for frames'
-        elif self.last_problem:
+        elif time.monotonic() - self.last_problem_time < PROBLEM_WINDOW:
             level, message = WARN, self.last_problem
         self.diag_pub.publish(diagnostic_array(
             self, 'aura_ros: policy', level, message, dict(
