@@ -99,7 +99,19 @@ def main(argv=None):
     for p in sub.choices.values():
         p.add_argument('--json', required=True, help='output JSON path')
         p.add_argument('--plot', default=None, help='output PNG path')
+    p = sub.add_parser('report', help='bench/README.md from the JSON results')
+    p.add_argument('--results', default='bench/results')
+    p.add_argument('--out', default='bench/README.md')
+    p.add_argument('--notes', default='bench/notes.md', help='hand-written notes appended')
     args = parser.parse_args(argv)
+    if args.command == 'report':
+        from pathlib import Path
+
+        from aura_ros.bench import report
+        notes = Path(args.notes).read_text() if Path(args.notes).is_file() else ''
+        report.write(args.results, args.out, notes)
+        print(f'wrote {args.out}')
+        return 0
     t0 = time.monotonic()
     result, plot = args.run(args)
     result['elapsed_s'] = round(time.monotonic() - t0, 1)

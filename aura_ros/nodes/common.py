@@ -141,3 +141,37 @@ class ThrottledLog:
             self.last.clear()
         self.last[key] = now
         getattr(self.logger, level)(message)
+
+
+def run_node(make_node, spin, args=None, close=None, **init_kwargs):
+    """The life of a node executable: init, build the node (a refused parameter or a bad
+    setting exits with status 2 and one line saying why), ``spin(node)`` until it returns or
+    Ctrl-C / shutdown, then ``close(node)`` (if given), destroy and shut down."""
+    import sys
+
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+    rclpy.init(args=args, **init_kwargs)
+    try:
+        node = make_node()
+    except Exception as exc:  # noqa: BLE001 - refuse with the reason, no traceback
+        print(f'{getattr(make_node, "__name__", "node")}: {exc}', file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    try:
+        spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if close is not None:
+            close(node)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+def spin_until_done(node, done):
+    """Spin ``node`` until ``done()`` is true or ROS shuts down."""
+    import rclpy
+    while rclpy.ok() and not done():
+        rclpy.spin_once(node, timeout_sec=0.1)

@@ -6,12 +6,11 @@ run until Ctrl-C) or after ``idle_timeout`` seconds without any message once one
 import sys
 import time
 
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
 from aura_ros.msg import GateEvent, MemoryStatus
+from aura_ros.nodes.common import run_node, spin_until_done
 
 
 class GateMonitor(Node):
@@ -51,17 +50,7 @@ class GateMonitor(Node):
 
 
 def main(args=None):
-    rclpy.init(args=args)
-    node = GateMonitor()
-    try:
-        while rclpy.ok() and not node.done():
-            rclpy.spin_once(node, timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(GateMonitor, lambda node: spin_until_done(node, node.done), args)
 
 
 if __name__ == '__main__':

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
+
+from aura_ros.nodes.common import run_node
 
 DEFAULT_TOPICS = ['/aura/gate_events', '/aura/memory_status', '/aura/joint_commands']
 STORAGES = ('mcap', 'sqlite3')
@@ -128,27 +129,17 @@ class GateRecorder(Node):
             self.get_logger().info(f'closed {self.path}: {total} messages {self.counts}')
 
 
-def main(args=None):
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    try:
-        node = GateRecorder()
-    except Exception as exc:  # noqa: BLE001 - refuse with the reason, no traceback
-        print(f'gate_recorder: {exc}', file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
+def spin(node):
     stop = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM):   # close the bag cleanly on either
         signal.signal(sig, lambda *_: stop.append(True))
-    try:
-        while rclpy.ok() and not stop:
-            rclpy.spin_once(node, timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.close()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    while rclpy.ok() and not stop:
+        rclpy.spin_once(node, timeout_sec=0.1)
+
+
+def main(args=None):
+    return run_node(GateRecorder, spin, args, close=GateRecorder.close,
+                    signal_handler_options=SignalHandlerOptions.NO)
 
 
 if __name__ == '__main__':

@@ -9,7 +9,6 @@ rgb8 frames. Malformed frames are dropped with one log line and counted; frames 
 import sys
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
@@ -29,6 +28,7 @@ from aura_ros.nodes.common import (
     ThrottledLog,
     declare_params,
     diagnostic_array,
+    run_node,
     stamp_to_sec,
 )
 from aura_ros.params import PERCEPTION_PARAMS
@@ -105,21 +105,7 @@ class PerceptionNode(Node):
 
 
 def main(args=None):
-    rclpy.init(args=args)
-    try:
-        node = PerceptionNode()
-    except ValueError as exc:  # a refused parameter: say why and exit non-zero
-        print(f'perception_node: {exc}', file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(PerceptionNode, rclpy.spin, args)
 
 
 if __name__ == '__main__':

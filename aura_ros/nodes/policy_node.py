@@ -18,10 +18,9 @@ import time
 from collections import deque
 
 import numpy as np
-import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -40,6 +39,7 @@ from aura_ros.nodes.common import (
     ThrottledLog,
     declare_params,
     diagnostic_array,
+    run_node,
     stamp_to_sec,
 )
 from aura_ros.params import POLICY_PARAMS
@@ -496,25 +496,14 @@ class PolicyNode(LifecycleNode):
                 **{f'count_{k}': v for k, v in self.counts.items()})))
 
 
-def main(args=None):
-    rclpy.init(args=args)
-    try:
-        node = PolicyNode()
-    except ValueError as exc:  # a refused parameter: say why and exit non-zero
-        print(f'policy_node: {exc}', file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
+def spin(node):
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node._stop_worker()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    executor.spin()
+
+
+def main(args=None):
+    return run_node(PolicyNode, spin, args, close=PolicyNode._stop_worker)
 
 
 if __name__ == '__main__':

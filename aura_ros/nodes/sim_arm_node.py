@@ -18,7 +18,7 @@ import numpy as np
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
@@ -27,6 +27,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from aura_ros.imaging import rgb_to_msg_fields
 from aura_ros.msg import EpisodeResult
+from aura_ros.nodes.common import run_node
 from aura_ros.sim.arm import VARIANTS, ArmEnv, ArmTaskConfig
 
 JOINTS = ['joint_1', 'joint_2', 'joint_3']
@@ -160,28 +161,18 @@ class SimArmNode(Node):
                                f'(target pad {env.episode.target}, reached {env.reached})')
 
 
-def main(args=None):
-    rclpy.init(args=args)
-    try:
-        node = SimArmNode()
-    except ValueError as exc:
-        print(f'sim_arm_node: {exc}', file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
+def spin(node):
     executor = MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)
     node.thread.start()
-    try:
-        while rclpy.ok() and not node.finished.is_set():
-            executor.spin_once(timeout_sec=0.1)
-        successes = sum(r.success for r in node.episode_results)
-        node.get_logger().info(f'{successes}/{len(node.episode_results)} episodes succeeded')
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    while rclpy.ok() and not node.finished.is_set():
+        executor.spin_once(timeout_sec=0.1)
+    successes = sum(r.success for r in node.episode_results)
+    node.get_logger().info(f'{successes}/{len(node.episode_results)} episodes succeeded')
+
+
+def main(args=None):
+    return run_node(SimArmNode, spin, args)
 
 
 if __name__ == '__main__':

@@ -7,12 +7,11 @@ writing every ``write_every``-th step, and a MemoryStatus on ``/aura/memory_stat
 import sys
 import time
 
-import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
 from aura_ros.msg import GateEvent, MemoryStatus
+from aura_ros.nodes.common import run_node, spin_until_done
 
 STATE_BYTES = (32 * 32 + 32) * 4  # fast-weight W (32x32) + bias (32), fp32
 
@@ -63,22 +62,16 @@ class StatusPublisher(Node):
         return self.count and self.step >= self.count
 
 
+def spin(node):
+    deadline = time.monotonic() + node.get_parameter('wait_for_subscriber').value
+    while node.events.get_subscription_count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    spin_until_done(node, node.done)
+    node.get_logger().info(f'published {node.step} gate events, {node.writes} writes')
+
+
 def main(args=None):
-    rclpy.init(args=args)
-    node = StatusPublisher()
-    try:
-        deadline = time.monotonic() + node.get_parameter('wait_for_subscriber').value
-        while node.events.get_subscription_count() == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        while rclpy.ok() and not node.done():
-            rclpy.spin_once(node, timeout_sec=0.1)
-        node.get_logger().info(f'published {node.step} gate events, {node.writes} writes')
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(StatusPublisher, spin, args)
 
 
 if __name__ == '__main__':
