@@ -7,6 +7,8 @@ preallocated, and the write done in place (``W += eta_w k e^T`` through a preall
 product). Built from the module's weights once (``FastStep(memory)``); the live state stays in
 the memory's W and b tensors, which share their storage with the arrays used here.
 """
+import math
+
 import numpy as np
 import torch
 
@@ -67,6 +69,9 @@ class FastStep:
         self.residual = cfg.action_mode == 'residual'
         self.scale = cfg.residual_scale * _np(memory.action_scale)
         # preallocated work arrays
+        self.z = np.empty(self.x_weight.shape[1], np.float32)
+        self.pz = np.empty(self.phi_weight.shape[1], np.float32)
+        self.actions = np.empty((2, self.head_out_w.shape[1]), np.float32)
         self.hidden_tmp = np.empty((2, self.H), np.float32)
         self.outer = np.empty((dk, dv), np.float32)
         self.kq = np.empty((2, dk), np.float32)
@@ -76,7 +81,8 @@ class FastStep:
         """One step on the live state (W (dk, dv), b (dv,) numpy views, updated in place).
         ``decide(prob) -> wrote`` applies the arm's write rule. Returns
         (action, wrote, prob, surprise)."""
-        z = x @ self.x_weight + self.x_bias
+        z = np.dot(x, self.x_weight, out=self.z)
+        z += self.x_bias
         dk, kqv, end = self.dk, self.kqv, self.end
         kq = self.kq
         kq[0], kq[1] = z[:dk], z[dk:2 * dk]
@@ -85,9 +91,10 @@ class FastStep:
         phi = z[kqv:end]
         centred = phi - phi.sum() / phi.shape[0]
         var = float(centred @ centred) / phi.shape[0]
-        phi = centred * (self.ln_weight / np.sqrt(var + self.ln_eps)) + self.ln_bias
+        phi = centred * (self.ln_weight / math.sqrt(var + self.ln_eps)) + self.ln_bias
         phi = gelu(phi)
-        pz = phi @ self.phi_weight + self.phi_bias
+        pz = np.dot(phi, self.phi_weight, out=self.pz)
+        pz += self.phi_bias
         if self.gated:
             pz[self.H + 2:] += z[end:]            # the gate's normalised-feature part
         H = self.H
@@ -96,9 +103,11 @@ class FastStep:
         r, err, surprise = self.read(W, b, kq, v, eta_w, eta_b)
         np.dot(r, self.head_r, out=self.hidden_tmp)
         self.hidden_tmp += head_ctx
-        actions = gelu(self.hidden_tmp) @ self.head_out_w + self.head_out_b   # (2, A): w, no
+        actions = np.dot(gelu(self.hidden_tmp), self.head_out_w, out=self.actions)  # (2, A)
+        actions += self.head_out_b                                      # rows: write, no write
         if self.residual and base is not None:
-            actions = base + self.scale * actions
+            actions *= self.scale
+            actions += base
         if self.gated:
             delta = float(np.linalg.norm(actions[0] - actions[1]))
             scalars = np.log(np.array([surprise, delta], np.float32) + LOG_EPS)
@@ -110,7 +119,7 @@ class FastStep:
         wrote = decide(prob)
         if wrote:   # a closed gate never touches the state
             self.write(W, b, kq[0], err, eta_w, eta_b)
-        return actions[0 if wrote else 1], wrote, prob, surprise
+        return actions[0 if wrote else 1].copy(), wrote, prob, surprise
 
     def read(self, W, b, kq, v, eta_w, eta_b):
         """The memory read: readouts without / with this step's write, the prediction error
