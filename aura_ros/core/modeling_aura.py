@@ -30,6 +30,15 @@ from aura_ros.core.memory import MemoryPolicy, SequenceOutput, StepOutput
 LOG_EPS = 1e-6
 
 
+def _as_f32(values):
+    """A flat float32 numpy view (or copy) of a tensor or array."""
+    if isinstance(values, torch.Tensor):
+        values = values.numpy() if not values.requires_grad else values.detach().numpy()
+    if values.dtype == np.float32 and values.ndim == 1 and values.flags.c_contiguous:
+        return values
+    return np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
+
+
 class FastWeightMemory(MemoryPolicy):
     def __init__(self, config):
         super().__init__(config, readout_dim=config.d_value)
@@ -197,7 +206,7 @@ class FastWeightMemory(MemoryPolicy):
         return None
 
     # ---- streaming (batch 1) ---------------------------------------------------------------
-    fast_inference = True   # streaming steps take the numpy fast path
+    fast_inference = True   # streaming steps take the compiled fast path
 
     def reset_state(self, generator_seed=0):
         cfg = self.config
@@ -220,26 +229,25 @@ class FastWeightMemory(MemoryPolicy):
             self._u, self._du = tensors['u'].clone(), tensors['du'].clone()
 
     def step(self, features, base_action=None):
-        """One streaming step. The numpy fast path (core/fast_step.py) runs the same math as
-        ``reference_step`` below; the Skip-RNN control always takes the reference path."""
+        """One streaming step. The compiled fast path (core/fast_step.py) runs the same math
+        as ``reference_step`` below; the Skip-RNN control always takes the reference path."""
         cfg = self.config
         if cfg.kind == 'skip_budget' or not self.fast_inference:
             return self.reference_step(features, base_action)
-        if self._fast is None:
+        d = self.__dict__   # plain attributes: skip nn.Module.__getattr__/__setattr__ here
+        if d['_fast'] is None:
             from aura_ros.core.fast_step import FastStep
-            self._fast = FastStep(self)
-        x = features.detach().numpy() if torch.is_tensor(features) else np.asarray(features)
-        base = None if base_action is None else (
-            base_action.detach().numpy() if torch.is_tensor(base_action)
-            else np.asarray(base_action))
-        action, wrote, prob, surprise = self._fast(
-            self.W.numpy()[0], self.b.numpy()[0], x.astype(np.float32, copy=False).reshape(-1),
-            None if base is None else base.astype(np.float32, copy=False).reshape(-1),
-            self._decide)
-        self._t += 1
+            d['_fast'] = FastStep(self)
+        if d.get('_state_src') is not d['W']:   # W, b were replaced: new views of the state
+            d['_state_np'] = (d['W'].numpy()[0], d['b'].numpy()[0])
+            d['_state_src'] = d['W']
+        action, wrote, prob, surprise = d['_fast'](
+            *d['_state_np'], _as_f32(features), None if base_action is None
+            else _as_f32(base_action), self._decide)
+        d['_t'] += 1
         self.count(wrote, cfg.fast_weight_state_bytes())
-        return StepOutput(action=torch.from_numpy(np.asarray(action, np.float32)),
-                          wrote=bool(wrote), gate_probability=prob, surprise=surprise)
+        return StepOutput(action=torch.from_numpy(action), wrote=bool(wrote),
+                          gate_probability=prob, surprise=surprise)
 
     def _decide(self, prob):
         """The arm's write rule (gate threshold, or its schedule) for the current step."""
