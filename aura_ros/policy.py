@@ -71,6 +71,8 @@ class PolicyRunner:
             if mc.action_dim != cfg.action_dim:
                 raise ValueError(f'memory acts in {mc.action_dim} dims, backbone in '
                                  f'{cfg.action_dim}')
+            # Warm up (compiles the fast step once) so the first real frame is not slow.
+            memory.step(torch.zeros(mc.feature_dim), torch.zeros(mc.action_dim))
         self.reset()
 
     def reset(self):

@@ -241,9 +241,10 @@ class FastWeightMemory(MemoryPolicy):
         if d.get('_state_src') is not d['W']:   # W, b were replaced: new views of the state
             d['_state_np'] = (d['W'].numpy()[0], d['b'].numpy()[0])
             d['_state_src'] = d['W']
+        decision = -1 if cfg.kind == 'aura' else int(self._decide(1.0))  # schedules ignore prob
         action, wrote, prob, surprise = d['_fast'](
             *d['_state_np'], _as_f32(features), None if base_action is None
-            else _as_f32(base_action), self._decide)
+            else _as_f32(base_action), decision)
         d['_t'] += 1
         self.count(wrote, cfg.fast_weight_state_bytes())
         return StepOutput(action=torch.from_numpy(action), wrote=bool(wrote),

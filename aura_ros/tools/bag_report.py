@@ -261,6 +261,9 @@ def plot_all(contents: BagContents, out: Path):
     fig, ax = plt.subplots(figsize=(10, 3.5))
     ax.plot(x, prob, lw=0.8, color='tab:blue', label='gate probability')
     ax.vlines(x[wrote], 0, 1, color='tab:red', lw=1.0, alpha=0.7, label='write')
+    resets = x[1:][steps[1:] <= steps[:-1]]
+    if len(resets):   # memory resets (e.g. a new episode)
+        ax.vlines(resets - 0.5, 0, 1.05, color='k', ls=':', lw=0.8, label='memory reset')
     ax.set_ylim(0, 1.05)
     ax.set_xlabel('memory step (in recording order)')
     ax.set_title(f'Gate activity: {int(wrote.sum())} writes in {len(recs)} steps')
