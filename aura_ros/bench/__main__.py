@@ -26,7 +26,8 @@ def cmd_synthetic(args):
     if args.train_steps:
         settings.train_steps = {'easy': args.train_steps, 'hard': args.train_steps}
     configs = ['easy', 'hard'] if args.config == 'all' else [args.config]
-    result = synthetic.run(configs, args.seeds, settings, jobs=args.jobs)
+    result = synthetic.run(configs, args.seeds, settings, jobs=args.jobs,
+                           cache_dir=args.cache_dir)
     result['quick'] = args.quick
     return result, synthetic.plot
 
@@ -69,6 +70,8 @@ def main(argv=None):
     p.add_argument('--quick', action='store_true', help='tiny training, ends in ~2 minutes')
     p.add_argument('--train-steps', type=int, default=None, help='override training steps')
     p.add_argument('--jobs', type=int, default=None, help='parallel processes (default 2)')
+    p.add_argument('--cache-dir', default=None, help='keep each finished seed here and reuse '
+                   'it on a rerun with the same settings (resume)')
     p.set_defaults(run=cmd_synthetic)
     p = sub.add_parser('state-growth', help='live state bytes of AURA and a KV-cache over steps')
     p.add_argument('--steps', type=int, default=100_000)

@@ -74,7 +74,7 @@ def plot(result, path):
     s = result['summary']
     ax.set_title(f"Soak: RSS growth after warm-up {s['rss_growth_after_warmup_bytes'] / 2**20:.2f}"
                  f" MiB; state {s['state_bytes_unique']} B")
-    fig.legend(loc='lower right')
+    fig.legend(loc='center right', bbox_to_anchor=(0.88, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

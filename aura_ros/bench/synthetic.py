@@ -7,9 +7,11 @@ and learning rate, and is scored on the same evaluation episodes (a seed of thei
 seen in training). Confidence intervals are over seeds (Student t), since seed-to-seed
 variance dominates; the pooled per-episode counts are in the JSON too.
 """
+import hashlib
+import json
 import math
 import os
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import numpy as np
@@ -175,25 +177,47 @@ def summarise(config_name, per_seed, settings: BenchSettings):
         arms=arms)
 
 
-def run(configs, seeds, settings: BenchSettings, jobs=None, progress=True):
-    """{'configs': {name: summary}} for the given configs and seeds (processes in parallel)."""
+def _cache_path(cache_dir, name, seed, settings):
+    """Per-seed result file, keyed by everything that determines the result."""
+    key = json.dumps([name, seed, settings.__dict__], sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    return os.path.join(cache_dir, f'{name}-s{seed}-{digest}.json')
+
+
+def run(configs, seeds, settings: BenchSettings, jobs=None, progress=True, cache_dir=None):
+    """{'configs': {name: summary}} for the given configs and seeds (processes in parallel).
+    With ``cache_dir``, each finished (config, seed) is kept there and reused by a later run
+    with the same settings, so an interrupted run resumes instead of starting over."""
     jobs = jobs or min(2, os.cpu_count() or 1)
-    tasks = [(name, seed) for name in configs for seed in range(seeds)]
     per = {name: [None] * seeds for name in configs}
+    tasks = []
+    for name in sorted(configs, key=lambda n: -settings.train_steps[n] * CONFIGS[n].horizon):
+        for seed in range(seeds):  # longest first: keeps both workers busy to the end
+            path = cache_dir and _cache_path(cache_dir, name, seed, settings)
+            if path and os.path.exists(path):
+                with open(path) as f:
+                    per[name][seed] = json.load(f)
+            else:
+                tasks.append((name, seed))
     bar = tqdm(total=len(tasks), desc='synthetic (config x seed)', disable=not progress)
+
+    def done(name, seed, result):
+        per[name][seed] = result
+        if cache_dir:
+            os.makedirs(cache_dir, exist_ok=True)
+            with open(_cache_path(cache_dir, name, seed, settings), 'w') as f:
+                json.dump(result, f)
+        bar.update()
+
     if jobs == 1:
         for name, seed in tasks:
-            per[name][seed] = run_seed(name, seed, settings, progress=progress)
-            bar.update()
+            done(name, seed, run_seed(name, seed, settings, progress=progress))
     else:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             futures = {pool.submit(run_seed, name, seed, settings): (name, seed)
                        for name, seed in tasks}
-            from concurrent.futures import as_completed
             for fut in as_completed(futures):
-                name, seed = futures[fut]
-                per[name][seed] = fut.result()
-                bar.update()
+                done(*futures[fut], fut.result())
     bar.close()
     return {'benchmark': 'synthetic', 'settings': settings.__dict__,
             'configs': {name: summarise(name, per[name], settings) for name in configs}}

@@ -10,13 +10,21 @@ from aura_ros.bench.synthetic import ARMS, t_interval
 
 @pytest.mark.slow
 def test_synthetic_quick_writes_the_documented_json(tmp_path):
-    out, plot = tmp_path / 'synthetic.json', tmp_path / 'synthetic.png'
-    result = subprocess.run(
-        [sys.executable, '-m', 'aura_ros.bench', 'synthetic', '--config', 'all', '--seeds', '2',
-         '--quick', '--json', str(out), '--plot', str(plot)],
-        capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    data = json.loads(out.read_text())
+    out, plot, cache = tmp_path / 'synthetic.json', tmp_path / 'synthetic.png', tmp_path / 'c'
+
+    def run(json_path):
+        result = subprocess.run(
+            [sys.executable, '-m', 'aura_ros.bench', 'synthetic', '--config', 'all', '--seeds',
+             '2', '--quick', '--cache-dir', str(cache), '--json', str(json_path),
+             '--plot', str(plot)], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return json.loads(json_path.read_text())
+
+    data = run(out)
+    # Every finished (config, seed) is cached; a rerun with the same settings reuses them all.
+    assert len(list(cache.glob('*.json'))) == 4
+    again = run(tmp_path / 'again.json')
+    assert again['configs'] == data['configs']
     assert set(data['configs']) == {'easy', 'hard'}
     for block in data['configs'].values():
         assert block['seeds'] == 2
