@@ -83,6 +83,10 @@ def main_table(results):
                 rows.append(f"| {name}: write reduction, AURA acc vs best O(1) | {paper} | "
                             f"{_x(a['write_reduction'])}, {a['accuracy']:.3f} vs "
                             f"{best['accuracy']:.3f} ({b['best_o1_arm']}) |")
+                same = b['arms']['always_write']
+                rows.append(f"| {name}: AURA acc vs always-write of the same memory | n/a | "
+                            f"{a['accuracy']:.3f} vs {same['accuracy']:.3f} "
+                            f"[{same['accuracy_ci95'][0]:.3f}, {same['accuracy_ci95'][1]:.3f}] |")
         if 'hard' in syn['configs']:
             b = syn['configs']['hard']['arms']
             rows.append(f"| hard: random / periodic budget-matched | ~0.366 | "

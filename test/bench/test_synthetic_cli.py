@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from aura_ros.bench import report
 from aura_ros.bench.synthetic import ARMS, t_interval
 
 
@@ -43,6 +44,8 @@ def test_synthetic_quick_writes_the_documented_json(tmp_path):
         assert block['arms']['kv_cache']['state_bytes'] == 256 * block['task']['horizon']
         assert block['arms']['no_memory']['writes_per_episode'] == 0
     assert plot.stat().st_size > 1000
+    text = report.render(tmp_path)  # bench/README.md from this result
+    assert 'Synthetic 8-way task' in text and 'always-write of the same memory' in text
 
 
 def test_t_interval_matches_student_t():
