@@ -103,7 +103,7 @@ def plot(result, path):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(10, 4.5))
     colours = {'aura': 'tab:red', 'always_write': 'tab:blue', 'kv_cache': 'tab:gray'}
     for arm, stats in result['arms'].items():
         ax.errorbar(result['horizons'], stats['median_us'],
@@ -122,7 +122,7 @@ def plot(result, path):
     ax.set_title(f"KV-cache / AURA at {result['horizons'][-1]:,} steps: {r:.0f}x (step), "
                  f"{rc:.0f}x (memory op)")
     ax.grid(True, which='both', alpha=0.3)
-    ax.legend()
+    ax.legend(loc='center left', bbox_to_anchor=(1.02, 0.5), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
