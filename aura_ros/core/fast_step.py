@@ -12,7 +12,6 @@ import math
 
 import numba
 import numpy as np
-import torch
 
 LOG_EPS = 1e-6
 SQRT1_2 = 1.0 / math.sqrt(2.0)
@@ -262,5 +261,3 @@ class FastStep:
     def write(self, W, b, k, err, eta_w, eta_b):
         _write(W, b, k, err, eta_w, eta_b)
 
-
-__all__ = ['FastStep', 'torch']

@@ -241,7 +241,7 @@ class FastWeightMemory(MemoryPolicy):
         if d.get('_state_src') is not d['W']:   # W, b were replaced: new views of the state
             d['_state_np'] = (d['W'].numpy()[0], d['b'].numpy()[0])
             d['_state_src'] = d['W']
-        decision = -1 if cfg.kind == 'aura' else int(self._decide(1.0))  # schedules ignore prob
+        decision = -1 if cfg.kind == 'aura' else int(self._scheduled_write())
         action, wrote, prob, surprise = d['_fast'](
             *d['_state_np'], _as_f32(features), None if base_action is None
             else _as_f32(base_action), decision)
@@ -253,8 +253,11 @@ class FastWeightMemory(MemoryPolicy):
     def _decide(self, prob):
         """The arm's write rule (gate threshold, or its schedule) for the current step."""
         cfg = self.config
-        if cfg.kind == 'aura':
-            return prob > cfg.gate_threshold
+        return prob > cfg.gate_threshold if cfg.kind == 'aura' else self._scheduled_write()
+
+    def _scheduled_write(self):
+        """The write decision of the fixed-schedule arms, which never look at a gate."""
+        cfg = self.config
         if cfg.kind == 'always_write':
             return True
         if cfg.kind == 'random_budget':
