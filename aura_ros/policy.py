@@ -75,12 +75,25 @@ class PolicyRunner:
             memory.step(torch.zeros(mc.feature_dim), torch.zeros(mc.action_dim))
         self.reset()
 
-    def reset(self):
-        """New episode: empty memory state, no pending chunk, no previous command."""
+    def reset(self, episode_seed=None):
+        """New episode: empty memory state, no pending chunk, no previous command.
+        ``episode_seed`` (int) makes the episode's random draws reproducible and the same in
+        every arm: the chunk noise of a sampling backbone is seeded per (episode, step) and
+        a scheduled memory draws its write schedule from the episode seed. None: fresh
+        draws."""
         self._queue = []
         self.last_command = None
+        self.episode_seed = episode_seed
+        self.t = 0
         if self.memory is not None:
-            self.memory.reset()
+            self.memory.reset(episode_seed)
+
+    def noise_seed(self):
+        """Seed of the chunk predicted at this step (None without an episode seed)."""
+        if self.episode_seed is None:
+            return None
+        state = np.random.SeedSequence([int(self.episode_seed), self.t]).generate_state(1)
+        return int(state[0])
 
     def step(self, image, positions, instruction=''):
         t0 = time.perf_counter()
@@ -88,9 +101,10 @@ class PolicyRunner:
         encoding = self.backbone.encode(image, positions.astype(np.float32), instruction)
         new_chunk = not self._queue
         if new_chunk:  # predict a chunk, execute its first steps_per_chunk actions
-            chunk = self.backbone.act(encoding)
+            chunk = self.backbone.act(encoding, self.noise_seed())
             self._queue = [a for a in chunk[:self.steps_per_chunk]]
         base = np.asarray(self._queue.pop(0), np.float32)
+        self.t += 1
         t1 = time.perf_counter()
         if self.memory is not None:
             out = self.memory.step(encoding.features, torch.from_numpy(base))

@@ -64,7 +64,7 @@ def tiny_models(tmp_path_factory):
     for name, feature_dim in (('pi0', 128), ('vision', 48)):
         torch.manual_seed(0)
         memory = build_memory(AuraConfig(feature_dim=feature_dim, action_dim=3, kind='aura'))
-        memory.gate_out.bias.data.fill_(0.0)  # undecided gate: some writes, some not
+        memory.rule.bias.data.fill_(0.0)  # undecided gate: some writes, some not
         memory.save(root / f'memory_{name}.safetensors')
         paths[f'memory_{name}'] = root / f'memory_{name}.safetensors'
     pi0_block = dict(adapter='hf_pi0', model_path='pi0', image_size=64, action_dim=3,

@@ -129,7 +129,10 @@ class Backbone:
     def encode(self, image: np.ndarray, state: np.ndarray, instruction: str) -> Encoding:
         raise NotImplementedError
 
-    def act(self, encoding: Encoding) -> np.ndarray:
+    def act(self, encoding: Encoding, noise_seed=None) -> np.ndarray:
+        """The action chunk for an encoding. ``noise_seed`` (int) seeds a sampled chunk's noise
+        (flow-matching heads), so one seed gives the same chunk in every run; None draws from
+        the backbone's own generator. Deterministic adapters ignore it."""
         raise NotImplementedError
 
     def close(self):

@@ -106,12 +106,14 @@ class HFPI0Backbone(Backbone):
         return Encoding(features=features.cpu(), cache=(out.past_key_values, inputs))
 
     @torch.inference_mode()
-    def act(self, encoding):
+    def act(self, encoding, noise_seed=None):
         cache, inputs = encoding.cache
         mc = self.model.config
         prefix_length = cache.get_seq_length()
         steps = self.config.num_inference_steps
-        x = torch.randn(1, mc.chunk_size, mc.max_action_dim, generator=self.generator,
+        generator = self.generator if noise_seed is None else torch.Generator(
+            device=self.device).manual_seed(int(noise_seed))
+        x = torch.randn(1, mc.chunk_size, mc.max_action_dim, generator=generator,
                         device=self.device).to(self.dtype)
         dt = -1.0 / steps
         for i in range(steps):  # integrate the flow from t = 1 (noise) to t = 0 (actions)

@@ -80,7 +80,7 @@ class OpenVLAOFTLocal(Backbone):
         features = captured['hidden'][0].float().mean(0).cpu()
         return Encoding(features=features, cache=np.asarray(actions, np.float32))
 
-    def act(self, encoding):
+    def act(self, encoding, noise_seed=None):
         # OFT predicts the chunk in the same pass as the features (already un-normalised by
         # its own statistics, selected with unnorm_key).
         return encoding.cache[:, :self.config.action_dim]

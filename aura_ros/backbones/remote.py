@@ -114,7 +114,7 @@ class RemoteBackbone(Backbone):
         return Encoding(features=torch.from_numpy(features.astype(np.float32)),
                         cache=reply['handle'])
 
-    def act(self, encoding):
+    def act(self, encoding, noise_seed=None):   # the server samples with its own generator
         _, (actions,) = self.call({'op': 'act', 'handle': encoding.cache})
         return actions.astype(np.float32)
 

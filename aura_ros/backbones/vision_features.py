@@ -114,7 +114,7 @@ class VisionFeaturesBackbone(Backbone):
         return Encoding(features=features, cache=state)
 
     @torch.inference_mode()
-    def act(self, encoding):
+    def act(self, encoding, noise_seed=None):   # deterministic head: no noise
         chunk = self.head(encoding.features[None].to(self.device), encoding.cache[None])[0]
         return self.unnormalise_actions(chunk.float().cpu().numpy())
 

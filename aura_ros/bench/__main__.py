@@ -24,8 +24,11 @@ def cmd_synthetic(args):
     from aura_ros.bench import synthetic
     settings = synthetic.BenchSettings.quick() if args.quick else synthetic.BenchSettings()
     if args.train_steps:
-        settings.train_steps = {'easy': args.train_steps, 'hard': args.train_steps}
-    configs = ['easy', 'hard'] if args.config == 'all' else [args.config]
+        settings.train_steps = {name: args.train_steps for name in settings.train_steps}
+    if args.batch:
+        settings.batch = args.batch
+    configs = {'all': ['easy', 'hard'], 'legacy': ['legacy_easy', 'legacy_hard']}.get(
+        args.config, [args.config])
     result = synthetic.run(configs, args.seeds, settings, jobs=args.jobs,
                            cache_dir=args.cache_dir)
     result['quick'] = args.quick
@@ -65,10 +68,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog='python -m aura_ros.bench', description=__doc__)
     sub = parser.add_subparsers(dest='command', required=True)
     p = sub.add_parser('synthetic', help='8-way memory task, every arm, several seeds')
-    p.add_argument('--config', choices=['easy', 'hard', 'all'], default='all')
+    p.add_argument('--config', choices=['easy', 'hard', 'all', 'legacy_easy', 'legacy_hard',
+                                        'legacy'], default='all',
+                   help='all = easy + hard (the context task); legacy = the flag-channel task')
     p.add_argument('--seeds', type=int, default=5)
     p.add_argument('--quick', action='store_true', help='tiny training, ends in ~2 minutes')
     p.add_argument('--train-steps', type=int, default=None, help='override training steps')
+    p.add_argument('--batch', type=int, default=None, help='override the batch size')
     p.add_argument('--jobs', type=int, default=None, help='parallel processes (default 2)')
     p.add_argument('--cache-dir', default=None, help='keep each finished seed here and reuse '
                    'it on a rerun with the same settings (resume)')
@@ -81,8 +87,9 @@ def main(argv=None):
     p.add_argument('--window', type=int, default=300, help='timed steps at each horizon')
     p.set_defaults(run=cmd_step_cost)
     p = sub.add_parser('closed-loop', help='simulated arm, every arm, same seeds')
-    p.add_argument('--arms', default='base,aura,always_write,kv_cache,random_budget,'
-                                     'periodic_budget')
+    p.add_argument('--arms', default='base,base_memory_variant,no_memory,aura,'
+                   'aura_surprise_only,feature_gate,always_write,kv_cache,random_budget,'
+                   'periodic_budget')
     p.add_argument('--episodes', type=int, default=200)
     p.add_argument('--variants', default='memory,memory_hard')
     p.add_argument('--through-ros', type=int, default=0,

@@ -1,11 +1,17 @@
 """Closed-loop evaluation on the simulated arm: every arm drives the arm through the same
 control step as the policy node (PolicyRunner), in-process, on the same episode seeds.
 
-Arms: ``base`` (the frozen VLA alone), ``aura`` (shipped memory.safetensors), and the memory
-baselines shipped next to it (memory_<kind>.safetensors: always_write, kv_cache, and the
-random/periodic schedules budget-matched to AURA's write rate). Per arm: success rate with a
-Wilson 95% interval, writes per episode, largest live state seen; for gated arms the write
-probability per phase (cue, delay, distractor, go).
+Arms: ``base`` (the frozen VLA alone, trained on the visible variant), ``base_memory_variant``
+(a memoryless VLA behaviour-cloned on the memory variant itself), ``no_memory`` (the residual
+head without memory, trained on the same data as the memories: separates the memory's share
+from residual fine-tuning), ``aura`` (shipped memory.safetensors), its gate ablations
+``aura_surprise_only`` and ``feature_gate``, and the baselines shipped next to it
+(memory_<kind>.safetensors: always_write, kv_cache, and the random/periodic schedules
+budget-matched to AURA's write rate). Every episode is seeded: the sim, the backbone's chunk
+noise (per episode and step, so one seed gives the same base actions in every arm) and the
+write schedules (a fresh schedule per episode, derived from its seed). Per arm: success with a
+Wilson 95% interval, writes per episode, largest live state seen, write probability per phase
+(cue, delay, distractor, go) and per cue frame (frames 2-3 repeat frame 1).
 """
 import math
 
@@ -18,8 +24,12 @@ from aura_ros.policy import PolicyRunner
 from aura_ros.sim.arm import ArmEnv, ArmTaskConfig
 from aura_ros.sim.rollout import run_episode, sim_limits
 
-ARMS = ('base', 'aura', 'always_write', 'kv_cache', 'random_budget', 'periodic_budget')
+ARMS = ('base', 'base_memory_variant', 'no_memory', 'aura', 'aura_surprise_only',
+        'feature_gate', 'always_write', 'kv_cache', 'random_budget', 'periodic_budget')
+MEMORYLESS = ('base', 'base_memory_variant', 'no_memory')
 EVAL_SEED = 500_000
+MEMORY_VARIANT_BASE = 'package://aura_ros/models/pi0_sim_memory'
+CUE_FRAMES = 3
 
 
 def wilson(successes, n, z=1.959964):
@@ -32,12 +42,41 @@ def wilson(successes, n, z=1.959964):
     return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
+def default_memory_dir(params=None):
+    """The folder of the checkpoint the parameter file loads (and its baselines)."""
+    from aura_ros.backbones.base import package_share
+    from aura_ros.params import read_params_file
+    params = params or str(package_share('aura_ros') + '/config/default.yaml')
+    values, base_dir = read_params_file(params, 'policy_node')
+    return resolve_path(values['memory.checkpoint'], base_dir).parent
+
+
 def load_arm(arm, memory_dir):
     from aura_ros.core import load_memory
-    if arm == 'base':
+    if arm in ('base', 'base_memory_variant'):
         return None
     name = 'memory.safetensors' if arm == 'aura' else f'memory_{arm}.safetensors'
     return load_memory(memory_dir / name)
+
+
+def load_memory_variant_base(params, path=MEMORY_VARIANT_BASE):
+    """The default backbone block with the memory-variant model and its own statistics."""
+    from aura_ros.backbones import build_backbone
+    from aura_ros.backbones.base import read_json
+    from aura_ros.params import backbone_block, read_params_file
+    values, base_dir = read_params_file(params, 'policy_node')
+    block = dict(backbone_block(values), model_path=path)
+    folder = resolve_path(path, base_dir)
+    stats = read_json(folder / 'training.json')
+    block.update({k: stats[k] for k in ('action_mean', 'action_std', 'state_mean',
+                                        'state_std')})
+    return build_backbone(block, base_dir=base_dir)
+
+
+def _probability(wrote):
+    """{p, writes, steps, ci95} of a list of write flags (None when empty)."""
+    n, w = len(wrote), int(np.sum(wrote))
+    return dict(p=(w / n) if n else None, writes=w, steps=n, ci95=wilson(w, n))
 
 
 def evaluate_arm(backbone, memory, variant, episodes, progress=True, desc=''):
@@ -50,7 +89,10 @@ def evaluate_arm(backbone, memory, variant, episodes, progress=True, desc=''):
     for name in ('cue', 'delay', 'distractor', 'go'):
         wrote = [w for log in logs for w, ph in zip(log.wrote, log.phase) if ph == name]
         phases[name] = float(np.mean(wrote)) if wrote else None
+    cue_frames = [_probability([log.wrote[i] for log in logs if len(log.wrote) > i])
+                  for i in range(CUE_FRAMES)]
     return dict(success=successes / episodes, success_ci95=wilson(successes, episodes),
+                write_probability_by_cue_frame=cue_frames,
                 successes=successes, writes_per_episode=float(np.mean([l.writes for l in logs])),
                 steps_per_episode=float(np.mean([l.steps for l in logs])),
                 state_bytes_max=int(max(l.state_bytes_max for l in logs)),
@@ -66,21 +108,27 @@ def run(arms, episodes, params=None, memory_dir=None, variants=('memory', 'memor
     torch.set_num_threads(1)
     params = params or str(package_share('aura_ros') + '/config/default.yaml')
     backbone = load_backbone(params)
-    from aura_ros.params import read_params_file
-    values, base_dir = read_params_file(params, 'policy_node')
     if memory_dir is None:
-        memory_dir = resolve_path(values['memory.checkpoint'], base_dir).parent
+        memory_dir = default_memory_dir(params)
     result = {'episodes': episodes, 'params': str(params), 'variants': {}}
+    variant_base = (load_memory_variant_base(params) if 'base_memory_variant' in arms
+                    else None)
     for variant in variants:
         block = {}
         for arm in arms:
-            block[arm] = evaluate_arm(backbone, load_arm(arm, memory_dir), variant, episodes,
+            policy = variant_base if arm == 'base_memory_variant' else backbone
+            block[arm] = evaluate_arm(policy, load_arm(arm, memory_dir), variant, episodes,
                                       progress, desc=f'{variant} {arm}')
         always = block.get('always_write', {}).get('writes_per_episode')
         for stats in block.values():
             w = stats['writes_per_episode']
             stats['write_reduction'] = (always / w) if always and w else None
         result['variants'][variant] = block
+        if 'aura' in block:   # separated intervals: AURA's lower bound above their upper
+            lo = block['aura']['success_ci95'][0]
+            result.setdefault('aura_above', {})[variant] = {
+                arm: bool(lo > block[arm]['success_ci95'][1])
+                for arm in block if arm not in ('aura',)}
     result['arms'] = result['variants'][variants[0]]   # the headline variant
     result['headline_variant'] = variants[0]
     if through_ros:
@@ -120,7 +168,8 @@ def plot(result, path):
         s = [block[a]['success'] for a in arms]
         err = [[v - block[a]['success_ci95'][0] for v, a in zip(s, arms)],
                [block[a]['success_ci95'][1] - v for v, a in zip(s, arms)]]
-        colors = ['tab:red' if a == 'aura' else 'tab:gray' if a == 'base' else 'tab:blue'
+        colors = ['tab:red' if a == 'aura' else 'tab:orange' if a.startswith('aura_')
+                  or a == 'feature_gate' else 'tab:gray' if a in MEMORYLESS else 'tab:blue'
                   for a in arms]
         ax = axes[row, 0]
         ax.bar(arms, s, yerr=err, color=colors, capsize=3)

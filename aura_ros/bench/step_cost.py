@@ -5,8 +5,10 @@ step 1 to the largest horizon; at each horizon h the next ``window`` steps are t
 (perf_counter), giving the median and p99 per-step time there (``median_us``, ``p99_us``: the
 whole step, projections and action head included). ``core_*`` times only the memory operation
 the arms differ in, with the very functions their steps call: the delta-rule read and write
-for the fast-weight memories (``FastStep.read`` + ``write``), the append and the attention over
-the cache for the KV-cache (``_append`` + ``attend``). All arms run in one process, one after
+for the fast-weight memories (``FastStep.read`` + ``write``), the append into the preallocated
+buffers and the compiled attention over the cache for the KV-cache (``FastKV.attend``). Both
+are engineered alike: one compiled (numba) call per step for the whole step, the same compiled
+encoder and action head, state in preallocated arrays. All arms run in one process, one after
 another, with the same random inputs, so ratios compare like with like.
 """
 import time
@@ -81,12 +83,15 @@ def time_core(memory, window, seed=1):
     kq /= np.linalg.norm(kq, axis=1, keepdims=True)
     v = rng.standard_normal(cfg.d_value).astype(np.float32)
     times = np.empty(window)
-    if cfg.kind == 'kv_cache':
-        k, q, vt = torch.from_numpy(kq[0]), torch.from_numpy(kq[1]), torch.from_numpy(v)
+    if cfg.kind == 'kv_cache':   # append into the preallocated buffers, compiled attention
+        fast = memory._fast
         for i in range(window):
             t0 = time.perf_counter()
-            memory._append(k, vt)
-            memory.attend(q)
+            memory._reserve()
+            keys, values = memory._kv_np
+            keys[memory._n], values[memory._n] = kq[0], v
+            memory._n += 1
+            fast.attend(keys, values, memory._n, kq[1])
             times[i] = time.perf_counter() - t0
         return times
     fast = memory._fast

@@ -1,6 +1,11 @@
 """AURA-Mem core: pure PyTorch/numpy, no rclpy. Build any memory arm with ``build_memory``."""
 from aura_ros.core.baselines import GRUMemory, KVCacheMemory, NoMemory
-from aura_ros.core.configuration_aura import FAST_WEIGHT_KINDS, MEMORY_KINDS, AuraConfig
+from aura_ros.core.configuration_aura import (
+    FAST_WEIGHT_KINDS,
+    GATED_KINDS,
+    MEMORY_KINDS,
+    AuraConfig,
+)
 from aura_ros.core.memory import MemoryPolicy, SequenceOutput, StepOutput, load_memory
 from aura_ros.core.modeling_aura import FastWeightMemory
 
@@ -13,6 +18,6 @@ def build_memory(config: AuraConfig) -> MemoryPolicy:
     return _REGISTRY[config.kind](config)
 
 
-__all__ = ['AuraConfig', 'MEMORY_KINDS', 'FAST_WEIGHT_KINDS', 'MemoryPolicy', 'StepOutput',
-           'SequenceOutput', 'FastWeightMemory', 'GRUMemory', 'KVCacheMemory', 'NoMemory',
-           'build_memory', 'load_memory']
+__all__ = ['AuraConfig', 'MEMORY_KINDS', 'FAST_WEIGHT_KINDS', 'GATED_KINDS', 'MemoryPolicy',
+           'StepOutput', 'SequenceOutput', 'FastWeightMemory', 'GRUMemory', 'KVCacheMemory',
+           'NoMemory', 'build_memory', 'load_memory']

@@ -31,7 +31,7 @@ class GRUMemory(MemoryPolicy):
         h, _ = self.cell(phi)                                         # (B, T, H)
         return _no_gate(self.act(h, phi, base_actions), 1)
 
-    def reset_state(self):
+    def reset_state(self, seed=0):
         self.h = torch.zeros(1, 1, self.config.gru_hidden)
 
     def live_state(self):
@@ -74,13 +74,16 @@ class KVCacheMemory(MemoryPolicy):
         readout = torch.softmax(scores, dim=-1) @ v                  # (B, T, dv)
         return _no_gate(self.act(readout, phi, base_actions), 1)
 
-    def reset_state(self):
+    # ---- streaming: keys and values in preallocated buffers that double when full ---------
+    fast_inference = True   # streaming steps take the compiled path (core/fast_step.FastKV)
+
+    def reset_state(self, seed=0):
         cfg = self.config
         self._keys = torch.empty(0, cfg.d_key)
         self._values = torch.empty(0, cfg.d_value)
         self._capacity = 0
         self._n = 0
-        self._ages = torch.empty(0)   # [capacity - 1, ..., 1, 0]: the last n are the ages
+        self._fast = None   # rebuilt from the (possibly new) weights on the next step
 
     def live_state(self):
         return {'keys': self._keys[:self._n], 'values': self._values[:self._n]}
@@ -90,14 +93,19 @@ class KVCacheMemory(MemoryPolicy):
         for k, v in zip(tensors['keys'], tensors['values']):
             self._append(k, v)
 
+    def _reserve(self):
+        """Room for one more step (amortised growth: double the buffers)."""
+        if self._n < self._capacity:
+            return
+        self._capacity = max(64, 2 * self._capacity)
+        keys = torch.empty(self._capacity, self.config.d_key)
+        values = torch.empty(self._capacity, self.config.d_value)
+        keys[:self._n], values[:self._n] = self._keys[:self._n], self._values[:self._n]
+        self._keys, self._values = keys, values
+        self._kv_np = (keys.numpy(), values.numpy())   # the compiled path writes in place
+
     def _append(self, k, v):
-        if self._n == self._capacity:  # amortised growth: double the buffers
-            self._capacity = max(64, 2 * self._capacity)
-            keys = torch.empty(self._capacity, self.config.d_key)
-            values = torch.empty(self._capacity, self.config.d_value)
-            keys[:self._n], values[:self._n] = self._keys[:self._n], self._values[:self._n]
-            self._keys, self._values = keys, values
-            self._ages = torch.arange(self._capacity - 1, -1, -1, dtype=torch.float32)
+        self._reserve()
         self._keys[self._n], self._values[self._n] = k, v
         self._n += 1
 
@@ -105,12 +113,27 @@ class KVCacheMemory(MemoryPolicy):
     def attend(self, q):
         """The memory read: attention of q (dk,) over every cached step, recency-biased."""
         keys, values = self._keys[:self._n], self._values[:self._n]
-        age = self._ages[self._capacity - self._n:]
-        scores = torch.addcmul(self.log_scale.exp() * (keys @ q), age, -F.softplus(self.recency))
+        age = torch.arange(self._n - 1, -1, -1, dtype=torch.float32)
+        scores = self.log_scale.exp() * (keys @ q) - F.softplus(self.recency) * age
         return torch.softmax(scores, dim=0) @ values
 
-    @torch.inference_mode()
     def step(self, features, base_action=None):
+        if not self.fast_inference:
+            return self.reference_step(features, base_action)
+        from aura_ros.core.fast_step import FastKV
+        from aura_ros.core.modeling_aura import _as_f32
+        if self._fast is None:
+            self._fast = FastKV(self)
+        self._reserve()
+        action = self._fast(*self._kv_np, self._n, _as_f32(features),
+                            None if base_action is None else _as_f32(base_action))
+        self._n += 1
+        self.count(True, (self.config.d_key + self.config.d_value) * 4)
+        return StepOutput(action=torch.from_numpy(action), wrote=True, gate_probability=1.0,
+                          surprise=0.0)
+
+    @torch.inference_mode()
+    def reference_step(self, features, base_action=None):
         phi, k, v, q = self.encode(features.reshape(1, -1).float())
         self._append(k[0], v[0])
         readout = self.attend(q[0])
@@ -127,7 +150,7 @@ class NoMemory(MemoryPolicy):
     def forward_sequence(self, features, base_actions=None, gate_mode='hard', generator=None):
         return _no_gate(self.act(None, self.project(features), base_actions), 0)
 
-    def reset_state(self):
+    def reset_state(self, seed=0):
         pass
 
     def live_state(self):

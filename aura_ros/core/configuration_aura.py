@@ -6,8 +6,11 @@ checkpoint fails at load time with the reason, not deep inside a tensor op.
 import json
 from dataclasses import asdict, dataclass, fields
 
-# Arms behind the one interface (see modeling_aura.py and baselines.py).
-FAST_WEIGHT_KINDS = ('aura', 'always_write', 'random_budget', 'periodic_budget', 'skip_budget')
+# Arms behind the one interface (see modeling_aura.py, write_rules.py and baselines.py).
+# Learned gates: the product's (``aura``) and its two ablations.
+GATED_KINDS = ('aura', 'aura_surprise_only', 'feature_gate')
+FAST_WEIGHT_KINDS = GATED_KINDS + ('always_write', 'random_budget', 'periodic_budget',
+                                   'skip_budget')
 MEMORY_KINDS = FAST_WEIGHT_KINDS + ('gru_dense', 'kv_cache', 'no_memory')
 ACTION_MODES = ('residual', 'full')
 
@@ -19,11 +22,17 @@ class AuraConfig:
     kind: str = 'aura'               # which memory arm, one of MEMORY_KINDS
     d_key: int = 32                  # rows of the fast-weight matrix W
     d_value: int = 32                # columns of W, and width of the fast bias vector
+    read_heads: int = 3              # queries reading W per step; the head sees all readouts
+                                     # (read_heads * d_value wide). Parameters, not state.
+    value_hidden: int = 64           # > 0: the value to write is conditioned on what memory
+                                     # holds, v = W_v f + MLP([W q_v + b, phi(f)]) (a small MLP
+                                     # of this width); 0: v = W_v f (plain delta rule)
     action_mode: str = 'residual'    # 'residual': base action + head; 'full': head alone
     feature_proj_dim: int = 64       # features seen by the head and the gate after projection
     head_hidden: int = 128           # hidden width of the action head
     gate_hidden: int = 32            # hidden width of the write gate
     gate_threshold: float = 0.5      # inference: write iff gate probability > threshold
+    gate_feature_bound: float = 1.0  # aura: the features move the gate logit by at most this
     write_rate: float = 0.05         # budget of the random/periodic/skip arms (writes per step)
     gru_hidden: int = 128            # state width of the dense GRU baseline
     residual_scale: float = 1.0      # scale of the head output in residual mode
@@ -43,8 +52,11 @@ class AuraConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f'AuraConfig.{name} must be a positive integer, got {value!r}')
         for name in ('feature_dim', 'action_dim', 'd_key', 'd_value', 'feature_proj_dim',
-                     'head_hidden', 'gate_hidden', 'gru_hidden'):
+                     'head_hidden', 'gate_hidden', 'gru_hidden', 'read_heads'):
             positive_int(name)
+        if not isinstance(self.value_hidden, int) or self.value_hidden < 0:
+            raise ValueError(f'AuraConfig.value_hidden must be an integer >= 0, got '
+                             f'{self.value_hidden!r}')
         if not isinstance(self.ib_horizon, int) or self.ib_horizon < 0:
             raise ValueError(f'AuraConfig.ib_horizon must be an integer >= 0, got '
                              f'{self.ib_horizon!r}')
@@ -57,13 +69,19 @@ class AuraConfig:
             value = getattr(self, name)
             if not 0.0 < value < 1.0 and not (name == 'write_rate' and value == 1.0):
                 raise ValueError(f'AuraConfig.{name} must lie in (0, 1), got {value!r}')
-        for name in ('sparsity_weight', 'write_cost', 'ib_weight', 'residual_scale'):
+        for name in ('sparsity_weight', 'write_cost', 'ib_weight', 'residual_scale',
+                     'gate_feature_bound'):
             if getattr(self, name) < 0:
                 raise ValueError(f'AuraConfig.{name} must be >= 0, got {getattr(self, name)!r}')
 
     @property
     def is_fast_weight(self):
         return self.kind in FAST_WEIGHT_KINDS
+
+    @property
+    def is_gated(self):
+        """A learned write gate (trained with the write objective)."""
+        return self.kind in GATED_KINDS
 
     def fast_weight_state_bytes(self, bytes_per_element=4):
         """(d_k * d_v + d_v) * 4 bytes: W and the fast bias, fp32, batch 1."""

@@ -1,12 +1,18 @@
-"""The streaming (batch 1) step of a fast-weight memory, compiled with numba.
+"""Compiled (numba) streaming steps, batch 1: the fast-weight memory and the KV-cache baseline.
 
-Same math as ``FastWeightMemory.reference_step`` (the torch version, kept for the tests),
-arranged for a robot's control loop: feature normalisation folded into the first layers, every
-weight stored row-major (out, in) for contiguous inner loops, all work arrays allocated once,
-the write done in place. One compiled call per step computes the candidate write and both
-actions, decides (the learned gate's threshold, or a decision the arm's schedule made before
-the call) and writes only if it decided so. The live state stays in the memory's W and b
-tensors, which share storage with the arrays used here.
+``FastStep`` runs the same math as ``FastWeightMemory.transition`` (the torch step, which
+training uses and the tests compare against), arranged for a robot's control loop: feature
+normalisation folded into the first layers, every weight stored row-major (out, in), all work
+arrays allocated once, the write done in place. It is built from the memory's parameters and
+takes the gate threshold on every call, so a threshold changed at run time applies on the
+next step. One compiled call computes the candidate write and both actions, decides (the
+learned gate against the threshold, or a decision an input-blind schedule made before the
+call) and writes only if it decided so. The live state stays in the memory's W and b tensors,
+which share storage with the arrays used here.
+
+``FastKV`` gives the KV-cache baseline the same care: the same compiled encoder and action
+head, keys and values appended into preallocated buffers (doubling when full), and the
+recency-biased attention over them compiled too. The step-cost benchmark compares the two.
 """
 import math
 
@@ -14,6 +20,7 @@ import numba
 import numpy as np
 
 LOG_EPS = 1e-6
+SIGNAL_SCALE = 0.25
 SQRT1_2 = 1.0 / math.sqrt(2.0)
 
 
@@ -51,53 +58,33 @@ def _matvec(w, bias, x, out):  # out = w @ x + bias, w (n, m) row-major
         out[i] = s
 
 
-# Layout of the packed weights (``params``, offsets ``poffs``) and work arrays (``work``,
-# offsets ``woffs``): segment i spans [offs[i], offs[i + 1]). Few arguments keep numba's
-# per-call dispatch cheap.
-P_WX, P_BX, P_LNW, P_LNB, P_WPHI, P_BPHI, P_WHR, P_WO, P_BO, P_SCALE, P_GSC, P_GOW, P_SCAL = \
-    range(13)
-W_Z, W_PHI, W_PZ, W_KQ, W_R, W_ERR, W_HID, W_ACT = range(8)
-
-
 @numba.njit(cache=True, fastmath=True)
 def _seg(buf, offs, i):
     return buf[offs[i]:offs[i + 1]]
 
 
-# dims: [d_key, d_value, P, H, Hg, A, gated, has_base, decision]; decision -1: the learned
-# gate decides, 0/1: the arm's schedule already did.
-D_HAS_BASE, D_DECISION = 7, 8
+# Packed weights (``params``, offsets ``poffs``) and work arrays (``work``, ``woffs``): segment i
+# spans [offs[i], offs[i + 1]). Few arguments keep numba's per-call dispatch cheap.
+(P_WX, P_BX, P_LNW, P_LNB, P_WPHI, P_BPHI, P_WHR, P_WO, P_BO, P_SCALE, P_GSW, P_GSB, P_GSO,
+ P_GFO, P_PROBEQ, P_PROBECTX, P_VIN, P_VINB, P_VOUT, P_VOUTB, P_SCAL) = range(21)
+W_Z, W_PHI, W_PZ, W_KQ, W_R, W_ERR, W_HID, W_RAW, W_ACT, W_PR, W_V, W_VH = range(12)
+# dims: [d_key, d_value, P, H, Hs, Hf, A, sees_state, sees_features, has_base, read_heads,
+#        value_hidden (0: plain delta rule)]
+D_DK, D_DV, D_P, D_H, D_HS, D_HF, D_A, D_STATE, D_FEAT, D_BASE, D_NQ, D_HV = range(12)
 
 
 @numba.njit(cache=True, fastmath=True)
-def _step(x, W, b, base, params, poffs, dims, work, woffs):
-    """One streaming step. Leaves the chosen action in ``work`` (W_ACT row 0 with the write,
-    row 1 without), writes W, b in place iff it decides to; returns (wrote, prob, surprise)."""
-    prob, surprise, eta_w, eta_b = _propose(x, W, b, base, params, poffs, dims, work, woffs)
-    decision = dims[D_DECISION]
-    wrote = prob > params[poffs[P_SCAL] + 2] if decision < 0 else decision == 1
-    if wrote:   # a closed gate never touches the state
-        _write(W, b, _seg(work, woffs, W_KQ)[:dims[0]], _seg(work, woffs, W_ERR), eta_w, eta_b)
-    return wrote, prob, surprise
-
-
-@numba.njit(cache=True, fastmath=True)
-def _propose(x, W, b, base, params, poffs, dims, work, woffs):
-    """Everything up to the write decision. Fills kq, err, actions (row 0: with the write,
-    row 1: without) in ``work``; returns (prob, surprise, eta_w, eta_b)."""
-    dk, dv, P, H, Hg, A, gated = dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6]
-    has_base = dims[D_HAS_BASE] == 1
-    F = x.shape[0]
+def _encode(x, params, poffs, dims, work, woffs):
+    """State-free part of a step: z = [k, q_1..q_n (+ q_v), v, phi pre-activation, extra]
+    from x (normalisation folded in), unit k and queries in W_KQ, phi = GELU(LayerNorm(.)),
+    pz = [head context, extra]."""
+    dk, dv, P = dims[D_DK], dims[D_DV], dims[D_P]
+    nq = dims[D_NQ] + (1 if dims[D_HV] > 0 else 0)
     z, phi, pz = _seg(work, woffs, W_Z), _seg(work, woffs, W_PHI), _seg(work, woffs, W_PZ)
-    kq = _seg(work, woffs, W_KQ).reshape((2, dk))
-    r = _seg(work, woffs, W_R).reshape((2, dv))
-    err = _seg(work, woffs, W_ERR)
-    hidden = _seg(work, woffs, W_HID).reshape((2, H))
-    actions = _seg(work, woffs, W_ACT).reshape((2, A))
-    scal = _seg(params, poffs, P_SCAL)             # [ln_eps, gate_out_bias, threshold]
-    _matvec(_seg(params, poffs, P_WX).reshape((z.shape[0], F)), _seg(params, poffs, P_BX), x,
-            z)
-    for row in range(2):                           # unit key and query
+    kq = _seg(work, woffs, W_KQ).reshape((1 + nq, dk))
+    _matvec(_seg(params, poffs, P_WX).reshape((z.shape[0], x.shape[0])),
+            _seg(params, poffs, P_BX), x, z)
+    for row in range(1 + nq):                      # unit key and queries
         n = 0.0
         for i in range(dk):
             kq[row, i] = z[row * dk + i]
@@ -105,7 +92,7 @@ def _propose(x, W, b, base, params, poffs, dims, work, woffs):
         n = max(math.sqrt(n), 1e-12)
         for i in range(dk):
             kq[row, i] /= n
-    off = 2 * dk + dv                              # LayerNorm + GELU of the phi projection
+    off = (1 + nq) * dk + dv                       # LayerNorm + GELU of the phi projection
     mean = 0.0
     for i in range(P):
         mean += z[off + i]
@@ -114,66 +101,178 @@ def _propose(x, W, b, base, params, poffs, dims, work, woffs):
     for i in range(P):
         d = z[off + i] - mean
         var += d * d
-    inv = 1.0 / math.sqrt(var / P + scal[0])
+    inv = 1.0 / math.sqrt(var / P + params[poffs[P_SCAL]])
     ln_w, ln_b = _seg(params, poffs, P_LNW), _seg(params, poffs, P_LNB)
     for i in range(P):
         phi[i] = _gelu((z[off + i] - mean) * inv * ln_w[i] + ln_b[i])
-    w_phi = _seg(params, poffs, P_WPHI).reshape((pz.shape[0], P))
-    _matvec(w_phi, _seg(params, poffs, P_BPHI), phi, pz)
-    eta_w = 1.0 / (1.0 + math.exp(-pz[H]))         # pz: [head ctx (H), eta (2), gate ctx]
-    eta_b = 1.0 / (1.0 + math.exp(-pz[H + 1]))
-    surprise = _read(W, b, kq, z[2 * dk:2 * dk + dv], eta_w, eta_b, r, err)
-    whr = _seg(params, poffs, P_WHR).reshape((H, dv))
+    _matvec(_seg(params, poffs, P_WPHI).reshape((pz.shape[0], P)), _seg(params, poffs, P_BPHI),
+            phi, pz)
+
+
+@numba.njit(cache=True, fastmath=True)
+def _head(params, poffs, dims, ctx, r, hidden, out):
+    """The action head's raw output: out = W_o GELU(ctx + W_r r) + b_o."""
+    H, A, R = dims[D_H], dims[D_A], r.shape[0]
+    whr = _seg(params, poffs, P_WHR).reshape((H, R))
     wo = _seg(params, poffs, P_WO).reshape((A, H))
-    bo, scale = _seg(params, poffs, P_BO), _seg(params, poffs, P_SCALE)
-    for row in range(2):                           # the action head on both readouts
-        for h in range(H):
-            s = pz[h]
-            for j in range(dv):
-                s += whr[h, j] * r[row, j]
-            hidden[row, h] = _gelu(s)
-        for a in range(A):
-            s = bo[a]
-            for h in range(H):
-                s += wo[a, h] * hidden[row, h]
-            actions[row, a] = base[a] + scale[a] * s if has_base else s
-    if not gated:
-        return 1.0, surprise, eta_w, eta_b
-    delta = 0.0                                    # action-relevant surprise
+    bo = _seg(params, poffs, P_BO)
+    for h in range(H):
+        s = ctx[h]
+        for j in range(R):
+            s += whr[h, j] * r[j]
+        hidden[h] = _gelu(s)
     for a in range(A):
-        d = actions[0, a] - actions[1, a]
-        delta += d * d
-    ls = math.log(surprise + LOG_EPS)
-    ld = math.log(math.sqrt(delta) + LOG_EPS)
-    gsc = _seg(params, poffs, P_GSC).reshape((Hg, 2))
-    gow = _seg(params, poffs, P_GOW)
-    logit = scal[1]
-    for h in range(Hg):
-        logit += gow[h] * _gelu(pz[H + 2 + h] + z[off + P + h] + gsc[h, 0] * ls
-                                + gsc[h, 1] * ld)
+        s = bo[a]
+        for h in range(H):
+            s += wo[a, h] * hidden[h]
+        out[a] = s
+
+
+@numba.njit(cache=True, fastmath=True)
+def _compose(params, poffs, dims, base, raw, out):
+    scale = _seg(params, poffs, P_SCALE)
+    for a in range(dims[D_A]):
+        out[a] = base[a] + scale[a] * raw[a] if dims[D_BASE] == 1 else raw[a]
+
+
+@numba.njit(cache=True, fastmath=True)
+def _step(x, W, b, base, params, poffs, dims, work, woffs, decision, threshold):
+    """One streaming step. Leaves the actions in ``work`` (W_ACT row 0 with the write, row 1
+    without), writes W, b in place iff it decides to; returns (wrote, prob, surprise).
+    decision -1: the learned gate decides against ``threshold``; 0/1: a schedule did."""
+    prob, surprise, eta_w, eta_b = _propose(x, W, b, base, params, poffs, dims, work, woffs)
+    wrote = prob > threshold if decision < 0 else decision == 1
+    if wrote:   # a closed gate never touches the state
+        _write(W, b, _seg(work, woffs, W_KQ)[:dims[D_DK]], _seg(work, woffs, W_ERR), eta_w,
+               eta_b)
+    return wrote, prob, surprise
+
+
+@numba.njit(cache=True, fastmath=True)
+def _propose(x, W, b, base, params, poffs, dims, work, woffs):
+    """Everything up to the write decision; returns (prob, surprise, eta_w, eta_b)."""
+    dk, dv, P, H, Hs, Hf, A, nq, Hv = (dims[D_DK], dims[D_DV], dims[D_P], dims[D_H],
+                                       dims[D_HS], dims[D_HF], dims[D_A], dims[D_NQ],
+                                       dims[D_HV])
+    _encode(x, params, poffs, dims, work, woffs)
+    z, pz = _seg(work, woffs, W_Z), _seg(work, woffs, W_PZ)
+    n_reads = nq + (1 if Hv > 0 else 0)
+    kq = _seg(work, woffs, W_KQ).reshape((1 + n_reads, dk))
+    r = _seg(work, woffs, W_R).reshape((2, nq * dv))
+    voff = (1 + n_reads) * dk
+    v = _seg(work, woffs, W_V)
+    for j in range(dv):
+        v[j] = z[voff + j]
+    if Hv > 0:   # the value conditioned on what memory holds: v += MLP([q_v W + b, phi])
+        _value_update(W, b, kq[n_reads], _seg(work, woffs, W_PHI), params, poffs, Hv,
+                      _seg(work, woffs, W_VH), _seg(work, woffs, W_ERR), v)
+    err = _seg(work, woffs, W_ERR)
+    hidden = _seg(work, woffs, W_HID).reshape((2, H))
+    raw = _seg(work, woffs, W_RAW).reshape((2, A))
+    actions = _seg(work, woffs, W_ACT).reshape((2, A))
+    scal = _seg(params, poffs, P_SCAL)             # [ln_eps, state bias, feature bias, bound]
+    eta_w = 1.0 / (1.0 + math.exp(-pz[H]))         # pz: [head ctx (H), eta (2), gate ctx (Hf)]
+    eta_b = 1.0 / (1.0 + math.exp(-pz[H + 1]))
+    surprise = _read(W, b, kq, nq, v, eta_w, eta_b, r, err)
+    for row in range(2):                           # the action head on both readouts
+        _head(params, poffs, dims, pz, r[row], hidden[row], raw[row])
+        _compose(params, poffs, dims, base, raw[row], actions[row])
+    if dims[D_STATE] == 0 and dims[D_FEAT] == 0:
+        return 1.0, surprise, eta_w, eta_b
+    logit = 0.0
+    if dims[D_STATE] == 1:                         # action-relevant surprise, from the state
+        now = 0.0
+        for a in range(A):
+            d = raw[0, a] - raw[1, a]
+            now += d * d
+        pr = _seg(work, woffs, W_PR).reshape((2, nq * dv))
+        qp = _seg(params, poffs, P_PROBEQ).reshape((nq, dk))
+        for h in range(nq):                        # probe readouts: row 1 without, 0 with
+            c = eta_b
+            for i in range(dk):
+                c += eta_w * kq[0, i] * qp[h, i]
+            for j in range(dv):
+                s = b[j]
+                for i in range(dk):
+                    s += qp[h, i] * W[i, j]
+                pr[1, h * dv + j] = s
+                pr[0, h * dv + j] = s + c * err[j]
+        ctx = _seg(params, poffs, P_PROBECTX)
+        for row in range(2):                       # reuse raw/hidden row 1 after 'now' is read
+            _head(params, poffs, dims, ctx, pr[row], hidden[row], raw[row])
+        nxt = 0.0
+        for a in range(A):
+            d = raw[0, a] - raw[1, a]
+            nxt += d * d
+        sig0 = SIGNAL_SCALE * math.log(surprise + LOG_EPS)
+        sig1 = SIGNAL_SCALE * math.log(math.sqrt(now) + LOG_EPS)
+        sig2 = SIGNAL_SCALE * math.log(math.sqrt(nxt) + LOG_EPS)
+        gsw = _seg(params, poffs, P_GSW).reshape((Hs, 3))
+        gsb, gso = _seg(params, poffs, P_GSB), _seg(params, poffs, P_GSO)
+        logit = scal[1]
+        for h in range(Hs):
+            logit += gso[h] * _gelu(gsb[h] + gsw[h, 0] * sig0 + gsw[h, 1] * sig1
+                                    + gsw[h, 2] * sig2)
+    if dims[D_FEAT] == 1:                          # what one observation shows
+        gfo = _seg(params, poffs, P_GFO)
+        f = scal[2]
+        for h in range(Hf):
+            f += gfo[h] * _gelu(pz[H + 2 + h] + z[voff + dv + P + h])
+        logit += scal[3] * math.tanh(f) if dims[D_STATE] == 1 else f
     return 1.0 / (1.0 + math.exp(-logit)), surprise, eta_w, eta_b
 
 
 @numba.njit(cache=True, fastmath=True)
-def _read(W, b, kq, v, eta_w, eta_b, r, err):
-    """The memory read: r = [k W + b; q W + b], err = v - (k W + b), then r[0] becomes the
-    readout had (k, v) been written (r[1] stays the readout without). Returns the surprise."""
+def _value_update(W, b, qv, phi, params, poffs, Hv, hidden, rv, v):
+    """v += W_out GELU(W_in [q_v W + b, phi] + b_in) + b_out (rv: scratch for q_v W + b)."""
     dk, dv = W.shape
-    for row in range(2):
+    P = phi.shape[0]
+    for j in range(dv):
+        s = b[j]
+        for i in range(dk):
+            s += qv[i] * W[i, j]
+        rv[j] = s
+    w_in = _seg(params, poffs, P_VIN).reshape((Hv, dv + P))
+    b_in = _seg(params, poffs, P_VINB)
+    w_out = _seg(params, poffs, P_VOUT).reshape((dv, Hv))
+    b_out = _seg(params, poffs, P_VOUTB)
+    for h in range(Hv):
+        s = b_in[h]
+        for j in range(dv):
+            s += w_in[h, j] * rv[j]
+        for j in range(P):
+            s += w_in[h, dv + j] * phi[j]
+        hidden[h] = _gelu(s)
+    for j in range(dv):
+        s = b_out[j]
+        for h in range(Hv):
+            s += w_out[j, h] * hidden[h]
+        v[j] += s
+
+
+@numba.njit(cache=True, fastmath=True)
+def _read(W, b, kq, nq, v, eta_w, eta_b, r, err):
+    """The memory read (kq: the key, then the queries): err = v - (k W + b); r[1] = the
+    readouts [q_i W + b]_{i <= nq} without the write, r[0] = the readouts had (k, v) been
+    written: r[1] + [(eta_w (q_i . k) + eta_b) err]_i. Returns the surprise, mean(err^2)."""
+    dk, dv = W.shape
+    surprise = 0.0
+    for j in range(dv):
+        s = b[j]
+        for i in range(dk):
+            s += kq[0, i] * W[i, j]
+        err[j] = v[j] - s
+        surprise += err[j] * err[j]
+    for h in range(nq):
+        c = eta_b
+        for i in range(dk):
+            c += eta_w * kq[0, i] * kq[1 + h, i]
         for j in range(dv):
             s = b[j]
             for i in range(dk):
-                s += kq[row, i] * W[i, j]
-            r[row, j] = s
-    kdotq = 0.0
-    for i in range(dk):
-        kdotq += kq[0, i] * kq[1, i]
-    c = eta_w * kdotq + eta_b
-    surprise = 0.0
-    for j in range(dv):
-        err[j] = v[j] - r[0, j]
-        surprise += err[j] * err[j]
-        r[0, j] = r[1, j] + c * err[j]
+                s += kq[1 + h, i] * W[i, j]
+            r[1, h * dv + j] = s
+            r[0, h * dv + j] = s + c * err[j]
     return surprise / dv
 
 
@@ -192,11 +291,12 @@ def _np(t):
     return np.ascontiguousarray(t.detach().cpu().numpy().astype(np.float32))
 
 
-class FastStep:
-    def __init__(self, memory):
+class _Compiled:
+    """Packs a memory's encoder and head into the flat arrays the kernels read."""
+
+    def pack(self, memory, x_rows, phi_rows, gate, scal):
+        """x_rows / phi_rows: extra (weight, bias) blocks after the encoder's own rows."""
         cfg = memory.config
-        dk, dv, P = cfg.d_key, cfg.d_value, cfg.feature_proj_dim
-        gated = cfg.kind == 'aura'
         inv_std = 1.0 / _np(memory.feature_std)
         mean = _np(memory.feature_mean)
 
@@ -204,60 +304,174 @@ class FastStep:
             w = weight * inv_std
             return w, bias - w @ mean
 
-        blocks = [fold(_np(memory.to_kvq.weight), _np(memory.to_kvq.bias)),
-                  fold(_np(memory.feature_proj[0].weight), _np(memory.feature_proj[0].bias))]
         R = memory.readout_dim
         head_in = _np(memory.head_in.weight)                          # (H, R + P)
-        phi_rows = [head_in[:, R:], _np(memory.to_eta.weight)]
-        phi_bias = [_np(memory.head_in.bias), _np(memory.to_eta.bias)]
-        Hg, gsc, gow, gob = 1, np.zeros((1, 2), np.float32), np.zeros(1, np.float32), 0.0
-        if gated:
-            gw = _np(memory.gate_in.weight)                           # (Hg, 2 + P + F)
-            Hg = gw.shape[0]
-            blocks.append(fold(np.ascontiguousarray(gw[:, 2 + P:]), np.zeros(Hg, np.float32)))
-            phi_rows.append(gw[:, 2:2 + P])
-            phi_bias.append(_np(memory.gate_in.bias))
-            gsc, gow = 0.25 * gw[:, :2], _np(memory.gate_out.weight)[0]
-            gob = float(memory.gate_out.bias.detach())
-        H = head_in.shape[0]
-        wo = _np(memory.head_out.weight)
-        A = wo.shape[0]
+        blocks = [fold(_np(memory.to_kvq.weight), _np(memory.to_kvq.bias)),
+                  fold(_np(memory.feature_proj[0].weight), _np(memory.feature_proj[0].bias))]
+        blocks += [fold(w, bias) for w, bias in x_rows]
+        phi = [(head_in[:, R:], _np(memory.head_in.bias))] + phi_rows
+        scale = (cfg.residual_scale * _np(memory.action_scale) if cfg.action_mode == 'residual'
+                 else np.ones(cfg.action_dim, np.float32))
         segments = [np.concatenate([w for w, _ in blocks]), np.concatenate([b for _, b in blocks]),
                     _np(memory.feature_proj[1].weight), _np(memory.feature_proj[1].bias),
-                    np.concatenate(phi_rows), np.concatenate(phi_bias), head_in[:, :R], wo,
-                    _np(memory.head_out.bias), cfg.residual_scale * _np(memory.action_scale),
-                    gsc, gow, np.array([memory.feature_proj[1].eps, gob, cfg.gate_threshold])]
-        work = [len(segments[1]), P, len(segments[5]), 2 * dk, 2 * dv, dv, 2 * H, 2 * A]
+                    np.concatenate([w for w, _ in phi]), np.concatenate([b for _, b in phi]),
+                    head_in[:, :R], _np(memory.head_out.weight), _np(memory.head_out.bias),
+                    scale] + gate + [np.array([memory.feature_proj[1].eps] + scal)]
         self.params = np.concatenate([np.ravel(s).astype(np.float32) for s in segments])
         self.poffs = np.cumsum([0] + [s.size for s in segments]).astype(np.int64)
-        self.woffs = np.cumsum([0] + work).astype(np.int64)
-        self.work = np.zeros(self.woffs[-1], np.float32)
-        self.dims = np.array([dk, dv, P, H, Hg, A, int(gated), 0, -1], np.int64)
         self.residual = cfg.action_mode == 'residual'
-        self.no_base = np.zeros(A, np.float32)
+        self.no_base = np.zeros(cfg.action_dim, np.float32)
+        return len(segments[1]), len(segments[5]), head_in.shape[0]
 
-        self.actions = self.view(W_ACT).reshape(2, A)   # row 0: with the write, 1: without
+    def allocate(self, sizes):
+        self.woffs = np.cumsum([0] + sizes).astype(np.int64)
+        self.work = np.zeros(self.woffs[-1], np.float32)
 
     def view(self, i):
         return self.work[self.woffs[i]:self.woffs[i + 1]]
 
-    def __call__(self, W, b, x, base, decision=-1):
+
+class FastStep(_Compiled):
+    def __init__(self, memory):
+        import torch
+        cfg = memory.config
+        dk, dv, P, A = cfg.d_key, cfg.d_value, cfg.feature_proj_dim, cfg.action_dim
+        nq, Hv = cfg.read_heads, cfg.value_hidden
+        rule = memory.rule
+        sees_state = getattr(rule, 'sees_state', False)
+        sees_feat = getattr(rule, 'sees_features', False)
+        x_rows, phi_rows = [], [(_np(memory.to_eta.weight), _np(memory.to_eta.bias))]
+        gsw, gsb, gso = np.zeros((0, 3)), np.zeros(0), np.zeros(0)
+        gfo, probe_q, probe_ctx = np.zeros(0), np.zeros(0), np.zeros(0)
+        scal = [0.0, 0.0, 0.0]
+        Hs = Hf = 0
+        if sees_state:
+            gsw, gsb = _np(rule.state_in.weight), _np(rule.state_in.bias)
+            gso, Hs = _np(rule.state_out.weight)[0], gsw.shape[0]
+            with torch.no_grad():
+                probe_q = _np(torch.nn.functional.normalize(rule.probe_query, dim=-1))
+                probe_ctx = _np(memory.head_context(rule.probe_phi))
+            scal[0] = float(rule.state_out.bias.detach())
+        if sees_feat:
+            fw, fb = _np(rule.feat_in.weight), _np(rule.feat_in.bias)   # (Hf, P + F)
+            Hf = fw.shape[0]
+            x_rows.append((np.ascontiguousarray(fw[:, P:]), np.zeros(Hf, np.float32)))
+            phi_rows.append((fw[:, :P], fb))
+            gfo = _np(rule.feat_out.weight)[0]
+            scal[1], scal[2] = float(rule.feat_out.bias.detach()), float(rule.feature_bound)
+        value = [np.zeros(0)] * 4
+        if Hv:
+            value = [_np(memory.value_in.weight), _np(memory.value_in.bias),
+                     _np(memory.value_out.weight), _np(memory.value_out.bias)]
+        gate = [gsw, gsb, gso, gfo, probe_q, probe_ctx] + value
+        nz, npz, H = self.pack(memory, x_rows, phi_rows, gate, scal)
+        n_reads = nq + (1 if Hv else 0)
+        self.allocate([nz, P, npz, (1 + n_reads) * dk, 2 * nq * dv, dv, 2 * H, 2 * A, 2 * A,
+                       2 * nq * dv, dv, max(Hv, 1)])
+        self.dims = np.array([dk, dv, P, H, Hs, Hf, A, int(sees_state), int(sees_feat), 0, nq,
+                              Hv], np.int64)
+        self.actions = self.view(W_ACT).reshape(2, A)   # row 0: with the write, 1: without
+
+    def __call__(self, W, b, x, base, decision=-1, threshold=0.5):
         """One step on the live state (W (dk, dv), b (dv,) float32 views, updated in place).
-        ``decision``: -1 lets the learned gate decide, 0/1 is the arm's own schedule.
-        Returns (action (a fresh array), wrote, prob, surprise)."""
+        ``decision``: -1 lets the learned gate decide against ``threshold``, 0/1 is the arm's
+        own schedule. Returns (action (a fresh array), wrote, prob, surprise)."""
         dims = self.dims
         has_base = self.residual and base is not None
-        dims[D_HAS_BASE], dims[D_DECISION] = has_base, decision
+        dims[D_BASE] = has_base
         wrote, prob, surprise = _step(x, W, b, base if has_base else self.no_base, self.params,
-                                      self.poffs, dims, self.work, self.woffs)
+                                      self.poffs, dims, self.work, self.woffs, decision,
+                                      threshold)
         return self.actions[0 if wrote else 1].copy(), wrote, prob, surprise
 
     # The memory operation alone (what the step-cost benchmark times against the KV-cache):
     def read(self, W, b, kq, v, eta_w, eta_b):
-        """Readouts without / with a write of (k, v), the error and the surprise."""
+        """Readouts without / with a write of (k, v) (kq: the key, then the queries), the error
+        and the surprise."""
         r, err = self.view(W_R).reshape(2, -1), self.view(W_ERR)
-        return r, err, _read(W, b, kq, v, eta_w, eta_b, r, err)
+        return r, err, _read(W, b, kq, kq.shape[0] - 1, v, eta_w, eta_b, r, err)
 
     def write(self, W, b, k, err, eta_w, eta_b):
         _write(W, b, k, err, eta_w, eta_b)
 
+
+# ---- the KV-cache baseline, with the same care -------------------------------------------------
+K_Z, K_PHI, K_PZ, K_KQ, K_R, K_HID, K_RAW, K_ACT, K_SCORE = range(9)
+
+
+@numba.njit(cache=True, fastmath=True)
+def _attend(keys, values, n, q, scale, recency, scores, out):
+    """Recency-biased softmax attention of q over the first n cached (k, v):
+    score_i = scale (k_i . q) - recency (n - 1 - i); out = softmax(score) @ values."""
+    dk, dv = keys.shape[1], values.shape[1]
+    top = -1e30
+    for i in range(n):
+        s = 0.0
+        for j in range(dk):
+            s += keys[i, j] * q[j]
+        s = scale * s - recency * (n - 1 - i)
+        scores[i] = s
+        top = max(top, s)
+    for j in range(dv):
+        out[j] = 0.0
+    total = 0.0
+    for i in range(n):
+        w = math.exp(scores[i] - top)
+        total += w
+        for j in range(dv):
+            out[j] += w * values[i, j]
+    for j in range(dv):
+        out[j] /= total
+
+
+@numba.njit(cache=True, fastmath=True)
+def _kv_step(x, keys, values, n, base, params, poffs, dims, work, woffs, scores):
+    """Append this step's (k, v) at row n, attend with its q over rows 0..n, run the head."""
+    dk, dv = dims[D_DK], dims[D_DV]
+    _encode(x, params, poffs, dims, work, woffs)
+    z, pz = _seg(work, woffs, K_Z), _seg(work, woffs, K_PZ)
+    kq = _seg(work, woffs, K_KQ).reshape((2, dk))
+    for i in range(dk):
+        keys[n, i] = kq[0, i]
+    for j in range(dv):
+        values[n, j] = z[2 * dk + j]
+    scal = _seg(params, poffs, P_SCAL)                 # [ln_eps, scale, recency]
+    r = _seg(work, woffs, K_R)
+    _attend(keys, values, n + 1, kq[1], scal[1], scal[2], scores, r)
+    raw, act = _seg(work, woffs, K_RAW), _seg(work, woffs, K_ACT)
+    _head(params, poffs, dims, pz, r, _seg(work, woffs, K_HID), raw)
+    _compose(params, poffs, dims, base, raw, act)
+
+
+class FastKV(_Compiled):
+    def __init__(self, memory):
+        import torch
+        cfg = memory.config
+        dk, dv, P, A = cfg.d_key, cfg.d_value, cfg.feature_proj_dim, cfg.action_dim
+        empty = np.zeros(0, np.float32)
+        scal = [float(memory.log_scale.detach().exp()),
+                float(torch.nn.functional.softplus(memory.recency.detach()))]
+        nz, npz, H = self.pack(memory, [], [], [empty] * 10, scal)
+        self.allocate([nz, P, npz, 2 * dk, dv, H, A, A])
+        self.dims = np.array([dk, dv, P, H, 0, 0, A, 0, 0, 0, 1, 0], np.int64)
+        self.scores = np.zeros(0, np.float32)
+
+    def __call__(self, keys, values, n, x, base):
+        """Append at row n of the (capacity, d) buffers (the caller grows them) and act."""
+        if len(self.scores) < keys.shape[0]:
+            self.scores = np.zeros(keys.shape[0], np.float32)
+        dims = self.dims
+        has_base = self.residual and base is not None
+        dims[D_BASE] = has_base
+        _kv_step(x, keys, values, n, base if has_base else self.no_base, self.params,
+                 self.poffs, dims, self.work, self.woffs, self.scores)
+        return self.view(K_ACT).copy()
+
+    def attend(self, keys, values, n, q):
+        """The memory operation alone: attention of q over the first n cached steps."""
+        if len(self.scores) < n:
+            self.scores = np.zeros(keys.shape[0], np.float32)
+        out = self.view(K_R)
+        scal = self.params[self.poffs[P_SCAL]:self.poffs[P_SCAL + 1]]
+        _attend(keys, values, n, q, scal[1], scal[2], self.scores, out)
+        return out

@@ -6,19 +6,23 @@ Two ways to drive a memory:
   * sequences (training, benchmarks): ``forward_sequence(features, base_actions, gate_mode)``
     over a batch of episodes, (B, T, F) -> actions (B, T, A) plus gate statistics.
 
-Both run the same per-step transition (``transition``), so what is trained is what runs.
+Both run the same per-step transition (``FastWeightMemory.transition``), so what is trained
+is what runs.
+
+Episodes: ``reset(seed)`` starts one. Whatever an arm draws at random (a random or periodic
+write schedule) comes from a generator seeded with the episode seed: the same seed gives the
+same schedule, and ``reset()`` without a seed starts a fresh one (a new seed per reset).
 """
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from aura_ros.core.configuration_aura import AuraConfig
-
-GATE_MODES = ('hard', 'soft', 'straight_through')
 
 
 @dataclass
@@ -38,6 +42,14 @@ class SequenceOutput:
     actions_write: torch.Tensor | None = None    # (B, T, A) action had the step written
     actions_nowrite: torch.Tensor | None = None  # (B, T, A) action had the step not written
     future_actions: object = None  # callable(): (B, T, T', A) x2, see FastWeightMemory
+    final_state: tuple = ()        # the live state after the last step (fast weights: W, b)
+
+
+def episode_generator(seed):
+    """A torch generator for one episode's random draws (seed: int or sequence of ints)."""
+    entropy = seed if isinstance(seed, (list, tuple)) else [int(seed)]
+    state = np.random.SeedSequence([int(s) for s in entropy]).generate_state(2, np.uint64)
+    return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
 
 
 class MemoryPolicy(nn.Module):
@@ -76,15 +88,24 @@ class MemoryPolicy(nn.Module):
         return nn.functional.linear(phi, self.head_in.weight[:, self.readout_dim:],
                                     self.head_in.bias)
 
-    def head_action(self, readout, context, base_action):
-        """Action from the readout (..., R) and the head context (..., H)."""
+    def head_raw(self, readout, context):
+        """The head's own output (normalised units) from the readout (..., R) and the head
+        context (..., H)."""
         if self.readout_dim:
             context = context + nn.functional.linear(readout,
                                                      self.head_in.weight[:, :self.readout_dim])
-        out = self.head_out(nn.functional.gelu(context))
+        return self.head_out(nn.functional.gelu(context))
+
+    def compose(self, raw, base_action):
+        """The action from the head's output: the output itself ('full', or no base action),
+        else base + residual_scale * action_scale * output."""
         if self.config.action_mode == 'full' or base_action is None:
-            return out
-        return base_action + self.config.residual_scale * self.action_scale * out
+            return raw
+        return base_action + self.config.residual_scale * self.action_scale * raw
+
+    def head_action(self, readout, context, base_action):
+        """Action from the readout (..., R) and the head context (..., H)."""
+        return self.compose(self.head_raw(readout, context), base_action)
 
     def act(self, readout, phi, base_action):
         """Action from the memory readout (..., R) and projected features (..., P)."""
@@ -97,11 +118,16 @@ class MemoryPolicy(nn.Module):
         self.feature_std.copy_(flat.std(0).clamp_min(1e-4))
 
     # ---- streaming -----------------------------------------------------------------------
-    def reset(self):
+    def reset(self, seed=None):
+        """A new episode: counters to zero, empty state; ``seed`` seeds the episode's random
+        draws (None: a fresh seed per reset)."""
         self.total_steps = 0
         self.total_writes = 0
         self.bytes_written = 0
-        self.reset_state()
+        if seed is None:
+            self._resets = getattr(self, '_resets', 0) + 1
+            seed = [0x5EED, self._resets]
+        self.reset_state(seed)
 
     def count(self, wrote, bytes_per_write):
         d = self.__dict__  # plain attributes: skip nn.Module.__setattr__ on the hot path
@@ -123,7 +149,7 @@ class MemoryPolicy(nn.Module):
     def state_bytes(self):
         return sum(t.numel() * t.element_size() for t in self.state_tensors())
 
-    def reset_state(self):
+    def reset_state(self, seed=0):
         raise NotImplementedError
 
     def step(self, features, base_action=None) -> StepOutput:

@@ -28,8 +28,11 @@ class TrainSchedule:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
-    warmup_frac: float = 0.5     # soft gate, no sparsity pressure
+    warmup_frac: float = 0.5     # warm-up: no sparsity pressure, gate as ``warmup_gate``
     ramp_frac: float = 0.25      # sparsity weight 0 -> 1 (straight-through gate)
+    warmup_gate: str = 'open'    # 'open': the memory learns writing every step (the gate is
+                                 # not trained yet); 'soft': the gate's probability scales
+                                 # each write
 
 
 @dataclass
@@ -84,7 +87,9 @@ def write_gain(out, batch: Batch, loss_kind, scale, horizon, samples=12, generat
 
 
 def gate_mode_at(step, schedule: TrainSchedule):
-    return 'soft' if step < schedule.warmup_frac * schedule.steps else 'straight_through'
+    if step < schedule.warmup_frac * schedule.steps:
+        return schedule.warmup_gate
+    return 'straight_through'
 
 
 def sparsity_ramp(step, schedule: TrainSchedule):
@@ -95,9 +100,8 @@ def sparsity_ramp(step, schedule: TrainSchedule):
 def memory_loss(model, batch: Batch, loss_kind, step, schedule: TrainSchedule, generator=None):
     """Loss of one batch and a dict of logged numbers."""
     cfg = model.config
-    gated = cfg.kind in ('aura', 'skip_budget')
-    mode = gate_mode_at(step, schedule) if cfg.kind == 'aura' else (
-        'straight_through' if gated else 'hard')
+    mode = gate_mode_at(step, schedule) if cfg.is_gated else (
+        'straight_through' if cfg.kind == 'skip_budget' else 'hard')
     out = model.forward_sequence(batch.features, batch.base_actions, gate_mode=mode,
                                  generator=generator)
     scale = model.action_scale
@@ -105,7 +109,7 @@ def memory_loss(model, batch: Batch, loss_kind, step, schedule: TrainSchedule, g
     n = mask.sum().clamp_min(1)
     loss = step_loss.sum() / n
     logs = {'action_loss': float(loss.detach()), 'write_rate': float(out.writes.detach().mean())}
-    if cfg.kind == 'aura':
+    if cfg.is_gated and mode != 'open':   # aura and its ablations: the same write objective
         with torch.no_grad():
             gain = write_gain(out, batch, loss_kind, scale, cfg.ib_horizon, generator=generator)
         ib = -(out.write_prob * gain).sum() / n

@@ -43,7 +43,7 @@ def phase_of(env):
 def run_episode(env: ArmEnv, runner, seed, instruction='', record=None):
     """One episode; ``record(env, frame, step)`` is called after every control step."""
     frame = env.reset(seed)
-    runner.reset()
+    runner.reset(episode_seed=seed)
     log = EpisodeLog(seed, False, 0, 0, 0, env.episode.target, -1)
     done = False
     while not done:

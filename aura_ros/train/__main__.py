@@ -4,10 +4,13 @@
     python -m aura_ros.train memory --params config/default.yaml --out models/aura_sim
 
 ``backbone`` trains the tiny PI0 on the visible variant and writes its normalisation statistics
-into the parameter file's backbone block. ``memory`` trains AURA and the closed-loop baselines
-(always_write, kv_cache, random_budget, periodic_budget; the budget arms at AURA's measured
-write rate) on the frozen backbone's features; AURA goes to memory.safetensors (what
-config/default.yaml loads), the others to memory_<kind>.safetensors.
+into the parameter file's backbone block (``--variant memory --out models/pi0_sim_memory
+--params ''``: the memoryless base trained on the memory task, a control of the closed loop).
+``memory`` trains AURA, its gate ablations and the closed-loop baselines on the frozen
+backbone's features, every arm on the same data: one set of noisy-expert episodes, then
+``--dagger-rounds`` rounds in which *each arm* rolls itself out on the same seeds (labelled by
+the expert) and is refitted. The budget arms get AURA's measured write rate. AURA goes to
+memory.safetensors (what config/default.yaml loads), the others to memory_<kind>.safetensors.
 """
 import argparse
 import json
@@ -40,12 +43,17 @@ def load_backbone(params_path):
 
 def cmd_backbone(args):
     from aura_ros.train.backbone_bc import train_backbone
-    norm = train_backbone(args.out, episodes=args.episodes, steps=args.steps, seed=args.seed)
+    norm = train_backbone(args.out, episodes=args.episodes, steps=args.steps, seed=args.seed,
+                          variant=args.variant)
     if args.params:
         update_params_file(args.params, {k: norm[k] for k in ('action_mean', 'action_std',
                                                                'state_mean', 'state_std')})
         print(f'updated normalisation statistics in {args.params}')
     print(json.dumps(norm, indent=2))
+
+
+MEMORY_ARMS = ('aura', 'aura_surprise_only', 'feature_gate', 'always_write', 'kv_cache',
+               'random_budget', 'periodic_budget', 'no_memory')
 
 
 def cmd_memory(args):
@@ -54,22 +62,28 @@ def cmd_memory(args):
     action_std = backbone.config.action_std or [1.0] * backbone.config.action_dim
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    seeds = range(20_000 + args.seed * 100_000, 20_000 + args.seed * 100_000 + args.episodes)
-    episodes = collect_features(backbone, seeds, noise=args.noise, desc='features (expert)')
-    aura = fit_memory('aura', episodes, action_std, steps=args.steps, seed=args.seed)
-    for round_ in range(args.dagger_rounds):  # roll out AURA, label with the expert, refit
-        start = 30_000 + round_ * 10_000 + args.seed * 100_000
-        episodes += collect_features(backbone, range(start, start + args.episodes // 2),
-                                     memory=aura, beta=0.2, desc=f'features (DAgger {round_})')
-        aura = fit_memory('aura', episodes, action_std, steps=args.steps, seed=args.seed)
-    rate = write_rate_on(aura, episodes)
-    aura.save(out / 'memory.safetensors')
-    summary = {'aura': {'write_rate': rate}, 'episodes': len(episodes)}
-    for kind in args.baselines:
-        memory = fit_memory(kind, episodes, action_std, steps=args.steps, seed=args.seed,
-                            write_rate=rate)
-        memory.save(out / f'memory_{kind}.safetensors')
-        summary[kind] = {'write_rate': write_rate_on(memory, episodes)}
+    start = 20_000 + args.seed * 100_000
+    episodes = collect_features(backbone, range(start, start + args.episodes), noise=args.noise,
+                                desc='features (expert)')
+    arms = ['aura'] + [k for k in args.arms if k != 'aura']   # the budget arms need its rate
+    summary, rate = {'episodes': {}}, None
+    for kind in arms:
+        fit = dict(steps=args.steps, seed=args.seed, write_rate=rate or 0.1,
+                   target_write_rate=args.target_write_rate)
+        memory = fit_memory(kind, episodes, action_std, **fit)
+        data = list(episodes)
+        for round_ in range(args.dagger_rounds):  # the arm rolls itself out, the expert labels
+            first = 30_000 + round_ * 10_000 + args.seed * 100_000
+            data += collect_features(backbone, range(first, first + args.episodes // 2),
+                                     memory=memory, beta=0.2,
+                                     desc=f'features ({kind}, DAgger {round_})')
+            memory = fit_memory(kind, data, action_std, **fit)
+        if kind == 'aura':
+            rate = write_rate_on(memory, episodes)
+        name = 'memory.safetensors' if kind == 'aura' else f'memory_{kind}.safetensors'
+        memory.save(out / name)
+        summary[kind] = {'write_rate': write_rate_on(memory, episodes), 'file': name}
+        summary['episodes'][kind] = len(data)
     (out / 'training.json').write_text(json.dumps(dict(summary, args=vars(args)), indent=2,
                                                   default=str) + '\n')
     print(json.dumps(summary, indent=2))
@@ -85,6 +99,8 @@ def main(argv=None):
     p.add_argument('--episodes', type=int, default=240)
     p.add_argument('--steps', type=int, default=500)
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--variant', default='visible', choices=['visible', 'memory'],
+                   help='task the demos come from (memory: the memoryless-base control)')
     p.set_defaults(run=cmd_backbone)
     p = sub.add_parser('memory', help='train AURA and the baselines on frozen features')
     p.add_argument('--params', default='config/default.yaml', help='backbone parameter file')
@@ -93,8 +109,9 @@ def main(argv=None):
     p.add_argument('--steps', type=int, default=1500)
     p.add_argument('--noise', type=float, default=0.3)
     p.add_argument('--dagger-rounds', type=int, default=1)
-    p.add_argument('--baselines', type=lambda s: [k for k in s.split(',') if k],
-                   default=['always_write', 'kv_cache', 'random_budget', 'periodic_budget'])
+    p.add_argument('--arms', type=lambda s: [k for k in s.split(',') if k],
+                   default=list(MEMORY_ARMS), help='memory arms to train (aura always first)')
+    p.add_argument('--target-write-rate', type=float, default=0.08)
     p.add_argument('--seed', type=int, default=0)
     p.set_defaults(run=cmd_memory)
     args = parser.parse_args(argv)

@@ -24,14 +24,17 @@ def stats(x):
 
 
 def train_backbone(out_dir, episodes=240, steps=500, batch=64, lr=3e-4, chunk_size=8,
-                   noise=0.3, seed=0, progress=True):
+                   noise=0.3, seed=0, progress=True, variant='visible'):
     """Train and save the tiny PI0 (+ tokenizer) to ``out_dir``; returns the normalisation
-    statistics (action/state mean and std) for the parameter file."""
+    statistics (action/state mean and std) for the parameter file, also kept in the folder's
+    training.json. ``variant``: the task the demos come from ('visible' for the shipped
+    backbone; 'memory' gives the memoryless base trained on the memory task itself, a control
+    of the closed-loop benchmark)."""
     from transformers import PI0ForConditionalGeneration
     torch.manual_seed(seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    demos = collect_demos('visible', range(10_000 + seed * 100_000,
+    demos = collect_demos(variant, range(10_000 + seed * 100_000,
                                            10_000 + seed * 100_000 + episodes),
                           noise=noise, progress=progress)
     images = np.concatenate([d.images for d in demos])
@@ -55,7 +58,8 @@ def train_backbone(out_dir, episodes=240, steps=500, batch=64, lr=3e-4, chunk_si
                                                 pct_start=0.1)
     gen = torch.Generator().manual_seed(seed)
     model.train()
-    bar = tqdm(range(steps), desc='backbone BC (visible)', disable=not progress, mininterval=2)
+    bar = tqdm(range(steps), desc=f'backbone BC ({variant})', disable=not progress,
+               mininterval=2)
     for _ in bar:
         idx = torch.randint(len(pixels), (batch,), generator=gen)
         px = (pixels[idx].float() / 127.5 - 1.0)[:, None]                  # (B, 1, 3, H, W)
@@ -73,7 +77,8 @@ def train_backbone(out_dir, episodes=240, steps=500, batch=64, lr=3e-4, chunk_si
     model.save_pretrained(out_dir, safe_serialization=True)
     norm = dict(action_mean=a_mean.tolist(), action_std=a_std.tolist(),
                 state_mean=s_mean.tolist(), state_std=s_std.tolist(),
-                instruction=INSTRUCTION, episodes=episodes, steps=steps, noise=noise, seed=seed,
+                instruction=INSTRUCTION, variant=variant, episodes=episodes, steps=steps,
+                noise=noise, seed=seed,
                 final_loss=float(loss.item()))
     (out_dir / 'training.json').write_text(json.dumps(norm, indent=2) + '\n')
     return norm

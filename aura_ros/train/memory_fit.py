@@ -42,7 +42,7 @@ def collect_features(backbone, seeds, variants=TRAIN_VARIANTS, noise=0.3, memory
         rng = np.random.default_rng([seed, 7])
         follow_policy = memory is not None and rng.random() >= beta
         frame, done = env.reset(seed), False
-        runner.reset()
+        runner.reset(episode_seed=seed)
         feats, bases, experts = [], [], []
         while not done:
             step = runner.step(frame, env.q)
@@ -75,15 +75,16 @@ def padded(episodes):
 
 
 def fit_memory(kind, episodes, action_std, steps=1500, batch=64, seed=0, write_rate=0.1,
-               target_write_rate=0.05, head_hidden=256, progress=True):
-    """Train one memory arm (residual mode) on collected episodes."""
+               target_write_rate=0.05, head_hidden=256, progress=True, **config):
+    """Train one memory arm (residual mode) on collected episodes. The write objective looks
+    at every later action (ib_horizon 0): on the arm a cue's action comes after a delay."""
     feats, base, expert, mask = padded(episodes)
     torch.manual_seed(seed)
     memory = build_memory(AuraConfig(feature_dim=feats.shape[-1], action_dim=base.shape[-1],
                                      kind=kind, action_mode='residual',
                                      write_rate=min(max(write_rate, 1e-3), 1.0),
                                      target_write_rate=target_write_rate, ib_horizon=0,
-                                     head_hidden=head_hidden))
+                                     head_hidden=head_hidden, **config))
     memory.set_feature_stats(feats[mask])
     memory.action_scale.copy_(torch.as_tensor(action_std, dtype=torch.float32))
     gen = torch.Generator().manual_seed(seed)

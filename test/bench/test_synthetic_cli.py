@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from aura_ros.bench import report
-from aura_ros.bench.synthetic import ARMS, t_interval
+from aura_ros.bench.synthetic import ARMS, BUDGET_ARMS, GATE_ARMS, t_interval, wilson
 
 
 @pytest.mark.slow
@@ -29,9 +29,19 @@ def test_synthetic_quick_writes_the_documented_json(tmp_path):
     assert set(data['configs']) == {'easy', 'hard'}
     for block in data['configs'].values():
         assert block['seeds'] == 2
-        assert block['best_o1_arm'] in ARMS and block['best_o1_arm'] not in ('aura', 'kv_cache')
-        assert isinstance(block['gate_selectivity'], float)
+        assert block['task']['label_channel'] is False
+        assert block['best_o1_arm'] in ARMS
+        assert block['best_o1_arm'] not in GATE_ARMS + ('kv_cache',)
         assert set(block['arms']) == set(ARMS)
+        assert set(block['write_probability']) == set(GATE_ARMS + BUDGET_ARMS)
+        for prob in block['write_probability'].values():
+            for kind in ('event', 'repeat', 'distractor', 'context', 'background'):
+                c = prob['counts'][kind]
+                assert c['steps'] > 0 and prob[kind] == c['writes'] / c['steps']
+                assert prob['ci95'][kind] == pytest.approx(wilson(c['writes'], c['steps']))
+        assert set(block['gate_input_ablation']) == {'state', 'features'}
+        assert {'write_reduction_vs_best_o1', 'write_reduction_vs_always_write',
+                'write_reduction_at_parity'} <= set(block['parity'])
         for stats in block['arms'].values():
             lo, hi = stats['accuracy_ci95']
             assert 0.0 <= lo <= stats['accuracy'] <= hi <= 1.0 + 1e-9
@@ -45,7 +55,7 @@ def test_synthetic_quick_writes_the_documented_json(tmp_path):
         assert block['arms']['no_memory']['writes_per_episode'] == 0
     assert plot.stat().st_size > 1000
     text = report.render(tmp_path)  # bench/README.md from this result
-    assert 'Synthetic 8-way task' in text and 'always-write of the same memory' in text
+    assert 'Synthetic 8-way task' in text and 'could falsify' in text
 
 
 def test_t_interval_matches_student_t():

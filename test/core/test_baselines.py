@@ -82,3 +82,23 @@ def test_sequence_output_shapes(kind):
     out = memory.forward_sequence(torch.randn(3, 7, 10), torch.zeros(3, 7, 4))
     assert out.actions.shape == (3, 7, 4)
     assert out.writes.shape == out.write_prob.shape == (3, 7)
+
+
+def test_kv_cache_compiled_step_equals_the_torch_step_across_buffer_growth():
+    """The KV-cache gets the same engineering as AURA (compiled, preallocated) and computes
+    the same thing as its torch version, also after its buffers grow (64 -> 128 -> 256)."""
+    torch.manual_seed(0)
+    memory = build_memory(AuraConfig(feature_dim=10, action_dim=4, kind='kv_cache')).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(memory.head_out.weight, std=0.3)
+        memory.feature_mean.normal_()
+        memory.recency.fill_(-4.0)
+    xs, base = torch.randn(200, 10), 0.1 * torch.randn(200, 4)
+
+    def run(step):
+        memory.reset()
+        return torch.stack([step(xs[i], base[i]).action for i in range(200)])
+
+    torch.testing.assert_close(run(memory.step), run(memory.reference_step), rtol=1e-4,
+                               atol=1e-5)
+    assert memory.state_bytes() == 200 * 256 and memory._capacity == 256

@@ -125,3 +125,63 @@ def test_lifecycle_services_and_watchdog(policy, ros_context):
     finally:
         executor.shutdown()
         test.destroy_node()
+
+
+def test_gate_threshold_set_at_run_time_reaches_the_memory(policy, ros_context):
+    """`ros2 param set /policy_node memory.gate_threshold 0.99` (here: the same SetParameters
+    service over DDS) applies on the next frame: the gate writes iff its probability exceeds
+    the threshold in force, before and after the change."""
+    from rcl_interfaces.msg import Parameter as ParameterMsg
+    from rcl_interfaces.msg import ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from aura_ros.msg import GateEvent
+    assert policy.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert policy.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    test = rclpy.create_node('threshold_test', context=ros_context)
+    events = []
+    test.create_subscription(GateEvent, '/aura/gate_events', events.append, 100)
+    frames = test.create_publisher(Image, '/aura/frames', FRAMES_QOS)
+    joints = test.create_publisher(JointState, '/joint_states', 10)
+    set_params = test.create_client(SetParameters, '/policy_node/set_parameters')
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(policy)
+    executor.add_node(test)
+    rng = np.random.default_rng(3)
+
+    def run(n):
+        start = len(events)
+        for _ in range(n):
+            joints.publish(joint_state(test, (0.1, 0.2, 0.3)))
+            frame = Image(**rgb_to_msg_fields(rng.integers(0, 256, (64, 64, 3), np.uint8)))
+            frame.header.stamp = test.get_clock().now().to_msg()
+            frames.publish(frame)
+            count = len(events)
+            spin_until(executor, lambda count=count: len(events) > count, 5)
+        return events[start:]
+
+    def set_threshold(value):
+        request = SetParameters.Request(parameters=[ParameterMsg(
+            name='memory.gate_threshold', value=ParameterValue(
+                type=ParameterType.PARAMETER_DOUBLE, double_value=value))])
+        future = set_params.call_async(request)
+        spin_until(executor, future.done, 5)
+        return future.result().results[0]
+
+    try:
+        spin_until(executor, lambda: frames.get_subscription_count() > 0 and
+                   set_params.service_is_ready(), 10)
+        assert set_threshold(0.01).successful
+        low = run(12)
+        assert set_threshold(0.99).successful
+        high = run(12)
+        assert len(low) >= 10 and len(high) >= 10
+        assert sum(e.wrote for e in low) >= len(low) - 1    # the gate is open at 0.01 ...
+        assert sum(e.wrote for e in high) <= 1              # ... and shut at 0.99
+        for threshold, batch in ((0.01, low), (0.99, high)):
+            assert all(e.wrote == (e.gate_probability > threshold) for e in batch)
+        assert all(0.01 < e.gate_probability < 0.99 for e in low + high)   # same gate
+    finally:
+        executor.shutdown()
+        test.destroy_node()
