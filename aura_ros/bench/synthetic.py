@@ -50,16 +50,22 @@ EVAL_SEED = 777_000
 @dataclass
 class BenchSettings:
     train_steps: dict = None          # per config
-    batch: int = 128
+    batch: int = 64
     eval_episodes: int = 2000
     lr: float = 3e-3
     target_write_rate: float = 0.08   # the sparsity penalty acts above this write rate
     ib_horizon: int = 1               # the write objective judges a write on the next action
+    # Curriculum, the same for every arm: the first fraction of a config's training steps
+    # draws episodes from an easier config of the same task (same observations).
+    curriculum: dict = None           # {config: [easier config, fraction]}
+    warmup_frac: float = 0.3          # learned gates: steps writing every step, gate resting
 
     def __post_init__(self):
         if self.train_steps is None:
             self.train_steps = {'easy': 1000, 'hard': 2000, 'legacy_easy': 1000,
                                 'legacy_hard': 2000}
+        if self.curriculum is None:
+            self.curriculum = {'hard': ['easy', 0.4]}
 
     @classmethod
     def quick(cls):
@@ -156,13 +162,16 @@ def run_seed(config_name, seed, settings: BenchSettings, progress=False):
     torch.set_num_threads(1)
     task = CONFIGS[config_name]
     eval_eps = sample_episodes(task, settings.eval_episodes, np.random.default_rng(EVAL_SEED))
-    schedule = TrainSchedule(steps=settings.train_steps[config_name], lr=settings.lr)
+    steps = settings.train_steps[config_name]
+    schedule = TrainSchedule(steps=steps, lr=settings.lr, warmup_frac=settings.warmup_frac)
+    easier, frac = settings.curriculum.get(config_name, [config_name, 0.0])
     results, budget = {}, None
     for arm in ARMS:  # aura first: the budget arms need its write rate
         data_rng = np.random.default_rng([seed, 1])  # same training episodes for every arm
 
         def sample(step, data_rng=data_rng):
-            episodes = sample_episodes(task, settings.batch, data_rng)
+            source = CONFIGS[easier] if step < frac * steps else task
+            episodes = sample_episodes(source, settings.batch, data_rng)
             return Batch(features=episodes.obs, targets=episodes.labels)
 
         rate = budget if arm in BUDGET_ARMS else settings.target_write_rate

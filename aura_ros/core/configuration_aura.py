@@ -13,6 +13,7 @@ FAST_WEIGHT_KINDS = GATED_KINDS + ('always_write', 'random_budget', 'periodic_bu
                                    'skip_budget')
 MEMORY_KINDS = FAST_WEIGHT_KINDS + ('gru_dense', 'kv_cache', 'no_memory')
 ACTION_MODES = ('residual', 'full')
+IB_GAINS = ('loss', 'correct')
 
 
 @dataclass
@@ -24,6 +25,8 @@ class AuraConfig:
     d_value: int = 32                # columns of W, and width of the fast bias vector
     read_heads: int = 3              # queries reading W per step; the head sees all readouts
                                      # (read_heads * d_value wide). Parameters, not state.
+    nonlinear_keys: bool = True      # keys, queries and values also read phi(f) (the
+                                     # LayerNorm-GELU feature projection), not only f
     value_hidden: int = 64           # > 0: the value to write is conditioned on what memory
                                      # holds, v = W_v f + MLP([W q_v + b, phi(f)]) (a small MLP
                                      # of this width); 0: v = W_v f (plain delta rule)
@@ -42,6 +45,9 @@ class AuraConfig:
     write_cost: float = 0.5          # price of one write (L1 on the gate), in loss units
     ib_weight: float = 1.0           # weight of the action-information term (reward writes
                                      # that improve the next action, penalise ones that hurt)
+    ib_gain: str = 'loss'            # how a write's effect on an action is scored: 'loss' (the
+                                     # task loss drops) or 'correct' (classification: the action
+                                     # becomes right; a more confident right action gains 0)
     ib_horizon: int = 1              # actions a write is judged on: 1 = the step's own action,
                                      # H = the next H actions, 0 = every later step (delayed
                                      # tasks: a cue whose action comes after a delay)
@@ -60,6 +66,9 @@ class AuraConfig:
         if not isinstance(self.ib_horizon, int) or self.ib_horizon < 0:
             raise ValueError(f'AuraConfig.ib_horizon must be an integer >= 0, got '
                              f'{self.ib_horizon!r}')
+        if self.ib_gain not in IB_GAINS:
+            raise ValueError(f'AuraConfig.ib_gain must be one of {IB_GAINS}, got '
+                             f'{self.ib_gain!r}')
         if self.kind not in MEMORY_KINDS:
             raise ValueError(f'AuraConfig.kind must be one of {MEMORY_KINDS}, got {self.kind!r}')
         if self.action_mode not in ACTION_MODES:

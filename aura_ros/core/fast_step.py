@@ -66,11 +66,11 @@ def _seg(buf, offs, i):
 # Packed weights (``params``, offsets ``poffs``) and work arrays (``work``, ``woffs``): segment i
 # spans [offs[i], offs[i + 1]). Few arguments keep numba's per-call dispatch cheap.
 (P_WX, P_BX, P_LNW, P_LNB, P_WPHI, P_BPHI, P_WHR, P_WO, P_BO, P_SCALE, P_GSW, P_GSB, P_GSO,
- P_GFO, P_PROBEQ, P_PROBECTX, P_VIN, P_VINB, P_VOUT, P_VOUTB, P_SCAL) = range(21)
+ P_GFO, P_PROBEQ, P_PROBECTX, P_VIN, P_VINB, P_VOUT, P_VOUTB, P_KQVPHI, P_SCAL) = range(22)
 W_Z, W_PHI, W_PZ, W_KQ, W_R, W_ERR, W_HID, W_RAW, W_ACT, W_PR, W_V, W_VH = range(12)
 # dims: [d_key, d_value, P, H, Hs, Hf, A, sees_state, sees_features, has_base, read_heads,
-#        value_hidden (0: plain delta rule)]
-D_DK, D_DV, D_P, D_H, D_HS, D_HF, D_A, D_STATE, D_FEAT, D_BASE, D_NQ, D_HV = range(12)
+#        value_hidden (0: plain delta rule), nonlinear_keys]
+D_DK, D_DV, D_P, D_H, D_HS, D_HF, D_A, D_STATE, D_FEAT, D_BASE, D_NQ, D_HV, D_NLK = range(13)
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -84,14 +84,6 @@ def _encode(x, params, poffs, dims, work, woffs):
     kq = _seg(work, woffs, W_KQ).reshape((1 + nq, dk))
     _matvec(_seg(params, poffs, P_WX).reshape((z.shape[0], x.shape[0])),
             _seg(params, poffs, P_BX), x, z)
-    for row in range(1 + nq):                      # unit key and queries
-        n = 0.0
-        for i in range(dk):
-            kq[row, i] = z[row * dk + i]
-            n += kq[row, i] * kq[row, i]
-        n = max(math.sqrt(n), 1e-12)
-        for i in range(dk):
-            kq[row, i] /= n
     off = (1 + nq) * dk + dv                       # LayerNorm + GELU of the phi projection
     mean = 0.0
     for i in range(P):
@@ -105,6 +97,21 @@ def _encode(x, params, poffs, dims, work, woffs):
     ln_w, ln_b = _seg(params, poffs, P_LNW), _seg(params, poffs, P_LNB)
     for i in range(P):
         phi[i] = _gelu((z[off + i] - mean) * inv * ln_w[i] + ln_b[i])
+    if dims[D_NLK] == 1:                           # keys, queries, value also read phi
+        u = _seg(params, poffs, P_KQVPHI).reshape((off, P))
+        for r in range(off):
+            s = 0.0
+            for i in range(P):
+                s += u[r, i] * phi[i]
+            z[r] += s
+    for row in range(1 + nq):                      # unit key and queries
+        n = 0.0
+        for i in range(dk):
+            kq[row, i] = z[row * dk + i]
+            n += kq[row, i] * kq[row, i]
+        n = max(math.sqrt(n), 1e-12)
+        for i in range(dk):
+            kq[row, i] /= n
     _matvec(_seg(params, poffs, P_WPHI).reshape((pz.shape[0], P)), _seg(params, poffs, P_BPHI),
             phi, pz)
 
@@ -363,13 +370,14 @@ class FastStep(_Compiled):
         if Hv:
             value = [_np(memory.value_in.weight), _np(memory.value_in.bias),
                      _np(memory.value_out.weight), _np(memory.value_out.bias)]
-        gate = [gsw, gsb, gso, gfo, probe_q, probe_ctx] + value
+        kqv_phi = (_np(memory.phi_to_kvq.weight) if cfg.nonlinear_keys else np.zeros(0))
+        gate = [gsw, gsb, gso, gfo, probe_q, probe_ctx] + value + [kqv_phi]
         nz, npz, H = self.pack(memory, x_rows, phi_rows, gate, scal)
         n_reads = nq + (1 if Hv else 0)
         self.allocate([nz, P, npz, (1 + n_reads) * dk, 2 * nq * dv, dv, 2 * H, 2 * A, 2 * A,
                        2 * nq * dv, dv, max(Hv, 1)])
         self.dims = np.array([dk, dv, P, H, Hs, Hf, A, int(sees_state), int(sees_feat), 0, nq,
-                              Hv], np.int64)
+                              Hv, int(cfg.nonlinear_keys)], np.int64)
         self.actions = self.view(W_ACT).reshape(2, A)   # row 0: with the write, 1: without
 
     def __call__(self, W, b, x, base, decision=-1, threshold=0.5):
@@ -451,9 +459,9 @@ class FastKV(_Compiled):
         empty = np.zeros(0, np.float32)
         scal = [float(memory.log_scale.detach().exp()),
                 float(torch.nn.functional.softplus(memory.recency.detach()))]
-        nz, npz, H = self.pack(memory, [], [], [empty] * 10, scal)
+        nz, npz, H = self.pack(memory, [], [], [empty] * 11, scal)
         self.allocate([nz, P, npz, 2 * dk, dv, H, A, A])
-        self.dims = np.array([dk, dv, P, H, 0, 0, A, 0, 0, 0, 1, 0], np.int64)
+        self.dims = np.array([dk, dv, P, H, 0, 0, A, 0, 0, 0, 1, 0, 0], np.int64)
         self.scores = np.zeros(0, np.float32)
 
     def __call__(self, keys, values, n, x, base):

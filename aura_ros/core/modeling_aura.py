@@ -53,6 +53,8 @@ class FastWeightMemory(MemoryPolicy):
         P, dk, dv = config.feature_proj_dim, config.d_key, config.d_value
         self.n_reads = config.read_heads + (1 if config.value_hidden else 0)
         self.to_kvq = nn.Linear(config.feature_dim, (1 + self.n_reads) * dk + dv)
+        if config.nonlinear_keys:
+            self.phi_to_kvq = nn.Linear(P, (1 + self.n_reads) * dk + dv, bias=False)
         if config.value_hidden:   # the value, conditioned on what the memory holds
             self.value_in = nn.Linear(dv + P, config.value_hidden)
             self.value_out = nn.Linear(config.value_hidden, dv)
@@ -76,8 +78,10 @@ class FastWeightMemory(MemoryPolicy):
         cfg = self.config
         x = (features - self.feature_mean) / self.feature_std
         phi = self.feature_proj(x)
-        k, q, v = self.to_kvq(x).split([cfg.d_key, self.n_reads * cfg.d_key, cfg.d_value],
-                                       dim=-1)
+        kqv = self.to_kvq(x)
+        if cfg.nonlinear_keys:
+            kqv = kqv + self.phi_to_kvq(phi)
+        k, q, v = kqv.split([cfg.d_key, self.n_reads * cfg.d_key, cfg.d_value], dim=-1)
         q = q.unflatten(-1, (self.n_reads, cfg.d_key))
         enc = dict(k=F.normalize(k, dim=-1), q=F.normalize(q, dim=-1), v=v, phi=phi,
                    eta=torch.sigmoid(self.to_eta(phi)), head_ctx=self.head_context(phi))
@@ -132,7 +136,8 @@ class FastWeightMemory(MemoryPolicy):
             self.candidate_actions(enc, cand, base)
         prob, g = self.rule.decide(self, W, b, enc, cand, rs, threshold, gate_mode)
         W_new, b_new = self.apply_write(W, b, enc, cand, g)
-        if gate_mode == 'hard':   # a closed gate never touches the state
+        if gate_mode == 'hard' and not torch.is_grad_enabled():   # a closed gate never
+            # touches the state (bit for bit; in training W + 0 = W is exact anyway)
             wrote = g > 0
             W_new = torch.where(wrote[:, None, None], W_new, W)
             b_new = torch.where(wrote[:, None], b_new, b)

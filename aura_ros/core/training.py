@@ -9,11 +9,15 @@ AURA's loss per batch (B episodes, T steps, m = supervised steps):
                                                                     # penalise ones that hurt
       + ramp * (write_cost * rate + sparsity_weight * relu(rate - target_write_rate))
 
-with p_t the gate probability, rate = mean p_t and sg = stop-gradient. Schedule (what made the
-gate learn rather than collapse shut): a warm-up with a soft gate and no sparsity pressure, then
-a straight-through binary gate while the sparsity weight ramps up; the last stretch trains
-exactly what runs at inference. ``skip_budget`` gets only a budget loss on its write rate (no
-action-surprise signal); the other arms get the action error alone.
+with p_t the gate probability, rate = mean p_t and sg = stop-gradient; l is the task loss
+(``ib_gain='loss'``) or, for classification, 1 - correct (``'correct'``: a write that only makes
+a right action more confident gains nothing); ``ib_horizon`` sets which later actions a write
+is judged on. Schedule: a warm-up in which the memory learns writing every step (``'open'``: the
+gate rests; the old ``'soft'`` warm-up let the gate saturate open before it had anything to
+read), then a straight-through binary gate while the sparsity weight ramps up; the last stretch
+trains exactly what runs at inference. Every learned gate (``aura`` and its ablations) gets this
+same objective. ``skip_budget`` gets only a budget loss on its write rate (no action-surprise
+signal); the other arms get the action error alone.
 """
 from dataclasses import dataclass
 
@@ -57,14 +61,24 @@ def per_step_loss(actions, batch: Batch, loss_kind, scale=None):
     return loss * mask, mask
 
 
-def write_gain(out, batch: Batch, loss_kind, scale, horizon, samples=12, generator=None):
+def per_step_error(actions, batch: Batch, loss_kind, scale, gain):
+    """What a write is scored on: the task loss (gain 'loss'), or for classification 1 -
+    correct (gain 'correct': only a write that makes the action right counts)."""
+    if gain == 'correct' and loss_kind == 'ce':
+        mask = batch.targets >= 0
+        return (actions.argmax(-1) != batch.targets).float() * mask, mask
+    return per_step_loss(actions, batch, loss_kind, scale)
+
+
+def write_gain(out, batch: Batch, loss_kind, scale, horizon, samples=12, generator=None,
+               gain='loss'):
     """(B, T) how much each step's write lowers the action error: of its own action
     (horizon 1), or summed over the next ``horizon`` actions (0: the rest of the episode).
     For horizons > 1 the gain is computed for ``samples`` random steps per batch and scaled
     by T / samples (an unbiased estimate; the full (T x T) counterfactual is costly)."""
     if horizon == 1:
-        return (per_step_loss(out.actions_nowrite, batch, loss_kind, scale)[0]
-                - per_step_loss(out.actions_write, batch, loss_kind, scale)[0])
+        return (per_step_error(out.actions_nowrite, batch, loss_kind, scale, gain)[0]
+                - per_step_error(out.actions_write, batch, loss_kind, scale, gain)[0])
     B, T = out.writes.shape
     steps = torch.randperm(T, generator=generator)[:samples].sort().values
     K = len(steps)
@@ -75,8 +89,8 @@ def write_gain(out, batch: Batch, loss_kind, scale, horizon, samples=12, generat
 
     rows = Batch(features=None, targets=flat(batch.targets),
                  mask=None if batch.mask is None else flat(batch.mask))
-    l_with = per_step_loss(with_write.reshape(B * K, T, -1), rows, loss_kind, scale)[0]
-    l_without = per_step_loss(without.reshape(B * K, T, -1), rows, loss_kind, scale)[0]
+    l_with = per_step_error(with_write.reshape(B * K, T, -1), rows, loss_kind, scale, gain)[0]
+    l_without = per_step_error(without.reshape(B * K, T, -1), rows, loss_kind, scale, gain)[0]
     t = torch.arange(T)
     later = t[None, :] >= steps[:, None]                              # t' >= t
     if horizon:
@@ -111,7 +125,8 @@ def memory_loss(model, batch: Batch, loss_kind, step, schedule: TrainSchedule, g
     logs = {'action_loss': float(loss.detach()), 'write_rate': float(out.writes.detach().mean())}
     if cfg.is_gated and mode != 'open':   # aura and its ablations: the same write objective
         with torch.no_grad():
-            gain = write_gain(out, batch, loss_kind, scale, cfg.ib_horizon, generator=generator)
+            gain = write_gain(out, batch, loss_kind, scale, cfg.ib_horizon, generator=generator,
+                              gain=cfg.ib_gain)
         ib = -(out.write_prob * gain).sum() / n
         rate = out.write_prob.mean()
         excess = F.relu(rate - cfg.target_write_rate)

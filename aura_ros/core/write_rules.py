@@ -54,7 +54,6 @@ def straight_through(prob, threshold, gate_mode):
 
 
 class WriteRule(nn.Module):
-    learned = False          # trained by the write objective (core/training.py)
     reads_actions = False    # needs the candidate actions (a_w, a_no) before deciding
 
     def start(self, B, generator=None):
@@ -72,7 +71,7 @@ class WriteRule(nn.Module):
 
 
 class LearnedGate(WriteRule):
-    learned = True
+    """Trained by the write objective (core/training.py)."""
 
     def __init__(self, config, sees):
         super().__init__()

@@ -134,11 +134,13 @@ def test_closed_gate_streaming_equals_the_sequence_bit_for_bit(kind):
 
 @pytest.mark.parametrize('kind,extra', [(k, {}) for k in FAST_PATH_KINDS] + [
     ('aura', dict(read_heads=3, value_hidden=16)), ('aura_surprise_only', dict(read_heads=2)),
-    ('always_write', dict(value_hidden=8))])
+    ('always_write', dict(value_hidden=8)), ('aura', dict(nonlinear_keys=True))])
 def test_compiled_step_equals_the_torch_step_and_follows_a_threshold_change(kind, extra):
     memory = lively(kind, **extra)
-    if 'value_hidden' in extra:
+    if memory.config.value_hidden:
         torch.nn.init.normal_(memory.value_out.weight, std=0.3)
+    if memory.config.nonlinear_keys:
+        torch.nn.init.normal_(memory.phi_to_kvq.weight, std=0.3)
     xs, base = torch.randn(300, 12), 0.05 * torch.randn(300, 3)
 
     def run(step):
