@@ -64,7 +64,10 @@ def tiny_models(tmp_path_factory):
     for name, feature_dim in (('pi0', 128), ('vision', 48)):
         torch.manual_seed(0)
         memory = build_memory(AuraConfig(feature_dim=feature_dim, action_dim=3, kind='aura'))
-        memory.rule.bias.data.fill_(0.0)  # undecided gate: some writes, some not
+        # An untrained gate, tilted open: on random frames its state signals barely move, so
+        # p(write) sits near 0.57 -- open at the default threshold 0.5, shut at 0.99 (the
+        # node tests change the threshold to see both states).
+        memory.rule.bias.data.fill_(1.0)
         memory.save(root / f'memory_{name}.safetensors')
         paths[f'memory_{name}'] = root / f'memory_{name}.safetensors'
     pi0_block = dict(adapter='hf_pi0', model_path='pi0', image_size=64, action_dim=3,

@@ -15,12 +15,14 @@ class ScriptedBackbone(Backbone):
         super().__init__(BackboneConfig(adapter='remote', action_dim=3, chunk_size=4,
                                         steps_per_chunk=2))
         self.chunks, self.feature_dim, self.calls = list(chunks), feature_dim, 0
+        self.noise_seeds = []
 
     def encode(self, image, state, instruction=''):
         return Encoding(features=torch.full((self.feature_dim,), float(image.mean())))
 
-    def act(self, encoding):
+    def act(self, encoding, noise_seed=None):
         self.calls += 1
+        self.noise_seeds.append(noise_seed)
         return np.asarray(self.chunks.pop(0), np.float32)
 
 
@@ -35,6 +37,23 @@ def test_executes_steps_per_chunk_actions_then_predicts_a_new_chunk():
     bases = [runner.step(IMAGE, np.zeros(3)).base_action[0] for _ in range(5)]
     assert backbone.calls == 3
     np.testing.assert_allclose(bases, [0.01, 0.01, 0.02, 0.02, 0.03], atol=1e-7)
+
+
+def test_chunk_noise_is_seeded_per_episode_and_step():
+    """One episode seed gives every arm the same chunk noise: seeds repeat for the same
+    episode, differ between steps and episodes, and stay unseeded without an episode seed."""
+    def seeds(episode_seed):
+        backbone = ScriptedBackbone([np.zeros((4, 3))] * 3)
+        runner = PolicyRunner(backbone, None, CommandLimits(**LIMITS))
+        runner.reset(episode_seed)
+        for _ in range(5):
+            runner.step(IMAGE, np.zeros(3))
+        return backbone.noise_seeds
+
+    first = seeds(7)
+    assert len(first) == 3 and len(set(first)) == 3 and None not in first
+    assert seeds(7) == first and seeds(8) != first
+    assert seeds(None) == [None] * 3
 
 
 def test_commands_respect_limits_and_max_delta():

@@ -13,13 +13,13 @@ write schedules (a fresh schedule per episode, derived from its seed). Per arm: 
 Wilson 95% interval, writes per episode, largest live state seen, write probability per phase
 (cue, delay, distractor, go) and per cue frame (frames 2-3 repeat frame 1).
 """
-import math
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from aura_ros.backbones.base import resolve_path
+from aura_ros.bench.stats import wilson
 from aura_ros.policy import PolicyRunner
 from aura_ros.sim.arm import ArmEnv, ArmTaskConfig
 from aura_ros.sim.rollout import run_episode, sim_limits
@@ -30,16 +30,6 @@ MEMORYLESS = ('base', 'base_memory_variant', 'no_memory')
 EVAL_SEED = 500_000
 MEMORY_VARIANT_BASE = 'package://aura_ros/models/pi0_sim_memory'
 CUE_FRAMES = 3
-
-
-def wilson(successes, n, z=1.959964):
-    """Wilson score interval for a binomial proportion."""
-    if n == 0:
-        return [0.0, 1.0]
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
 def default_memory_dir(params=None):

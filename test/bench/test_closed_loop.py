@@ -6,15 +6,19 @@ import sys
 import pytest
 
 from aura_ros.bench import closed_loop, report, soak, step_cost
+from aura_ros.bench.stats import wilson
 
 pytestmark = pytest.mark.slow
 
 
 def test_wilson_interval():
-    lo, hi = closed_loop.wilson(180, 200)
+    lo, hi = wilson(180, 200)
     assert lo == pytest.approx(0.8506, abs=1e-3) and hi == pytest.approx(0.9340, abs=1e-3)
-    assert closed_loop.wilson(0, 10)[0] == 0.0
-    assert closed_loop.wilson(10, 10)[1] == pytest.approx(1.0)
+    assert wilson(0, 10)[0] == 0.0
+    assert wilson(10, 10)[1] == pytest.approx(1.0)
+    for w, n in [(0, 7), (7, 7), (3, 7), (1, 3)]:   # the point never leaves its interval
+        lo, hi = wilson(w, n)
+        assert lo <= w / n <= hi
 
 
 def test_closed_loop_small_run_json(tmp_path):

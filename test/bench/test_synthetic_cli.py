@@ -6,7 +6,8 @@ import sys
 import pytest
 
 from aura_ros.bench import report
-from aura_ros.bench.synthetic import ARMS, BUDGET_ARMS, GATE_ARMS, t_interval, wilson
+from aura_ros.bench.stats import t_interval, wilson
+from aura_ros.bench.synthetic import ARMS, BUDGET_ARMS, GATE_ARMS
 
 
 @pytest.mark.slow
