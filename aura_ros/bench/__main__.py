@@ -76,8 +76,8 @@ def main(argv=None):
     p.add_argument('--train-steps', type=int, default=None, help='override training steps')
     p.add_argument('--batch', type=int, default=None, help='override the batch size')
     p.add_argument('--jobs', type=int, default=None, help='parallel processes (default 2)')
-    p.add_argument('--cache-dir', default=None, help='keep each finished seed here and reuse '
-                   'it on a rerun with the same settings (resume)')
+    p.add_argument('--cache-dir', default=None, help='keep each finished (config, seed, arm) '
+                   'here and reuse it on a rerun with the same settings (resume)')
     p.set_defaults(run=cmd_synthetic)
     p = sub.add_parser('state-growth', help='live state bytes of AURA and a KV-cache over steps')
     p.add_argument('--steps', type=int, default=100_000)

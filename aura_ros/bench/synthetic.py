@@ -129,8 +129,10 @@ def evaluate(model, episodes, generator_seed=0):
                 write_counts=by_kind, state_bytes=model.state_bytes())
 
 
-def run_seed(config_name, seed, settings: BenchSettings, progress=False):
-    """Train and evaluate every arm for one seed; returns {arm: evaluation}."""
+def run_seed(config_name, seed, settings: BenchSettings, progress=False, cache_dir=None):
+    """Train and evaluate every arm for one seed; returns {arm: evaluation}. With
+    ``cache_dir``, each finished arm is kept there and reused (an interrupted run loses at
+    most the arm in training)."""
     torch.set_num_threads(1)
     task = CONFIGS[config_name]
     eval_eps = sample_episodes(task, settings.eval_episodes, np.random.default_rng(EVAL_SEED))
@@ -139,30 +141,50 @@ def run_seed(config_name, seed, settings: BenchSettings, progress=False):
     easier, frac = settings.curriculum.get(config_name, [config_name, 0.0])
     results, budget = {}, None
     for arm in ARMS:  # aura first: the budget arms need its write rate
-        data_rng = np.random.default_rng([seed, 1])  # same training episodes for every arm
-
-        def sample(step, data_rng=data_rng):
-            source = CONFIGS[easier] if step < frac * steps else task
-            episodes = sample_episodes(source, settings.batch, data_rng)
-            return Batch(features=episodes.obs, targets=episodes.labels)
-
-        rate = budget if arm in BUDGET_ARMS else settings.target_write_rate
-        torch.manual_seed(seed)
-        model = build_memory(AuraConfig(
-            feature_dim=task.obs_dim, action_dim=N_CLASSES, kind=arm, action_mode='full',
-            write_rate=min(max(rate, 1e-3), 0.999), target_write_rate=settings.target_write_rate,
-            ib_horizon=settings.ib_horizon))
-        train_memory(model, sample, 'ce', schedule, seed=seed, progress=progress,
-                     desc=f'{config_name} s{seed} {arm}')
-        results[arm] = evaluate(model, eval_eps, generator_seed=seed)
-        results[arm]['write_rate_trained'] = rate
+        path = cache_dir and _cache_path(cache_dir, config_name, seed, arm, settings)
+        if path and os.path.exists(path):
+            with open(path) as f:
+                results[arm] = json.load(f)
+        else:
+            results[arm] = _train_arm(arm, config_name, seed, settings, schedule, eval_eps,
+                                      budget, (easier, frac), progress)
+            if path:
+                os.makedirs(cache_dir, exist_ok=True)
+                with open(path + '.tmp', 'w') as f:
+                    json.dump(results[arm], f)
+                os.replace(path + '.tmp', path)
         if arm == 'aura':
             budget = results['aura']['writes_per_episode'] / task.horizon
-            results['aura']['ablation'] = {}
-            for which in ('state', 'features'):
-                with gate_input_at_mean(model, eval_eps, which):
-                    results['aura']['ablation'][which] = evaluate(model, eval_eps, seed)
     return results
+
+
+def _train_arm(arm, config_name, seed, settings, schedule, eval_eps, budget, curriculum,
+               progress):
+    task = CONFIGS[config_name]
+    easier, frac = curriculum
+    data_rng = np.random.default_rng([seed, 1])  # same training episodes for every arm
+
+    def sample(step):
+        source = CONFIGS[easier] if step < frac * schedule.steps else task
+        episodes = sample_episodes(source, settings.batch, data_rng)
+        return Batch(features=episodes.obs, targets=episodes.labels)
+
+    rate = budget if arm in BUDGET_ARMS else settings.target_write_rate
+    torch.manual_seed(seed)
+    model = build_memory(AuraConfig(
+        feature_dim=task.obs_dim, action_dim=N_CLASSES, kind=arm, action_mode='full',
+        write_rate=min(max(rate, 1e-3), 0.999), target_write_rate=settings.target_write_rate,
+        ib_horizon=settings.ib_horizon))
+    train_memory(model, sample, 'ce', schedule, seed=seed, progress=progress,
+                 desc=f'{config_name} s{seed} {arm}')
+    result = evaluate(model, eval_eps, generator_seed=seed)
+    result['write_rate_trained'] = rate
+    if arm == 'aura':
+        result['ablation'] = {}
+        for which in ('state', 'features'):
+            with gate_input_at_mean(model, eval_eps, which):
+                result['ablation'][which] = evaluate(model, eval_eps, seed)
+    return result
 
 
 def write_probabilities(per_seed, arm, key=None):
@@ -239,47 +261,36 @@ def summarise(config_name, per_seed, settings: BenchSettings):
         write_probability=wp, gate_input_ablation=ablation, arms=arms)
 
 
-def _cache_path(cache_dir, name, seed, settings):
-    """Per-seed result file, keyed by everything that determines the result."""
+def _cache_path(cache_dir, name, seed, arm, settings):
+    """Result file of one (config, seed, arm), keyed by everything that determines it (an arm
+    trained on a budget depends on its seed's aura, which is keyed by the same settings)."""
     key = json.dumps([name, seed, settings.__dict__], sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    return os.path.join(cache_dir, f'{name}-s{seed}-{digest}.json')
+    return os.path.join(cache_dir, f'{name}-s{seed}-{arm}-{digest}.json')
 
 
 def run(configs, seeds, settings: BenchSettings, jobs=None, progress=True, cache_dir=None):
     """{'configs': {name: summary}} for the given configs and seeds (processes in parallel).
-    With ``cache_dir``, each finished (config, seed) is kept there and reused by a later run
-    with the same settings, so an interrupted run resumes instead of starting over."""
+    With ``cache_dir``, each finished (config, seed, arm) is kept there and reused by a later
+    run with the same settings, so an interrupted run resumes instead of starting over."""
     jobs = jobs or min(2, os.cpu_count() or 1)
     per = {name: [None] * seeds for name in configs}
-    tasks = []
-    for name in sorted(configs, key=lambda n: -settings.train_steps[n] * CONFIGS[n].horizon):
-        for seed in range(seeds):  # longest first: keeps both workers busy to the end
-            path = cache_dir and _cache_path(cache_dir, name, seed, settings)
-            if path and os.path.exists(path):
-                with open(path) as f:
-                    per[name][seed] = json.load(f)
-            else:
-                tasks.append((name, seed))
+    tasks = [(name, seed) for name in sorted(
+        configs, key=lambda n: -settings.train_steps[n] * CONFIGS[n].horizon)
+        for seed in range(seeds)]  # longest first: keeps both workers busy to the end
     bar = tqdm(total=len(tasks), desc='synthetic (config x seed)', disable=not progress)
-
-    def done(name, seed, result):
-        per[name][seed] = result
-        if cache_dir:
-            os.makedirs(cache_dir, exist_ok=True)
-            with open(_cache_path(cache_dir, name, seed, settings), 'w') as f:
-                json.dump(result, f)
-        bar.update()
-
     if jobs == 1:
         for name, seed in tasks:
-            done(name, seed, run_seed(name, seed, settings, progress=progress))
+            per[name][seed] = run_seed(name, seed, settings, progress, cache_dir)
+            bar.update()
     else:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = {pool.submit(run_seed, name, seed, settings): (name, seed)
-                       for name, seed in tasks}
+            futures = {pool.submit(run_seed, name, seed, settings, False, cache_dir):
+                       (name, seed) for name, seed in tasks}
             for fut in as_completed(futures):
-                done(*futures[fut], fut.result())
+                name, seed = futures[fut]
+                per[name][seed] = fut.result()
+                bar.update()
     bar.close()
     return {'benchmark': 'synthetic', 'settings': settings.__dict__,
             'configs': {name: summarise(name, per[name], settings) for name in configs}}

@@ -23,8 +23,8 @@ def test_synthetic_quick_writes_the_documented_json(tmp_path):
         return json.loads(json_path.read_text())
 
     data = run(out)
-    # Every finished (config, seed) is cached; a rerun with the same settings reuses them all.
-    assert len(list(cache.glob('*.json'))) == 4
+    # Every finished (config, seed, arm) is cached; a rerun with the same settings reuses them.
+    assert len(list(cache.glob('*.json'))) == 4 * len(ARMS)
     again = run(tmp_path / 'again.json')
     assert again['configs'] == data['configs']
     assert set(data['configs']) == {'easy', 'hard'}
