@@ -105,10 +105,12 @@ def main(argv=None):
     p = sub.add_parser('memory', help='train AURA and the baselines on frozen features')
     p.add_argument('--params', default='config/default.yaml', help='backbone parameter file')
     p.add_argument('--out', default='models/aura_sim')
-    p.add_argument('--episodes', type=int, default=400)
-    p.add_argument('--steps', type=int, default=1500)
+    p.add_argument('--episodes', type=int, default=600)
+    p.add_argument('--steps', type=int, default=2000)
     p.add_argument('--noise', type=float, default=0.3)
-    p.add_argument('--dagger-rounds', type=int, default=1)
+    p.add_argument('--dagger-rounds', type=int, default=0,
+                   help='rounds in which each arm rolls itself out and the expert labels '
+                   '(every arm gets its own rounds; 0: all arms on the same expert data)')
     p.add_argument('--arms', type=lambda s: [k for k in s.split(',') if k],
                    default=list(MEMORY_ARMS), help='memory arms to train (aura always first)')
     p.add_argument('--target-write-rate', type=float, default=0.08)
