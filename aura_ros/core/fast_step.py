@@ -410,22 +410,24 @@ K_Z, K_PHI, K_PZ, K_KQ, K_R, K_HID, K_RAW, K_ACT, K_SCORE = range(9)
 @numba.njit(cache=True, fastmath=True)
 def _attend(keys, values, n, q, scale, recency, scores, out):
     """Recency-biased softmax attention of q over the first n cached (k, v):
-    score_i = scale (k_i . q) - recency (n - 1 - i); out = softmax(score) @ values."""
+    score_i = scale (k_i . q) - recency (n - 1 - i); out = softmax(score) @ values.
+    Separate passes (scores, max, exp, weighted sum) in float32 so each one vectorises: at
+    100,000 steps this is bound by reading the 25.6 MB cache, as a BLAS version is."""
     dk, dv = keys.shape[1], values.shape[1]
-    top = -1e30
+    scale, recency = np.float32(scale), np.float32(recency)
     for i in range(n):
-        s = 0.0
+        s = np.float32(0.0)
         for j in range(dk):
             s += keys[i, j] * q[j]
-        s = scale * s - recency * (n - 1 - i)
-        scores[i] = s
-        top = max(top, s)
+        scores[i] = scale * s - recency * np.float32(n - 1 - i)
+    top = scores[:n].max()
+    for i in range(n):
+        scores[i] = math.exp(scores[i] - top)
+    total = scores[:n].sum()
     for j in range(dv):
         out[j] = 0.0
-    total = 0.0
     for i in range(n):
-        w = math.exp(scores[i] - top)
-        total += w
+        w = scores[i]
         for j in range(dv):
             out[j] += w * values[i, j]
     for j in range(dv):
