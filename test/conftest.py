@@ -65,8 +65,8 @@ def tiny_models(tmp_path_factory):
         torch.manual_seed(0)
         memory = build_memory(AuraConfig(feature_dim=feature_dim, action_dim=3, kind='aura'))
         # An untrained gate, tilted open: on random frames its state signals barely move, so
-        # p(write) sits near 0.57 -- open at the default threshold 0.5, shut at 0.99 (the
-        # node tests change the threshold to see both states).
+        # p(write) sits just above 0.5 (about 0.57 measured with the tiny PI0) -- open at the
+        # default threshold, shut at 0.99 (the node tests change the threshold to see both).
         memory.rule.bias.data.fill_(1.0)
         memory.save(root / f'memory_{name}.safetensors')
         paths[f'memory_{name}'] = root / f'memory_{name}.safetensors'
