@@ -67,7 +67,7 @@ def _seg(buf, offs, i):
 # spans [offs[i], offs[i + 1]). Few arguments keep numba's per-call dispatch cheap.
 (P_WX, P_BX, P_LNW, P_LNB, P_WPHI, P_BPHI, P_WHR, P_WO, P_BO, P_SCALE, P_GSW, P_GSB, P_GSO,
  P_GFO, P_PROBEQ, P_PROBECTX, P_VIN, P_VINB, P_VOUT, P_VOUTB, P_KQVPHI, P_SCAL) = range(22)
-W_Z, W_PHI, W_PZ, W_KQ, W_R, W_ERR, W_HID, W_RAW, W_ACT, W_PR, W_V, W_VH = range(12)
+W_Z, W_PHI, W_PZ, W_KQ, W_R, W_ERR, W_HID, W_RAW, W_ACT, W_RO, W_V, W_VH = range(12)
 # dims: [d_key, d_value, P, H, Hs, Hf, A, sees_state, sees_features, has_base, read_heads,
 #        value_hidden (0: plain delta rule), nonlinear_keys]
 D_DK, D_DV, D_P, D_H, D_HS, D_HF, D_A, D_STATE, D_FEAT, D_BASE, D_NQ, D_HV, D_NLK = range(13)
@@ -117,22 +117,55 @@ def _encode(x, params, poffs, dims, work, woffs):
 
 
 @numba.njit(cache=True, fastmath=True)
-def _head(params, poffs, dims, ctx, r, hidden, out):
-    """The action head's raw output: out = W_o GELU(ctx + W_r r) + b_o."""
-    H, A, R = dims[D_H], dims[D_A], r.shape[0]
-    whr = _seg(params, poffs, P_WHR).reshape((H, R))
+def _gelu_rows(h):  # h = GELU(h) in place, a separate pass so it vectorises
+    for i in range(h.shape[0]):
+        h[i] = _gelu(h[i])
+
+
+@numba.njit(cache=True, fastmath=True)
+def _head_out(params, poffs, dims, hidden, out):
+    H, A = dims[D_H], dims[D_A]
     wo = _seg(params, poffs, P_WO).reshape((A, H))
     bo = _seg(params, poffs, P_BO)
-    for h in range(H):
-        s = ctx[h]
-        for j in range(R):
-            s += whr[h, j] * r[j]
-        hidden[h] = _gelu(s)
     for a in range(A):
         s = bo[a]
         for h in range(H):
             s += wo[a, h] * hidden[h]
         out[a] = s
+
+
+@numba.njit(cache=True, fastmath=True)
+def _head(params, poffs, dims, ctx, r, hidden, out):
+    """The action head's raw output: out = W_o GELU(ctx + W_r r) + b_o."""
+    H, R = dims[D_H], r.shape[0]
+    whr = _seg(params, poffs, P_WHR).reshape((H, R))
+    for h in range(H):
+        s = ctx[h]
+        for j in range(R):
+            s += whr[h, j] * r[j]
+        hidden[h] = s
+    _gelu_rows(hidden)
+    _head_out(params, poffs, dims, hidden, out)
+
+
+@numba.njit(cache=True, fastmath=True)
+def _head2(params, poffs, dims, ctx, r0, r1, hidden, out):
+    """``_head`` on two readouts under one context, one pass over the weights: hidden (2, H),
+    out (2, A)."""
+    H, R = dims[D_H], r0.shape[0]
+    whr = _seg(params, poffs, P_WHR).reshape((H, R))
+    for h in range(H):
+        s0 = ctx[h]
+        s1 = ctx[h]
+        for j in range(R):
+            w = whr[h, j]
+            s0 += w * r0[j]
+            s1 += w * r1[j]
+        hidden[0, h] = s0
+        hidden[1, h] = s1
+    for row in range(2):
+        _gelu_rows(hidden[row])
+        _head_out(params, poffs, dims, hidden[row], out[row])
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -156,33 +189,67 @@ def _step(x, W, b, base, params, poffs, dims, work, woffs, decision, threshold):
 
 
 @numba.njit(cache=True, fastmath=True)
+def _readouts(W, b, rows, out):
+    """out[r] = rows[r] W + b for every row: one pass over W, contiguous along d_v."""
+    dk, dv = W.shape
+    for r in range(rows.shape[0]):
+        for j in range(dv):
+            out[r, j] = b[j]
+    for i in range(dk):
+        for r in range(rows.shape[0]):
+            c = rows[r, i]
+            for j in range(dv):
+                out[r, j] += c * W[i, j]
+
+
+@numba.njit(cache=True, fastmath=True)
+def _with_write(ro, k, q, eta_w, eta_b, err, r_no, r_w):
+    """Readouts without (r_no = ro) and with a write of err at key k: r_w = r_no +
+    (eta_w (q_h . k) + eta_b) err, for each query row h of q."""
+    dk, dv = k.shape[0], err.shape[0]
+    for h in range(q.shape[0]):
+        c = eta_b
+        for i in range(dk):
+            c += eta_w * k[i] * q[h, i]
+        for j in range(dv):
+            r_no[h * dv + j] = ro[h, j]
+            r_w[h * dv + j] = ro[h, j] + c * err[j]
+
+
+@numba.njit(cache=True, fastmath=True)
 def _propose(x, W, b, base, params, poffs, dims, work, woffs):
     """Everything up to the write decision; returns (prob, surprise, eta_w, eta_b)."""
-    dk, dv, P, H, Hs, Hf, A, nq, Hv = (dims[D_DK], dims[D_DV], dims[D_P], dims[D_H],
-                                       dims[D_HS], dims[D_HF], dims[D_A], dims[D_NQ],
-                                       dims[D_HV])
+    dk, dv, H, Hs, Hf, A, nq, Hv = (dims[D_DK], dims[D_DV], dims[D_H], dims[D_HS],
+                                    dims[D_HF], dims[D_A], dims[D_NQ], dims[D_HV])
     _encode(x, params, poffs, dims, work, woffs)
     z, pz = _seg(work, woffs, W_Z), _seg(work, woffs, W_PZ)
     n_reads = nq + (1 if Hv > 0 else 0)
     kq = _seg(work, woffs, W_KQ).reshape((1 + n_reads, dk))
-    r = _seg(work, woffs, W_R).reshape((2, nq * dv))
+    ro = _seg(work, woffs, W_RO).reshape((-1, dv))  # k, q_1..q_n (, q_v), probe q_1..q_n
+    _readouts(W, b, kq, ro[:1 + n_reads])
+    r = _seg(work, woffs, W_R).reshape((4, nq * dv))  # with / without, probe with / without
     voff = (1 + n_reads) * dk
     v = _seg(work, woffs, W_V)
     for j in range(dv):
         v[j] = z[voff + j]
     if Hv > 0:   # the value conditioned on what memory holds: v += MLP([q_v W + b, phi])
-        _value_update(W, b, kq[n_reads], _seg(work, woffs, W_PHI), params, poffs, Hv,
-                      _seg(work, woffs, W_VH), _seg(work, woffs, W_ERR), v)
+        _value_update(ro[n_reads], _seg(work, woffs, W_PHI), params, poffs, Hv,
+                      _seg(work, woffs, W_VH), v)
     err = _seg(work, woffs, W_ERR)
-    hidden = _seg(work, woffs, W_HID).reshape((2, H))
-    raw = _seg(work, woffs, W_RAW).reshape((2, A))
-    actions = _seg(work, woffs, W_ACT).reshape((2, A))
-    scal = _seg(params, poffs, P_SCAL)             # [ln_eps, state bias, feature bias, bound]
+    surprise = 0.0
+    for j in range(dv):                            # what the memory fails to predict
+        err[j] = v[j] - ro[0, j]
+        surprise += err[j] * err[j]
+    surprise /= dv
     eta_w = 1.0 / (1.0 + math.exp(-pz[H]))         # pz: [head ctx (H), eta (2), gate ctx (Hf)]
     eta_b = 1.0 / (1.0 + math.exp(-pz[H + 1]))
-    surprise = _read(W, b, kq, nq, v, eta_w, eta_b, r, err)
-    for row in range(2):                           # the action head on both readouts
-        _head(params, poffs, dims, pz, r[row], hidden[row], raw[row])
+    _with_write(ro[1:1 + nq], kq[0], kq[1:1 + nq], eta_w, eta_b, err, r[1], r[0])
+    hidden = _seg(work, woffs, W_HID).reshape((4, H))
+    raw = _seg(work, woffs, W_RAW).reshape((4, A))
+    actions = _seg(work, woffs, W_ACT).reshape((2, A))
+    scal = _seg(params, poffs, P_SCAL)             # [ln_eps, state bias, feature bias, bound]
+    _head2(params, poffs, dims, pz, r[0], r[1], hidden[:2], raw[:2])  # both readouts
+    for row in range(2):
         _compose(params, poffs, dims, base, raw[row], actions[row])
     if dims[D_STATE] == 0 and dims[D_FEAT] == 0:
         return 1.0, surprise, eta_w, eta_b
@@ -192,24 +259,15 @@ def _propose(x, W, b, base, params, poffs, dims, work, woffs):
         for a in range(A):
             d = raw[0, a] - raw[1, a]
             now += d * d
-        pr = _seg(work, woffs, W_PR).reshape((2, nq * dv))
         qp = _seg(params, poffs, P_PROBEQ).reshape((nq, dk))
-        for h in range(nq):                        # probe readouts: row 1 without, 0 with
-            c = eta_b
-            for i in range(dk):
-                c += eta_w * kq[0, i] * qp[h, i]
-            for j in range(dv):
-                s = b[j]
-                for i in range(dk):
-                    s += qp[h, i] * W[i, j]
-                pr[1, h * dv + j] = s
-                pr[0, h * dv + j] = s + c * err[j]
-        ctx = _seg(params, poffs, P_PROBECTX)
-        for row in range(2):                       # reuse raw/hidden row 1 after 'now' is read
-            _head(params, poffs, dims, ctx, pr[row], hidden[row], raw[row])
+        pro = ro[1 + n_reads:]                     # probe readouts: r[3] without, r[2] with
+        _readouts(W, b, qp, pro)
+        _with_write(pro, kq[0], qp, eta_w, eta_b, err, r[3], r[2])
+        _head2(params, poffs, dims, _seg(params, poffs, P_PROBECTX), r[2], r[3], hidden[2:],
+               raw[2:])
         nxt = 0.0
         for a in range(A):
-            d = raw[0, a] - raw[1, a]
+            d = raw[2, a] - raw[3, a]
             nxt += d * d
         sig0 = SIGNAL_SCALE * math.log(surprise + LOG_EPS)
         sig1 = SIGNAL_SCALE * math.log(math.sqrt(now) + LOG_EPS)
@@ -224,21 +282,15 @@ def _propose(x, W, b, base, params, poffs, dims, work, woffs):
         gfo = _seg(params, poffs, P_GFO)
         f = scal[2]
         for h in range(Hf):
-            f += gfo[h] * _gelu(pz[H + 2 + h] + z[voff + dv + P + h])
+            f += gfo[h] * _gelu(pz[H + 2 + h] + z[voff + dv + dims[D_P] + h])
         logit += scal[3] * math.tanh(f) if dims[D_STATE] == 1 else f
     return 1.0 / (1.0 + math.exp(-logit)), surprise, eta_w, eta_b
 
 
 @numba.njit(cache=True, fastmath=True)
-def _value_update(W, b, qv, phi, params, poffs, Hv, hidden, rv, v):
-    """v += W_out GELU(W_in [q_v W + b, phi] + b_in) + b_out (rv: scratch for q_v W + b)."""
-    dk, dv = W.shape
-    P = phi.shape[0]
-    for j in range(dv):
-        s = b[j]
-        for i in range(dk):
-            s += qv[i] * W[i, j]
-        rv[j] = s
+def _value_update(rv, phi, params, poffs, Hv, hidden, v):
+    """v += W_out GELU(W_in [q_v W + b, phi] + b_in) + b_out (rv: q_v W + b)."""
+    dv, P = v.shape[0], phi.shape[0]
     w_in = _seg(params, poffs, P_VIN).reshape((Hv, dv + P))
     b_in = _seg(params, poffs, P_VINB)
     w_out = _seg(params, poffs, P_VOUT).reshape((dv, Hv))
@@ -249,7 +301,8 @@ def _value_update(W, b, qv, phi, params, poffs, Hv, hidden, rv, v):
             s += w_in[h, j] * rv[j]
         for j in range(P):
             s += w_in[h, dv + j] * phi[j]
-        hidden[h] = _gelu(s)
+        hidden[h] = s
+    _gelu_rows(hidden[:Hv])
     for j in range(dv):
         s = b_out[j]
         for h in range(Hv):
@@ -258,28 +311,17 @@ def _value_update(W, b, qv, phi, params, poffs, Hv, hidden, rv, v):
 
 
 @numba.njit(cache=True, fastmath=True)
-def _read(W, b, kq, nq, v, eta_w, eta_b, r, err):
-    """The memory read (kq: the key, then the queries): err = v - (k W + b); r[1] = the
-    readouts [q_i W + b]_{i <= nq} without the write, r[0] = the readouts had (k, v) been
-    written: r[1] + [(eta_w (q_i . k) + eta_b) err]_i. Returns the surprise, mean(err^2)."""
-    dk, dv = W.shape
+def _read(W, b, kq, nq, v, eta_w, eta_b, r, err, ro):
+    """The memory read alone (kq: the key, then nq queries; ro: scratch (1 + nq, dv)):
+    err = v - (k W + b); r[1] = the readouts [q_i W + b]_i without the write, r[0] = the
+    readouts had (k, v) been written. Returns the surprise, mean(err^2)."""
+    dv = W.shape[1]
+    _readouts(W, b, kq[:1 + nq], ro)
     surprise = 0.0
     for j in range(dv):
-        s = b[j]
-        for i in range(dk):
-            s += kq[0, i] * W[i, j]
-        err[j] = v[j] - s
+        err[j] = v[j] - ro[0, j]
         surprise += err[j] * err[j]
-    for h in range(nq):
-        c = eta_b
-        for i in range(dk):
-            c += eta_w * kq[0, i] * kq[1 + h, i]
-        for j in range(dv):
-            s = b[j]
-            for i in range(dk):
-                s += kq[1 + h, i] * W[i, j]
-            r[1, h * dv + j] = s
-            r[0, h * dv + j] = s + c * err[j]
+    _with_write(ro[1:], kq[0], kq[1:1 + nq], eta_w, eta_b, err, r[1], r[0])
     return surprise / dv
 
 
@@ -374,8 +416,8 @@ class FastStep(_Compiled):
         gate = [gsw, gsb, gso, gfo, probe_q, probe_ctx] + value + [kqv_phi]
         nz, npz, H = self.pack(memory, x_rows, phi_rows, gate, scal)
         n_reads = nq + (1 if Hv else 0)
-        self.allocate([nz, P, npz, (1 + n_reads) * dk, 2 * nq * dv, dv, 2 * H, 2 * A, 2 * A,
-                       2 * nq * dv, dv, max(Hv, 1)])
+        self.allocate([nz, P, npz, (1 + n_reads) * dk, 4 * nq * dv, dv, 4 * H, 4 * A, 2 * A,
+                       (1 + n_reads + nq) * dv, dv, max(Hv, 1)])
         self.dims = np.array([dk, dv, P, H, Hs, Hf, A, int(sees_state), int(sees_feat), 0, nq,
                               Hv, int(cfg.nonlinear_keys)], np.int64)
         self.actions = self.view(W_ACT).reshape(2, A)   # row 0: with the write, 1: without
@@ -396,8 +438,11 @@ class FastStep(_Compiled):
     def read(self, W, b, kq, v, eta_w, eta_b):
         """Readouts without / with a write of (k, v) (kq: the key, then the queries), the error
         and the surprise."""
-        r, err = self.view(W_R).reshape(2, -1), self.view(W_ERR)
-        return r, err, _read(W, b, kq, kq.shape[0] - 1, v, eta_w, eta_b, r, err)
+        nq = kq.shape[0] - 1
+        r = self.view(W_R)[:2 * nq * v.shape[0]].reshape(2, -1)
+        err = self.view(W_ERR)
+        ro = self.view(W_RO)[:(1 + nq) * v.shape[0]].reshape(1 + nq, -1)
+        return r, err, _read(W, b, kq, nq, v, eta_w, eta_b, r, err, ro)
 
     def write(self, W, b, k, err, eta_w, eta_b):
         _write(W, b, k, err, eta_w, eta_b)

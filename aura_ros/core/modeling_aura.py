@@ -236,22 +236,22 @@ class FastWeightMemory(MemoryPolicy):
         """One streaming step at the current ``config.gate_threshold``. The compiled fast path
         (core/fast_step.py) runs the same math as ``reference_step``; the Skip-RNN control
         (its state-driven accumulator) always takes the reference path."""
-        cfg = self.config
-        if isinstance(self.rule, SkipRNN) or not self.fast_inference:
-            return self.reference_step(features, base_action)
         d = self.__dict__   # plain attributes: skip nn.Module.__getattr__/__setattr__ here
+        rule, cfg = d['_modules']['rule'], d['config']
+        if not self.fast_inference or isinstance(rule, SkipRNN):
+            return self.reference_step(features, base_action)
         if d['_fast'] is None:
             from aura_ros.core.fast_step import FastStep
             d['_fast'] = FastStep(self)
         if d.get('_state_src') is not d['W']:   # W, b were replaced: new views of the state
             d['_state_np'] = (d['W'].numpy()[0], d['b'].numpy()[0])
             d['_state_src'] = d['W']
-        decision = d['_modules']['rule'].scheduled(d['_rs'])
+        decision = rule.scheduled(d['_rs'])
         action, wrote, prob, surprise = d['_fast'](
             *d['_state_np'], _as_f32(features), None if base_action is None
             else _as_f32(base_action), -1 if decision is None else int(decision),
             cfg.gate_threshold)
-        d['_modules']['rule'].advance(self, None, None, None, d['_rs'])   # schedules: t += 1
+        rule.advance(self, None, None, None, d['_rs'])   # schedules: t += 1
         self.count(wrote, cfg.fast_weight_state_bytes())
         return StepOutput(action=torch.from_numpy(action), wrote=bool(wrote),
                           gate_probability=prob if decision is None else float(wrote),
