@@ -14,6 +14,7 @@ FAST_WEIGHT_KINDS = GATED_KINDS + ('always_write', 'random_budget', 'periodic_bu
 MEMORY_KINDS = FAST_WEIGHT_KINDS + ('gru_dense', 'kv_cache', 'no_memory')
 ACTION_MODES = ('residual', 'full')
 IB_GAINS = ('loss', 'correct')
+ACTION_CHANGES = ('norm', 'distribution')
 
 
 @dataclass
@@ -36,6 +37,11 @@ class AuraConfig:
     gate_hidden: int = 32            # hidden width of the write gate
     gate_threshold: float = 0.5      # inference: write iff gate probability > threshold
     gate_feature_bound: float = 1.0  # aura: the features move the gate logit by at most this
+    action_change: str = 'norm'      # how the gate measures the change a write would cause in
+                                     # an action: 'norm' (continuous actions: |change of the
+                                     # head output|) or 'distribution' (categorical actions, the
+                                     # outputs are logits: total-variation distance between the
+                                     # two softmax distributions, 0..1)
     write_rate: float = 0.05         # budget of the random/periodic/skip arms (writes per step)
     gru_hidden: int = 128            # state width of the dense GRU baseline
     residual_scale: float = 1.0      # scale of the head output in residual mode
@@ -69,6 +75,9 @@ class AuraConfig:
         if self.ib_gain not in IB_GAINS:
             raise ValueError(f'AuraConfig.ib_gain must be one of {IB_GAINS}, got '
                              f'{self.ib_gain!r}')
+        if self.action_change not in ACTION_CHANGES:
+            raise ValueError(f'AuraConfig.action_change must be one of {ACTION_CHANGES}, got '
+                             f'{self.action_change!r}')
         if self.kind not in MEMORY_KINDS:
             raise ValueError(f'AuraConfig.kind must be one of {MEMORY_KINDS}, got {self.kind!r}')
         if self.action_mode not in ACTION_MODES:

@@ -69,8 +69,8 @@ def _seg(buf, offs, i):
  P_GFO, P_PROBEQ, P_PROBECTX, P_VIN, P_VINB, P_VOUT, P_VOUTB, P_KQVPHI, P_SCAL) = range(22)
 W_Z, W_PHI, W_PZ, W_KQ, W_R, W_ERR, W_HID, W_RAW, W_ACT, W_RO, W_V, W_VH = range(12)
 # dims: [d_key, d_value, P, H, Hs, Hf, A, sees_state, sees_features, has_base, read_heads,
-#        value_hidden (0: plain delta rule), nonlinear_keys]
-D_DK, D_DV, D_P, D_H, D_HS, D_HF, D_A, D_STATE, D_FEAT, D_BASE, D_NQ, D_HV, D_NLK = range(13)
+#        value_hidden (0: plain delta rule), nonlinear_keys, categorical action change]
+D_DK, D_DV, D_P, D_H, D_HS, D_HF, D_A, D_STATE, D_FEAT, D_BASE, D_NQ, D_HV, D_NLK, D_CAT = range(14)
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -255,23 +255,17 @@ def _propose(x, W, b, base, params, poffs, dims, work, woffs):
         return 1.0, surprise, eta_w, eta_b
     logit = 0.0
     if dims[D_STATE] == 1:                         # action-relevant surprise, from the state
-        now = 0.0
-        for a in range(A):
-            d = raw[0, a] - raw[1, a]
-            now += d * d
+        now = _change(raw[0], raw[1], dims[D_CAT])
         qp = _seg(params, poffs, P_PROBEQ).reshape((nq, dk))
         pro = ro[1 + n_reads:]                     # probe readouts: r[3] without, r[2] with
         _readouts(W, b, qp, pro)
         _with_write(pro, kq[0], qp, eta_w, eta_b, err, r[3], r[2])
         _head2(params, poffs, dims, _seg(params, poffs, P_PROBECTX), r[2], r[3], hidden[2:],
                raw[2:])
-        nxt = 0.0
-        for a in range(A):
-            d = raw[2, a] - raw[3, a]
-            nxt += d * d
+        nxt = _change(raw[2], raw[3], dims[D_CAT])
         sig0 = SIGNAL_SCALE * math.log(surprise + LOG_EPS)
-        sig1 = SIGNAL_SCALE * math.log(math.sqrt(now) + LOG_EPS)
-        sig2 = SIGNAL_SCALE * math.log(math.sqrt(nxt) + LOG_EPS)
+        sig1 = SIGNAL_SCALE * math.log(now + LOG_EPS)
+        sig2 = SIGNAL_SCALE * math.log(nxt + LOG_EPS)
         gsw = _seg(params, poffs, P_GSW).reshape((Hs, 3))
         gsb, gso = _seg(params, poffs, P_GSB), _seg(params, poffs, P_GSO)
         logit = scal[1]
@@ -285,6 +279,27 @@ def _propose(x, W, b, base, params, poffs, dims, work, woffs):
             f += gfo[h] * _gelu(pz[H + 2 + h] + z[voff + dv + dims[D_P] + h])
         logit += scal[3] * math.tanh(f) if dims[D_STATE] == 1 else f
     return 1.0 / (1.0 + math.exp(-logit)), surprise, eta_w, eta_b
+
+
+@numba.njit(cache=True, fastmath=True)
+def _change(a, b, categorical):
+    """How much an action changes (write_rules.LearnedGate.change): |a - b|, or for
+    categorical actions the total-variation distance of softmax(a) and softmax(b)."""
+    if categorical == 0:
+        s = 0.0
+        for i in range(a.shape[0]):
+            d = a[i] - b[i]
+            s += d * d
+        return math.sqrt(s)
+    ma, mb = a.max(), b.max()
+    za = zb = 0.0
+    for i in range(a.shape[0]):
+        za += math.exp(a[i] - ma)
+        zb += math.exp(b[i] - mb)
+    s = 0.0
+    for i in range(a.shape[0]):
+        s += abs(math.exp(a[i] - ma) / za - math.exp(b[i] - mb) / zb)
+    return 0.5 * s
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -419,7 +434,8 @@ class FastStep(_Compiled):
         self.allocate([nz, P, npz, (1 + n_reads) * dk, 4 * nq * dv, dv, 4 * H, 4 * A, 2 * A,
                        (1 + n_reads + nq) * dv, dv, max(Hv, 1)])
         self.dims = np.array([dk, dv, P, H, Hs, Hf, A, int(sees_state), int(sees_feat), 0, nq,
-                              Hv, int(cfg.nonlinear_keys)], np.int64)
+                              Hv, int(cfg.nonlinear_keys),
+                              int(cfg.action_change == 'distribution')], np.int64)
         self.actions = self.view(W_ACT).reshape(2, A)   # row 0: with the write, 1: without
 
     def __call__(self, W, b, x, base, decision=-1, threshold=0.5):
@@ -508,7 +524,7 @@ class FastKV(_Compiled):
                 float(torch.nn.functional.softplus(memory.recency.detach()))]
         nz, npz, H = self.pack(memory, [], [], [empty] * 11, scal)
         self.allocate([nz, P, npz, 2 * dk, dv, H, A, A])
-        self.dims = np.array([dk, dv, P, H, 0, 0, A, 0, 0, 0, 1, 0, 0], np.int64)
+        self.dims = np.array([dk, dv, P, H, 0, 0, A, 0, 0, 0, 1, 0, 0, 0], np.int64)
         self.scores = np.zeros(0, np.float32)
 
     def __call__(self, keys, values, n, x, base):

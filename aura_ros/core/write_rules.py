@@ -80,6 +80,7 @@ class LearnedGate(WriteRule):
             raise ValueError(f'a learned gate sees "state" and/or "features", got {sees}')
         self.sees_state, self.sees_features = 'state' in sees, 'features' in sees
         self.reads_actions = self.sees_state
+        self.categorical = config.action_change == 'distribution'
         # Features modulate (bounded) when the state is seen too; alone they decide.
         self.feature_bound = config.gate_feature_bound if self.sees_state else 0.0
         P, Hg = config.feature_proj_dim, config.gate_hidden
@@ -119,12 +120,19 @@ class LearnedGate(WriteRule):
         coef = eta_w[:, None] * (enc['k'] @ q.T) + eta_b[:, None]           # (B, n)
         return r_no.flatten(1), (r_no + coef[..., None] * cand['err'][:, None]).flatten(1)
 
+    def change(self, raw_w, raw_no):
+        """(B,) how much a write changes an action: the norm of the change of the head output,
+        or (categorical actions) the total-variation distance of the two distributions."""
+        if self.categorical:
+            return 0.5 * (raw_w.softmax(-1) - raw_no.softmax(-1)).abs().sum(-1)
+        return (raw_w - raw_no).norm(dim=-1)
+
     def signals(self, memory, W, b, enc, cand):
-        """(B, 3) state signals: 0.25 * log of surprise, |action change| now and next."""
-        now = (cand['raw_w'] - cand['raw_no']).norm(dim=-1)
+        """(B, 3) state signals: 0.25 * log of surprise, action change now and next."""
+        now = self.change(cand['raw_w'], cand['raw_no'])
         r_no, r_w = self.probe(memory, W, b, enc, cand)
         ctx = memory.head_context(self.probe_phi)
-        nxt = (memory.head_raw(r_w, ctx) - memory.head_raw(r_no, ctx)).norm(dim=-1)
+        nxt = self.change(memory.head_raw(r_w, ctx), memory.head_raw(r_no, ctx))
         return SIGNAL_SCALE * torch.log(torch.stack([cand['surprise'], now, nxt], -1) + LOG_EPS)
 
     def logit(self, signals=None, feature_context=None):

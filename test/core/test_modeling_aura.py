@@ -138,7 +138,8 @@ def test_closed_gate_streaming_equals_the_sequence_bit_for_bit(kind):
 
 @pytest.mark.parametrize('kind,extra', [(k, {}) for k in FAST_PATH_KINDS] + [
     ('aura', dict(read_heads=3, value_hidden=16)), ('aura_surprise_only', dict(read_heads=2)),
-    ('always_write', dict(value_hidden=8)), ('aura', dict(nonlinear_keys=False))])
+    ('always_write', dict(value_hidden=8)), ('aura', dict(nonlinear_keys=False)),
+    ('aura_surprise_only', dict(action_change='distribution'))])
 def test_compiled_step_equals_the_torch_step_and_follows_a_threshold_change(kind, extra):
     memory = lively(kind, **extra)
     xs, base = torch.randn(300, 12), 0.05 * torch.randn(300, 3)
@@ -269,7 +270,22 @@ def test_load_refuses_mismatched_or_non_safetensors_checkpoints(tmp_path):
 
 @pytest.mark.parametrize('bad', [dict(d_key=0), dict(kind='lstm'), dict(gate_threshold=1.5),
                                  dict(action_mode='both'), dict(feature_dim=-3),
-                                 dict(sparsity_weight=-1.0), dict(gate_feature_bound=-1.0)])
+                                 dict(sparsity_weight=-1.0), dict(gate_feature_bound=-1.0),
+                                 dict(action_change='argmax')])
 def test_config_validates_itself(bad):
     with pytest.raises(ValueError):
         AuraConfig(**{'feature_dim': 4, 'action_dim': 2, **bad})
+
+
+def test_categorical_action_change_is_the_total_variation_of_the_two_distributions():
+    def change(how, a, b):
+        rule = build_memory(AuraConfig(feature_dim=4, action_dim=3, kind='aura',
+                                       action_change=how)).rule
+        return float(rule.change(torch.tensor([a]), torch.tensor([b]))[0])
+    # another class chosen: the distributions move almost entirely
+    assert change('distribution', [9., 0, 0], [0., 9, 0]) == pytest.approx(1.0, abs=1e-3)
+    # logits shifted alike: the same distribution, no change of the action at all
+    assert change('distribution', [2., 1, 0], [7., 6, 5]) == pytest.approx(0.0, abs=1e-6)
+    assert change('norm', [2., 1, 0], [7., 6, 5]) == pytest.approx(5 * 3 ** 0.5)
+    # a more confident choice of the same class moves the distribution only a little
+    assert change('distribution', [2., 0, 0], [4., 0, 0]) < 0.25
