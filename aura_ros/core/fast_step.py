@@ -50,12 +50,29 @@ def _gelu(x):  # exact (erf) GELU, as torch's default
 
 
 @numba.njit(cache=True, fastmath=True)
-def _matvec(w, bias, x, out):  # out = w @ x + bias, w (n, m) row-major
-    for i in range(w.shape[0]):
-        s = bias[i]
-        for j in range(w.shape[1]):
+def _matvec(w, bias, x, out, accumulate=False):
+    """out = w @ x + bias (or out += w @ x), w (n, m) row-major. Four rows per pass over x:
+    fewer horizontal sums and loads than one dot product per row."""
+    n, m = w.shape
+    i = 0
+    while i + 4 <= n:
+        s0, s1, s2, s3 = out[i], out[i + 1], out[i + 2], out[i + 3]
+        if not accumulate:
+            s0, s1, s2, s3 = bias[i], bias[i + 1], bias[i + 2], bias[i + 3]
+        for j in range(m):
+            xj = x[j]
+            s0 += w[i, j] * xj
+            s1 += w[i + 1, j] * xj
+            s2 += w[i + 2, j] * xj
+            s3 += w[i + 3, j] * xj
+        out[i], out[i + 1], out[i + 2], out[i + 3] = s0, s1, s2, s3
+        i += 4
+    while i < n:
+        s = out[i] if accumulate else bias[i]
+        for j in range(m):
             s += w[i, j] * x[j]
         out[i] = s
+        i += 1
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -98,12 +115,7 @@ def _encode(x, params, poffs, dims, work, woffs):
     for i in range(P):
         phi[i] = _gelu((z[off + i] - mean) * inv * ln_w[i] + ln_b[i])
     if dims[D_NLK] == 1:                           # keys, queries, value also read phi
-        u = _seg(params, poffs, P_KQVPHI).reshape((off, P))
-        for r in range(off):
-            s = 0.0
-            for i in range(P):
-                s += u[r, i] * phi[i]
-            z[r] += s
+        _matvec(_seg(params, poffs, P_KQVPHI).reshape((off, P)), phi, phi, z[:off], True)
     for row in range(1 + nq):                      # unit key and queries
         n = 0.0
         for i in range(dk):
@@ -138,12 +150,7 @@ def _head_out(params, poffs, dims, hidden, out):
 def _head(params, poffs, dims, ctx, r, hidden, out):
     """The action head's raw output: out = W_o GELU(ctx + W_r r) + b_o."""
     H, R = dims[D_H], r.shape[0]
-    whr = _seg(params, poffs, P_WHR).reshape((H, R))
-    for h in range(H):
-        s = ctx[h]
-        for j in range(R):
-            s += whr[h, j] * r[j]
-        hidden[h] = s
+    _matvec(_seg(params, poffs, P_WHR).reshape((H, R)), ctx, r, hidden)
     _gelu_rows(hidden)
     _head_out(params, poffs, dims, hidden, out)
 
@@ -154,15 +161,18 @@ def _head2(params, poffs, dims, ctx, r0, r1, hidden, out):
     out (2, A)."""
     H, R = dims[D_H], r0.shape[0]
     whr = _seg(params, poffs, P_WHR).reshape((H, R))
-    for h in range(H):
-        s0 = ctx[h]
-        s1 = ctx[h]
+    h = 0
+    while h < H:   # two rows per pass (the last one twice if H is odd)
+        g = min(h + 1, H - 1)
+        s00, s01, s10, s11 = ctx[h], ctx[h], ctx[g], ctx[g]
         for j in range(R):
-            w = whr[h, j]
-            s0 += w * r0[j]
-            s1 += w * r1[j]
-        hidden[0, h] = s0
-        hidden[1, h] = s1
+            w0, w1 = whr[h, j], whr[g, j]
+            s00 += w0 * r0[j]
+            s01 += w0 * r1[j]
+            s10 += w1 * r0[j]
+            s11 += w1 * r1[j]
+        hidden[0, h], hidden[1, h], hidden[0, g], hidden[1, g] = s00, s01, s10, s11
+        h += 2
     for row in range(2):
         _gelu_rows(hidden[row])
         _head_out(params, poffs, dims, hidden[row], out[row])

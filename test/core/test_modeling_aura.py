@@ -139,7 +139,7 @@ def test_closed_gate_streaming_equals_the_sequence_bit_for_bit(kind):
 @pytest.mark.parametrize('kind,extra', [(k, {}) for k in FAST_PATH_KINDS] + [
     ('aura', dict(read_heads=3, value_hidden=16)), ('aura_surprise_only', dict(read_heads=2)),
     ('always_write', dict(value_hidden=8)), ('aura', dict(nonlinear_keys=False)),
-    ('aura_surprise_only', dict(action_change='distribution'))])
+    ('aura_surprise_only', dict(action_change='distribution')), ('aura', dict(head_hidden=7))])
 def test_compiled_step_equals_the_torch_step_and_follows_a_threshold_change(kind, extra):
     memory = lively(kind, **extra)
     xs, base = torch.randn(300, 12), 0.05 * torch.randn(300, 3)
