@@ -59,6 +59,14 @@ class BenchSettings:
     # draws episodes from an easier config of the same task (same observations).
     curriculum: dict = None           # {config: [easier config, fraction]}
     warmup_frac: float = 0.3          # learned gates: steps writing every step, gate resting
+    # AuraConfig fields of the learned-gate arms (aura and its two ablations alike): the action
+    # is a class here, so the gate measures a write's effect on it as a change of the action
+    # distribution; the price of a write (``write_cost``, in loss units) was chosen on hard
+    # seed 0 among 0.5 (the AuraConfig default), 4, 6 and 16 (bench/notes.md: every result).
+    gate: dict = None
+
+    def gate_config(self, arm):
+        return dict(self.gate) if arm in GATE_ARMS else {}
 
     def __post_init__(self):
         if self.train_steps is None:
@@ -66,6 +74,8 @@ class BenchSettings:
                                 'legacy_hard': 2000}
         if self.curriculum is None:
             self.curriculum = {'hard': ['easy', 0.4]}
+        if self.gate is None:
+            self.gate = {'write_cost': 4.0, 'action_change': 'distribution'}
 
     @classmethod
     def quick(cls):
@@ -174,7 +184,7 @@ def _train_arm(arm, config_name, seed, settings, schedule, eval_eps, budget, cur
     model = build_memory(AuraConfig(
         feature_dim=task.obs_dim, action_dim=N_CLASSES, kind=arm, action_mode='full',
         write_rate=min(max(rate, 1e-3), 0.999), target_write_rate=settings.target_write_rate,
-        ib_horizon=settings.ib_horizon))
+        ib_horizon=settings.ib_horizon, **settings.gate_config(arm)))
     train_memory(model, sample, 'ce', schedule, seed=seed, progress=progress,
                  desc=f'{config_name} s{seed} {arm}')
     result = evaluate(model, eval_eps, generator_seed=seed)
@@ -264,7 +274,10 @@ def summarise(config_name, per_seed, settings: BenchSettings):
 def _cache_path(cache_dir, name, seed, arm, settings):
     """Result file of one (config, seed, arm), keyed by everything that determines it (an arm
     trained on a budget depends on its seed's aura, which is keyed by the same settings)."""
-    key = json.dumps([name, seed, settings.__dict__], sort_keys=True)
+    keyed = dict(settings.__dict__)
+    if arm not in GATE_ARMS + BUDGET_ARMS:   # the gate recipe cannot change these arms
+        keyed.pop('gate')
+    key = json.dumps([name, seed, keyed], sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return os.path.join(cache_dir, f'{name}-s{seed}-{arm}-{digest}.json')
 

@@ -65,3 +65,12 @@ def test_t_interval_matches_student_t():
     # s = 0.0158, t(4) = 2.776 -> half width 0.0196
     assert hi - mean == pytest.approx(2.776 * 0.015811 / 5 ** 0.5, rel=1e-3)
     assert t_interval([0.5]) == (0.5, [0.5, 0.5])
+
+
+def test_a_new_gate_recipe_reruns_the_gated_and_budget_arms_and_keeps_the_others():
+    from aura_ros.bench.synthetic import BenchSettings, _cache_path
+    old, new = BenchSettings(), BenchSettings(gate={'write_cost': 1.0})
+    for arm in ARMS:
+        same = _cache_path('c', 'hard', 0, arm, old) == _cache_path('c', 'hard', 0, arm, new)
+        assert same == (arm not in GATE_ARMS + BUDGET_ARMS), arm
+    assert old.gate_config('aura') == old.gate and old.gate_config('always_write') == {}
