@@ -136,14 +136,8 @@ def _gelu_rows(h):  # h = GELU(h) in place, a separate pass so it vectorises
 
 @numba.njit(cache=True, fastmath=True)
 def _head_out(params, poffs, dims, hidden, out):
-    H, A = dims[D_H], dims[D_A]
-    wo = _seg(params, poffs, P_WO).reshape((A, H))
-    bo = _seg(params, poffs, P_BO)
-    for a in range(A):
-        s = bo[a]
-        for h in range(H):
-            s += wo[a, h] * hidden[h]
-        out[a] = s
+    _matvec(_seg(params, poffs, P_WO).reshape((dims[D_A], dims[D_H])), _seg(params, poffs, P_BO),
+            hidden, out)
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -318,21 +312,14 @@ def _value_update(rv, phi, params, poffs, Hv, hidden, v):
     dv, P = v.shape[0], phi.shape[0]
     w_in = _seg(params, poffs, P_VIN).reshape((Hv, dv + P))
     b_in = _seg(params, poffs, P_VINB)
-    w_out = _seg(params, poffs, P_VOUT).reshape((dv, Hv))
+    h = hidden[:Hv]
+    _matvec(w_in[:, :dv], b_in, rv, h)
+    _matvec(w_in[:, dv:], b_in, phi, h, True)
+    _gelu_rows(h)
     b_out = _seg(params, poffs, P_VOUTB)
-    for h in range(Hv):
-        s = b_in[h]
-        for j in range(dv):
-            s += w_in[h, j] * rv[j]
-        for j in range(P):
-            s += w_in[h, dv + j] * phi[j]
-        hidden[h] = s
-    _gelu_rows(hidden[:Hv])
+    _matvec(_seg(params, poffs, P_VOUT).reshape((dv, Hv)), b_out, h, v, True)
     for j in range(dv):
-        s = b_out[j]
-        for h in range(Hv):
-            s += w_out[j, h] * hidden[h]
-        v[j] += s
+        v[j] += b_out[j]
 
 
 @numba.njit(cache=True, fastmath=True)
