@@ -50,15 +50,13 @@ def _gelu(x):  # exact (erf) GELU, as torch's default
 
 
 @numba.njit(cache=True, fastmath=True)
-def _matvec(w, bias, x, out, accumulate=False):
-    """out = w @ x + bias (or out += w @ x), w (n, m) row-major. Four rows per pass over x:
-    fewer horizontal sums and loads than one dot product per row."""
+def _matvec(w, bias, x, out):
+    """out = w @ x + bias, w (n, m) row-major; ``bias`` may be ``out`` itself (out += w @ x).
+    Four rows per pass over x: fewer horizontal sums and loads than one dot product per row."""
     n, m = w.shape
     i = 0
     while i + 4 <= n:
-        s0, s1, s2, s3 = out[i], out[i + 1], out[i + 2], out[i + 3]
-        if not accumulate:
-            s0, s1, s2, s3 = bias[i], bias[i + 1], bias[i + 2], bias[i + 3]
+        s0, s1, s2, s3 = bias[i], bias[i + 1], bias[i + 2], bias[i + 3]
         for j in range(m):
             xj = x[j]
             s0 += w[i, j] * xj
@@ -68,7 +66,7 @@ def _matvec(w, bias, x, out, accumulate=False):
         out[i], out[i + 1], out[i + 2], out[i + 3] = s0, s1, s2, s3
         i += 4
     while i < n:
-        s = out[i] if accumulate else bias[i]
+        s = bias[i]
         for j in range(m):
             s += w[i, j] * x[j]
         out[i] = s
@@ -115,7 +113,7 @@ def _encode(x, params, poffs, dims, work, woffs):
     for i in range(P):
         phi[i] = _gelu((z[off + i] - mean) * inv * ln_w[i] + ln_b[i])
     if dims[D_NLK] == 1:                           # keys, queries, value also read phi
-        _matvec(_seg(params, poffs, P_KQVPHI).reshape((off, P)), phi, phi, z[:off], True)
+        _matvec(_seg(params, poffs, P_KQVPHI).reshape((off, P)), z[:off], phi, z[:off])
     for row in range(1 + nq):                      # unit key and queries
         n = 0.0
         for i in range(dk):
@@ -207,6 +205,17 @@ def _readouts(W, b, rows, out):
 
 
 @numba.njit(cache=True, fastmath=True)
+def _error(v, prediction, err):
+    """err = v - prediction (what the memory fails to predict); returns the surprise,
+    mean(err^2)."""
+    surprise = 0.0
+    for j in range(v.shape[0]):
+        err[j] = v[j] - prediction[j]
+        surprise += err[j] * err[j]
+    return surprise / v.shape[0]
+
+
+@numba.njit(cache=True, fastmath=True)
 def _with_write(ro, k, q, eta_w, eta_b, err, r_no, r_w):
     """Readouts without (r_no = ro) and with a write of err at key k: r_w = r_no +
     (eta_w (q_h . k) + eta_b) err, for each query row h of q."""
@@ -240,11 +249,7 @@ def _propose(x, W, b, base, params, poffs, dims, work, woffs):
         _value_update(ro[n_reads], _seg(work, woffs, W_PHI), params, poffs, Hv,
                       _seg(work, woffs, W_VH), v)
     err = _seg(work, woffs, W_ERR)
-    surprise = 0.0
-    for j in range(dv):                            # what the memory fails to predict
-        err[j] = v[j] - ro[0, j]
-        surprise += err[j] * err[j]
-    surprise /= dv
+    surprise = _error(v, ro[0], err)
     eta_w = 1.0 / (1.0 + math.exp(-pz[H]))         # pz: [head ctx (H), eta (2), gate ctx (Hf)]
     eta_b = 1.0 / (1.0 + math.exp(-pz[H + 1]))
     _with_write(ro[1:1 + nq], kq[0], kq[1:1 + nq], eta_w, eta_b, err, r[1], r[0])
@@ -314,12 +319,12 @@ def _value_update(rv, phi, params, poffs, Hv, hidden, v):
     b_in = _seg(params, poffs, P_VINB)
     h = hidden[:Hv]
     _matvec(w_in[:, :dv], b_in, rv, h)
-    _matvec(w_in[:, dv:], b_in, phi, h, True)
+    _matvec(w_in[:, dv:], h, phi, h)
     _gelu_rows(h)
     b_out = _seg(params, poffs, P_VOUTB)
-    _matvec(_seg(params, poffs, P_VOUT).reshape((dv, Hv)), b_out, h, v, True)
     for j in range(dv):
         v[j] += b_out[j]
+    _matvec(_seg(params, poffs, P_VOUT).reshape((dv, Hv)), v, h, v)
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -327,14 +332,10 @@ def _read(W, b, kq, nq, v, eta_w, eta_b, r, err, ro):
     """The memory read alone (kq: the key, then nq queries; ro: scratch (1 + nq, dv)):
     err = v - (k W + b); r[1] = the readouts [q_i W + b]_i without the write, r[0] = the
     readouts had (k, v) been written. Returns the surprise, mean(err^2)."""
-    dv = W.shape[1]
     _readouts(W, b, kq[:1 + nq], ro)
-    surprise = 0.0
-    for j in range(dv):
-        err[j] = v[j] - ro[0, j]
-        surprise += err[j] * err[j]
+    surprise = _error(v, ro[0], err)
     _with_write(ro[1:], kq[0], kq[1:1 + nq], eta_w, eta_b, err, r[1], r[0])
-    return surprise / dv
+    return surprise
 
 
 @numba.njit(cache=True, fastmath=True)
