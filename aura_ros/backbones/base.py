@@ -6,15 +6,13 @@ A backbone is a frozen policy seen through two calls:
 Adapters register by name and are built from the ``backbone:`` block of a parameter file.
 """
 import importlib
-import json
-import os
-import sys
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from aura_ros.paths import resolve_path
 
 DTYPES = {'float32': torch.float32, 'float16': torch.float16, 'bfloat16': torch.bfloat16}
 # adapter name -> module that registers it (imported on first use)
@@ -163,41 +161,6 @@ def build_backbone(config, base_dir=None) -> Backbone:
     return _REGISTRY[config.adapter](config, base_dir=base_dir)
 
 
-def resolve_path(path, base_dir=None, must_exist=True, kind='model folder'):
-    """A path from a parameter file: ``package://aura_ros/x`` (the package share directory),
-    absolute, or relative to ``base_dir`` (the parameter file's folder). Refuses what does not
-    exist, with the resolved path in the message."""
-    if not path:
-        raise ValueError(f'empty {kind} path')
-    if '\x00' in path:
-        raise ValueError(f'{kind} path contains a NUL byte')
-    if path.startswith('package://'):
-        package, _, rest = path[len('package://'):].partition('/')
-        resolved = Path(package_share(package)) / rest
-    else:
-        resolved = Path(os.path.expanduser(path))
-        if not resolved.is_absolute() and base_dir is not None:
-            resolved = Path(base_dir) / resolved
-    resolved = resolved.resolve()
-    if must_exist and not resolved.exists():
-        raise FileNotFoundError(f'{kind} not found: {path!r} (resolved to {resolved})')
-    return resolved
-
-
-def package_share(package):
-    """Share directory of a package: the ament index, else this source tree for aura_ros."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        return get_package_share_directory(package)
-    except Exception as exc:  # no ament index (plain pytest, no AMENT_PREFIX_PATH)
-        if (Path(sys.prefix) / 'share' / package / 'package.xml').is_file():
-            return str(Path(sys.prefix) / 'share' / package)   # pip install in this prefix
-        source = Path(__file__).resolve().parents[2]             # aura_ros source tree
-        if package == 'aura_ros' and (source / 'package.xml').is_file():
-            return str(source)
-        raise FileNotFoundError(f'package {package!r} not found in the ament index') from exc
-
-
 def local_model_dir(config: BackboneConfig, base_dir=None):
     """The model folder of a backbone block. A hub id is only accepted when it is already a
     local folder: nothing downloads at run time."""
@@ -219,6 +182,3 @@ def local_model_dir(config: BackboneConfig, base_dir=None):
     return folder
 
 
-def read_json(path):
-    with open(path) as f:
-        return json.load(f)

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from aura_ros.backbones.base import resolve_path
 from aura_ros.bench.stats import wilson
+from aura_ros.paths import resolve_path
 from aura_ros.policy import PolicyRunner
 from aura_ros.sim.arm import ArmEnv, ArmTaskConfig
 from aura_ros.sim.rollout import run_episode, sim_limits
@@ -34,8 +34,8 @@ CUE_FRAMES = 3
 
 def default_memory_dir(params=None):
     """The folder of the checkpoint the parameter file loads (and its baselines)."""
-    from aura_ros.backbones.base import package_share
     from aura_ros.params import read_params_file
+    from aura_ros.paths import package_share
     params = params or str(package_share('aura_ros') + '/config/default.yaml')
     values, base_dir = read_params_file(params, 'policy_node')
     return resolve_path(values['memory.checkpoint'], base_dir).parent
@@ -52,8 +52,8 @@ def load_arm(arm, memory_dir):
 def load_memory_variant_base(params, path=MEMORY_VARIANT_BASE):
     """The default backbone block with the memory-variant model and its own statistics."""
     from aura_ros.backbones import build_backbone
-    from aura_ros.backbones.base import read_json
     from aura_ros.params import backbone_block, read_params_file
+    from aura_ros.paths import read_json
     values, base_dir = read_params_file(params, 'policy_node')
     block = dict(backbone_block(values), model_path=path)
     folder = resolve_path(path, base_dir)
@@ -93,7 +93,7 @@ def evaluate_arm(backbone, memory, variant, episodes, progress=True, desc=''):
 
 def run(arms, episodes, params=None, memory_dir=None, variants=('memory', 'memory_hard'),
         progress=True, through_ros=0):
-    from aura_ros.backbones.base import package_share
+    from aura_ros.paths import package_share
     from aura_ros.train.__main__ import load_backbone
     torch.set_num_threads(1)
     params = params or str(package_share('aura_ros') + '/config/default.yaml')

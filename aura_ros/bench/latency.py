@@ -27,9 +27,9 @@ def run(seconds=30.0, rate=60.0, params=None, warmup=3.0, progress=True):
     from std_srvs.srv import Trigger
     from trajectory_msgs.msg import JointTrajectory
 
-    from aura_ros.backbones.base import package_share
     from aura_ros.imaging import rgb_to_msg_fields
     from aura_ros.msg import GateEvent
+    from aura_ros.paths import package_share
     from aura_ros.sim.arm import ArmEnv, ArmTaskConfig
     params = params or f"{package_share('aura_ros')}/config/default.yaml"
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')

@@ -12,16 +12,16 @@ import psutil
 import torch
 from tqdm.auto import tqdm
 
-from aura_ros.backbones.base import package_share
+from aura_ros.paths import package_share
 from aura_ros.policy import PolicyRunner
 from aura_ros.sim.arm import ArmEnv, ArmTaskConfig
 from aura_ros.sim.rollout import sim_limits
 
 
 def run(steps=100_000, params=None, sample_every=1000, warmup_frac=0.05, progress=True):
-    from aura_ros.backbones.base import resolve_path
     from aura_ros.core import load_memory
     from aura_ros.params import read_params_file
+    from aura_ros.paths import resolve_path
     from aura_ros.train.__main__ import load_backbone
     torch.set_num_threads(1)
     params = params or f"{package_share('aura_ros')}/config/default.yaml"

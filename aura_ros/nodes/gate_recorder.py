@@ -37,7 +37,7 @@ def typestore_for(msgtypes):
     files the ament index points at (custom types like aura_ros/msg/GateEvent included)."""
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-    from aura_ros.backbones.base import package_share
+    from aura_ros.paths import package_share
     store = get_typestore(Stores.ROS2_KILTED)
     pending = list(msgtypes)
     while pending:

@@ -151,7 +151,7 @@ class PolicyNode(LifecycleNode):
 
     def _snapshot_path(self, base_dir):
         """Validated durable-snapshot path, or None when durability is off."""
-        from aura_ros.backbones.base import resolve_path
+        from aura_ros.paths import resolve_path
         if not self.p['memory.durable']:
             return None
         raw = self.p['memory.snapshot_path']
@@ -193,8 +193,8 @@ class PolicyNode(LifecycleNode):
             self.log('error', f'durable memory: snapshot failed: {exc}')
 
     def _load_memory(self, base_dir):
-        from aura_ros.backbones.base import resolve_path
         from aura_ros.core import load_memory
+        from aura_ros.paths import resolve_path
         path = self.p['memory.checkpoint']
         if not path:
             return None

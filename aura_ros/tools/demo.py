@@ -18,7 +18,7 @@ from aura_ros.tools.processes import executable
 
 
 def share_file(*parts):
-    from aura_ros.backbones.base import package_share
+    from aura_ros.paths import package_share
     return str(Path(package_share('aura_ros'), *parts))
 
 

@@ -58,7 +58,7 @@ def test_aura_beats_the_memoryless_base_with_separated_intervals():
 
 
 def test_budget_schedules_are_fresh_per_episode_and_repeat_for_its_seed():
-    from aura_ros.backbones.base import package_share
+    from aura_ros.paths import package_share
     from aura_ros.policy import PolicyRunner
     from aura_ros.sim.arm import ArmEnv, ArmTaskConfig
     from aura_ros.sim.rollout import run_episode, sim_limits
