@@ -1,0 +1,10 @@
+"""Real-time control pieces, free of ROS and torch: time-stamped action chunks and how they
+are executed at the controller rate."""
+from aura_ros.control.chunks import (
+    TRANSITIONS,
+    ChunkExecutor,
+    TimedChunk,
+    delta_chunk_to_positions,
+)
+
+__all__ = ['TRANSITIONS', 'ChunkExecutor', 'TimedChunk', 'delta_chunk_to_positions']
