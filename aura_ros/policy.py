@@ -21,6 +21,8 @@ class CommandLimits:
     upper: np.ndarray          # (J,) rad
     max_delta: float           # rad per step, relative to the previous command
     action_type: str = 'delta'  # 'delta': q_measured + action; 'absolute': action
+    max_velocity: float = math.inf  # rad/s; with a control period dt the step is also
+    #                                 at most max_velocity * dt
 
     def __post_init__(self):
         self.lower = np.asarray(self.lower, np.float64)
@@ -35,6 +37,15 @@ class CommandLimits:
             raise ValueError('max_delta must be finite and > 0')
         if self.action_type not in ('delta', 'absolute'):
             raise ValueError("action_type must be 'delta' or 'absolute'")
+        if not (self.max_velocity > 0):   # inf allowed (no velocity limit), NaN refused
+            raise ValueError('max_velocity must be > 0')
+
+    def clamp(self, target, reference, dt=None):
+        """``target`` moved at most one step from ``reference`` (max_delta, and
+        max_velocity * dt when the period ``dt`` is given), then into the joint limits."""
+        step = self.max_delta if dt is None else min(self.max_delta, self.max_velocity * dt)
+        return np.clip(np.clip(target, reference - step, reference + step),
+                       self.lower, self.upper)
 
 
 @dataclass
@@ -133,8 +144,7 @@ class PolicyRunner:
             return None, 'joint positions missing or not finite'
         target = positions + action if lim.action_type == 'delta' else action
         reference = self.last_command if self.last_command is not None else positions
-        target = np.clip(target, reference - lim.max_delta, reference + lim.max_delta)
-        target = np.clip(target, lim.lower, lim.upper)
+        target = lim.clamp(target, reference)
         self.last_command = target
         return target, ''
 

@@ -6,5 +6,7 @@ from aura_ros.control.chunks import (
     TimedChunk,
     delta_chunk_to_positions,
 )
+from aura_ros.control.loop import ControlLoop, InferenceWorker, Tick
 
-__all__ = ['TRANSITIONS', 'ChunkExecutor', 'TimedChunk', 'delta_chunk_to_positions']
+__all__ = ['TRANSITIONS', 'ChunkExecutor', 'ControlLoop', 'InferenceWorker', 'Tick',
+           'TimedChunk', 'delta_chunk_to_positions']

@@ -1,0 +1,129 @@
+"""The control tick of asynchronous execution, and the worker that feeds it. No ROS.
+
+``ControlLoop.tick(now, positions)`` runs once per control period. Its promise, whatever the
+inference worker does:
+
+* disarmed: nothing is commanded (None); ``disarm`` returns one hold command (the measured
+  positions) so the arm stops where it is;
+* armed: the executor's command at ``now``, moved at most ``max_delta`` and
+  ``max_velocity * period`` from the previous command and clipped into the joint limits; when
+  the executor holds (no chunk, stale, ran out) the previous command is repeated (hold), and
+  the reason is kept for diagnostics;
+* never a NaN: non-finite measured positions give no command at all.
+
+``InferenceWorker`` runs ``infer(observation) -> TimedChunk`` on the newest observation in a
+thread of its own (older unprocessed observations are dropped: one memory step per processed
+observation), hands each chunk to the loop, and counts failures without stopping.
+"""
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from aura_ros.control.chunks import ChunkExecutor, TimedChunk
+
+
+@dataclass
+class Tick:
+    command: np.ndarray | None   # (J,) joint positions to send, None = send nothing
+    held: bool = False           # the command holds position (no executable chunk)
+    reason: str = ''             # why it holds / sends nothing
+
+
+class ControlLoop:
+    def __init__(self, executor: ChunkExecutor, limits, period, start_armed=False):
+        self.executor, self.limits, self.period = executor, limits, float(period)
+        self.armed = bool(start_armed)
+        self.last_command = None
+        self.lock = threading.Lock()   # the worker pushes chunks from its own thread
+        self.holds = 0                 # ticks that held position while armed
+
+    def push(self, chunk: TimedChunk, now):
+        """A new chunk from the worker; returns the actions skipped (latency compensation)."""
+        with self.lock:
+            return self.executor.push(chunk, now)
+
+    def arm(self):
+        with self.lock:
+            self.armed, self.last_command = True, None
+
+    def disarm(self, positions):
+        """Stop commanding; returns the one hold command to send (or None)."""
+        with self.lock:
+            self.armed = False
+            self.executor.clear()
+            return self._hold(positions)
+
+    def tick(self, now, positions):
+        positions = np.asarray(positions, np.float64)
+        with self.lock:
+            if not self.armed:
+                return Tick(None, reason='disarmed')
+            if positions.shape != self.limits.lower.shape or not np.all(np.isfinite(positions)):
+                return Tick(None, reason='joint positions missing or not finite')
+            target, reason = self.executor.sample(now)
+            reference = self.last_command if self.last_command is not None else positions
+            if target is None:
+                self.holds += 1
+                self.last_command = self.limits.clamp(reference, reference, self.period)
+                return Tick(self.last_command, held=True, reason=reason)
+            self.last_command = self.limits.clamp(target, reference, self.period)
+            return Tick(self.last_command)
+
+    def _hold(self, positions):
+        positions = np.asarray(positions, np.float64)
+        if positions.shape != self.limits.lower.shape or not np.all(np.isfinite(positions)):
+            self.last_command = None
+            return None
+        self.last_command = np.clip(positions, self.limits.lower, self.limits.upper)
+        return self.last_command
+
+
+class InferenceWorker:
+    """Runs ``infer`` on the newest observation in a thread; ``deliver(chunk)`` gets each
+    result. ``submit`` never blocks: an observation not yet taken is replaced by a newer one."""
+
+    def __init__(self, infer, deliver, name='aura-inference'):
+        self.infer, self.deliver = infer, deliver
+        self.cond = threading.Condition()
+        self.pending, self.stopped = None, False
+        self.processed = self.dropped = self.errors = 0
+        self.last_error = ''
+        self.last_latency_s = 0.0
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    def submit(self, observation):
+        with self.cond:
+            if self.pending is not None:
+                self.dropped += 1
+            self.pending = observation
+            self.cond.notify()
+
+    def _run(self):
+        while True:
+            with self.cond:
+                while self.pending is None and not self.stopped:
+                    self.cond.wait()
+                if self.stopped:
+                    return
+                observation, self.pending = self.pending, None
+            start = time.monotonic()
+            try:
+                chunk = self.infer(observation)
+            except Exception as exc:  # noqa: BLE001 - count, report, keep serving
+                self.errors += 1
+                self.last_error = f'{type(exc).__name__}: {exc}'
+                continue
+            self.last_latency_s = time.monotonic() - start
+            self.processed += 1
+            if chunk is not None:
+                self.deliver(chunk)
+
+    def stop(self, timeout=1.0):
+        with self.cond:
+            self.stopped = True
+            self.cond.notify()
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
