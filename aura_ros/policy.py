@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from aura_ros.control.chunks import TimedChunk, delta_chunk_to_positions
+
 
 @dataclass
 class CommandLimits:
@@ -132,6 +134,40 @@ class PolicyRunner:
                           backbone_ms=1e3 * (t1 - t0), memory_ms=1e3 * (t2 - t1),
                           total_ms=1e3 * (t3 - t0), new_chunk=new_chunk, rejected=rejected,
                           features=encoding.features)
+
+    def infer_chunk(self, image, positions, obs_time, dt, instruction=''):
+        """Asynchronous execution: one observation -> (TimedChunk, PolicyStep). The backbone
+        predicts a whole chunk; the memory takes one step (one per processed observation) on
+        the chunk's first action, and its residual is added to every action of the chunk (the
+        memory's correction holds until the next observation). Targets are joint positions
+        for the times obs_time + (k + 1) * dt (``dt`` = the period the actions were trained
+        at); a non-finite chunk raises ValueError (the worker counts it, nothing is sent)."""
+        t0 = time.perf_counter()
+        positions = np.asarray(positions, np.float64)
+        if positions.shape != self.limits.lower.shape or not np.all(np.isfinite(positions)):
+            raise ValueError('joint positions missing or not finite')
+        encoding = self.backbone.encode(image, positions.astype(np.float32), instruction)
+        chunk = np.asarray(self.backbone.act(encoding, self.noise_seed()), np.float32)
+        self.t += 1
+        t1 = time.perf_counter()
+        base = chunk[0]
+        wrote, prob, surprise, residual = False, 0.0, 0.0, 0.0
+        if self.memory is not None:
+            out = self.memory.step(encoding.features, torch.from_numpy(base.copy()))
+            wrote, prob, surprise = out.wrote, out.gate_probability, out.surprise
+            if self.memory_enabled:
+                residual = out.action.numpy().astype(np.float64) - base
+        t2 = time.perf_counter()
+        actions = chunk.astype(np.float64) + residual
+        timed = TimedChunk(t0=obs_time + dt, dt=dt, obs_time=obs_time,
+                           positions=delta_chunk_to_positions(positions, actions,
+                                                              self.limits.action_type))
+        info = PolicyStep(command=None, action=actions[0], base_action=base.astype(np.float64),
+                          wrote=wrote, gate_probability=prob, surprise=surprise,
+                          backbone_ms=1e3 * (t1 - t0), memory_ms=1e3 * (t2 - t1),
+                          total_ms=1e3 * (time.perf_counter() - t0), new_chunk=True,
+                          features=encoding.features)
+        return timed, info
 
     def to_command(self, action, positions):
         """Joint position command from an action, or (None, reason). Never NaN, never outside

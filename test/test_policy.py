@@ -112,3 +112,32 @@ def test_mismatched_memory_is_refused():
 def test_invalid_limits_refused(bad):
     with pytest.raises(ValueError):
         CommandLimits(**{**LIMITS, **bad})
+
+
+def test_infer_chunk_one_memory_step_residual_on_every_action_timed_from_the_frame():
+    torch.manual_seed(0)
+    memory = build_memory(AuraConfig(feature_dim=6, action_dim=3, kind='aura'))
+    torch.nn.init.normal_(memory.head_out.weight, std=0.5)
+    chunk = np.array([[0.01, 0.0, 0.0], [0.02, 0.0, 0.0], [0.0, 0.03, 0.0], [0.0, 0.0, 0.04]])
+    runner = PolicyRunner(ScriptedBackbone([chunk] * 2), memory, CommandLimits(**LIMITS))
+    q = np.array([0.1, 0.2, 0.3])
+    timed, info = runner.infer_chunk(np.full((8, 8, 3), 9, np.uint8), q, obs_time=5.0, dt=0.1)
+    assert memory.total_steps == 1 and info.command is None
+    residual = info.action - info.base_action
+    assert np.abs(residual).max() > 1e-3                  # the memory changes the chunk ...
+    np.testing.assert_allclose(timed.positions, q + np.cumsum(chunk + residual, axis=0),
+                               atol=1e-6)                 # ... by the same residual per action
+    assert (timed.t0, timed.dt, timed.obs_time) == (5.1, 0.1, 5.0)
+    runner.memory_enabled = False                         # memory steps, residual not added
+    timed, _ = runner.infer_chunk(IMAGE, q, obs_time=6.0, dt=0.1)
+    np.testing.assert_allclose(timed.positions, q + np.cumsum(chunk, axis=0), atol=1e-6)
+    assert memory.total_steps == 2
+
+
+def test_infer_chunk_refuses_non_finite_chunks_and_positions():
+    runner = PolicyRunner(ScriptedBackbone([np.full((4, 3), np.nan)]), None,
+                          CommandLimits(**LIMITS))
+    with pytest.raises(ValueError, match='finite'):
+        runner.infer_chunk(IMAGE, np.zeros(3), obs_time=0.0, dt=0.1)
+    with pytest.raises(ValueError, match='joint positions'):
+        runner.infer_chunk(IMAGE, np.array([0.0, np.inf, 0.0]), obs_time=0.0, dt=0.1)
