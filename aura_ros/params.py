@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from aura_ros import topics
+
 STRING, INTEGER, DOUBLE, BOOL = 'string', 'integer', 'double', 'bool'
 STRING_ARRAY, DOUBLE_ARRAY = 'string_array', 'double_array'
 
@@ -116,7 +118,7 @@ POLICY_PARAMS = _backbone() + _memory() + [
     ParamSpec('command.type', STRING, 'joint_trajectory', 'command message: trajectory_msgs/'
               'JointTrajectory or std_msgs/Float64MultiArray',
               choices=('joint_trajectory', 'float64_multi_array'), read_only=True),
-    ParamSpec('command.topic', STRING, '/aura/joint_commands', 'joint command topic',
+    ParamSpec('command.topic', STRING, topics.JOINT_COMMANDS, 'joint command topic',
               read_only=True),
     ParamSpec('command.joint_names', STRING_ARRAY, ['joint_1', 'joint_2', 'joint_3'],
               'commanded joints, in action order', read_only=True),
@@ -131,10 +133,10 @@ POLICY_PARAMS = _backbone() + _memory() + [
               choices=('delta', 'absolute'), read_only=True),
     ParamSpec('command.time_from_start', DOUBLE, 0.1, 'JointTrajectory point time (s)',
               range=(0.0, 10.0)),
-    ParamSpec('frames_topic', STRING, '/aura/frames', 'input frames (from perception_node)',
+    ParamSpec('frames_topic', STRING, topics.FRAMES, 'input frames (from perception_node)',
               read_only=True),
-    ParamSpec('joint_states_topic', STRING, '/joint_states', 'proprioception', read_only=True),
-    ParamSpec('instruction_topic', STRING, '/aura/instruction', 'instruction updates',
+    ParamSpec('joint_states_topic', STRING, topics.JOINT_STATES, 'proprioception', read_only=True),
+    ParamSpec('instruction_topic', STRING, topics.INSTRUCTION, 'instruction updates',
               read_only=True),
     ParamSpec('instruction', STRING, '', 'task instruction (empty: backbone.instruction)'),
     ParamSpec('frame_timeout', DOUBLE, 0.5, 'watchdog: hold position after this long without '
@@ -150,9 +152,9 @@ POLICY_PARAMS = _backbone() + _memory() + [
 ]
 
 PERCEPTION_PARAMS = [
-    ParamSpec('camera_topic', STRING, '/camera/image_raw', 'camera input (sensor data QoS)',
+    ParamSpec('camera_topic', STRING, topics.CAMERA, 'camera input (sensor data QoS)',
               read_only=True),
-    ParamSpec('output_topic', STRING, '/aura/frames', 'backbone-ready RGB frames',
+    ParamSpec('output_topic', STRING, topics.FRAMES, 'backbone-ready RGB frames',
               read_only=True),
     ParamSpec('backbone.image_size', INTEGER, 64, 'output side: frames are cropped and resized '
               'to image_size x image_size', range=(8, 4096), read_only=True),
@@ -165,6 +167,27 @@ PERCEPTION_PARAMS = [
     ParamSpec('diagnostics_rate', DOUBLE, 1.0, '/diagnostics rate (Hz)', range=(0.1, 100.0),
               read_only=True),
 ]
+
+
+def _md_value(value):
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, (list, tuple)):
+        return '[' + ', '.join(str(v) for v in value) + ']'
+    return str(value)
+
+
+def markdown_rows(specs):
+    """The README's parameter table rows (one per spec); a test keeps the README equal."""
+    rows = []
+    for s in specs:
+        limits = (f'[{s.range[0]}, {s.range[1]}]' if s.range is not None
+                  else ', '.join(s.choices) if s.choices else '')
+        rows.append(f'| `{s.name}` | {s.type} | `{_md_value(s.default)}` | {limits} | '
+                    f"{'yes' if s.read_only else 'no'} | {s.description} |")
+    return rows
 
 
 def spec_table(specs):

@@ -2,6 +2,8 @@
 recorded to a rosbag2 directory. Shuts down when the episodes are done.
 
     ros2 launch aura_ros sim_demo.launch.py episodes:=5 variant:=memory bag:=demo_bag
+
+``namespace:=left`` runs the whole graph under /left (every topic name is relative).
 """
 from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler
 from launch.event_handlers import OnProcessExit
@@ -15,25 +17,29 @@ from launch import LaunchDescription
 
 def generate_launch_description():
     params_file = LaunchConfiguration('params_file')
+    namespace = LaunchConfiguration('namespace')
     sim = Node(package='aura_ros', executable='sim_arm_node', name='sim_arm_node',
-               output='screen', parameters=[{
+               namespace=namespace, output='screen', parameters=[{
                    'episodes': LaunchConfiguration('episodes'),
                    'variant': LaunchConfiguration('variant'),
                    'seed': LaunchConfiguration('seed')}])
     return LaunchDescription([
         DeclareLaunchArgument('params_file', default_value=PathJoinSubstitution(
             [FindPackageShare('aura_ros'), 'config', 'default.yaml'])),
+        DeclareLaunchArgument('namespace', default_value='',
+                              description='namespace of the whole graph'),
         DeclareLaunchArgument('episodes', default_value='5'),
         DeclareLaunchArgument('variant', default_value='memory'),
         DeclareLaunchArgument('seed', default_value='1000'),
         DeclareLaunchArgument('bag', default_value='aura_demo_bag',
                               description='rosbag2 directory for the gate events'),
         Node(package='aura_ros', executable='perception_node', name='perception_node',
-             output='screen', parameters=[params_file]),
+             namespace=namespace, output='screen', parameters=[params_file]),
         Node(package='aura_ros', executable='policy_node', name='policy_node',
-             output='screen', parameters=[params_file]),
+             namespace=namespace, output='screen', parameters=[params_file]),
         Node(package='aura_ros', executable='gate_recorder', name='gate_recorder',
-             output='screen', parameters=[{'output': LaunchConfiguration('bag')}]),
+             namespace=namespace, output='screen',
+             parameters=[{'output': LaunchConfiguration('bag')}]),
         sim,
         RegisterEventHandler(OnProcessExit(target_action=sim,
                                            on_exit=[EmitEvent(event=Shutdown())])),

@@ -9,6 +9,7 @@ import time
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 
+from aura_ros import topics
 from aura_ros.msg import GateEvent, MemoryStatus
 from aura_ros.nodes.common import run_node, spin_until_done
 
@@ -24,8 +25,8 @@ class GateMonitor(Node):
         self.idle_timeout = self.get_parameter('idle_timeout').value
         self.events = 0
         self.last_message = None
-        self.create_subscription(GateEvent, '/aura/gate_events', self.on_event, 100)
-        self.create_subscription(MemoryStatus, '/aura/memory_status', self.on_status, 10)
+        self.create_subscription(GateEvent, topics.GATE_EVENTS, self.on_event, 100)
+        self.create_subscription(MemoryStatus, topics.MEMORY_STATUS, self.on_status, 10)
 
     def on_event(self, msg):
         self.events += 1

@@ -20,9 +20,10 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
+from aura_ros import topics
 from aura_ros.nodes.common import run_node
 
-DEFAULT_TOPICS = ['/aura/gate_events', '/aura/memory_status', '/aura/joint_commands']
+DEFAULT_TOPICS = list(topics.RECORDED)
 STORAGES = ('mcap', 'sqlite3')
 
 
@@ -58,7 +59,9 @@ class GateRecorder(Node):
         def declare(name, default, description):
             return self.declare_parameter(name, default, ParameterDescriptor(
                 description=description, read_only=True)).value
-        self.topics = list(declare('topics', DEFAULT_TOPICS, 'topics to record'))
+        # relative names resolve in the node's namespace (the graph lists full names)
+        self.topics = [self.resolve_topic_name(t) for t in
+                       declare('topics', DEFAULT_TOPICS, 'topics to record')]
         output = declare('output', '', 'bag directory (default: aura_bag_<time>)')
         storage = declare('storage', 'mcap', 'mcap or sqlite3')
         self.flush_period = declare('flush_period', 1.0, 'seconds between flushes to disk')

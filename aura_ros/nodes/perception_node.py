@@ -13,6 +13,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
+from aura_ros import topics
 from aura_ros.imaging import (
     ImageFormatError,
     check_layout,
@@ -54,7 +55,7 @@ class PerceptionNode(Node):
         self.create_subscription(Image, self.p['camera_topic'], self.on_image,
                                  qos_profile_sensor_data)
         from diagnostic_msgs.msg import DiagnosticArray
-        self.diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.diagnostics = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
         self.create_timer(1.0 / self.p['diagnostics_rate'], self.publish_diagnostics)
         self.get_logger().info(
             f"converting {self.p['camera_topic']} -> {self.p['output_topic']} at "

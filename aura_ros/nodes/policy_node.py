@@ -29,6 +29,7 @@ from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from aura_ros import topics
 from aura_ros.core.snapshot import state_digest
 from aura_ros.msg import GateEvent, MemoryStatus
 from aura_ros.nodes.common import (
@@ -83,7 +84,7 @@ class PolicyNode(LifecycleNode):
         self.last_problem_time = -1e9        # problems older than PROBLEM_WINDOW clear
         self.state_label = 'unconfigured'
         # Diagnostics in every lifecycle state (an unconfigured node says why).
-        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
         self.status_pub = None
         self.create_timer(1.0 / self.p['status_rate'], self.publish_status)
         if self.p['autostart']:  # once the executor spins: configure, then activate
@@ -208,8 +209,8 @@ class PolicyNode(LifecycleNode):
             self.command_pub = self.create_publisher(JointTrajectory, p['command.topic'], 10)
         else:
             self.command_pub = self.create_publisher(Float64MultiArray, p['command.topic'], 10)
-        self.gate_pub = self.create_publisher(GateEvent, '/aura/gate_events', 100)
-        self.status_pub = self.create_publisher(MemoryStatus, '/aura/memory_status', 10)
+        self.gate_pub = self.create_publisher(GateEvent, topics.GATE_EVENTS, 100)
+        self.status_pub = self.create_publisher(MemoryStatus, topics.MEMORY_STATUS, 10)
         self._aura_subs = [
             self.create_subscription(Image, p['frames_topic'], self.on_frame, FRAMES_QOS),
             self.create_subscription(JointState, p['joint_states_topic'], self.on_joint_state,

@@ -25,6 +25,7 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
+from aura_ros import topics
 from aura_ros.imaging import rgb_to_msg_fields
 from aura_ros.msg import EpisodeResult
 from aura_ros.nodes.common import run_node
@@ -45,10 +46,10 @@ class SimArmNode(Node):
                       command_timeout=(2.0, 'lockstep: step without a command after this (s)'),
                       command_type=('joint_trajectory', 'joint_trajectory or '
                                     'float64_multi_array'),
-                      command_topic=('/aura/joint_commands', 'joint position commands'),
-                      camera_topic=('/camera/image_raw', 'camera output'),
-                      joint_states_topic=('/joint_states', 'joint state output'),
-                      reset_service=('/policy_node/reset_memory', 'Trigger service called at '
+                      command_topic=(topics.JOINT_COMMANDS, 'joint position commands'),
+                      camera_topic=(topics.CAMERA, 'camera output'),
+                      joint_states_topic=(topics.JOINT_STATES, 'joint state output'),
+                      reset_service=(topics.POLICY_RESET, 'Trigger service called at '
                                      'each episode start ("" = none)'),
                       start_delay=(0.0, 'seconds to wait before the first episode'))
         self.p = {name: self.declare_parameter(name, default, ParameterDescriptor(
@@ -60,7 +61,7 @@ class SimArmNode(Node):
                                         image_size=self.p['image_size']))
         self.camera = self.create_publisher(Image, self.p['camera_topic'], 10)
         self.joints = self.create_publisher(JointState, self.p['joint_states_topic'], 10)
-        self.results = self.create_publisher(EpisodeResult, '/sim/episode_result', 10)
+        self.results = self.create_publisher(EpisodeResult, topics.EPISODE_RESULT, 10)
         group = MutuallyExclusiveCallbackGroup()
         if self.p['command_type'] == 'joint_trajectory':
             self.create_subscription(JointTrajectory, self.p['command_topic'], self.on_trajectory,

@@ -10,6 +10,7 @@ import time
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 
+from aura_ros import topics
 from aura_ros.msg import GateEvent, MemoryStatus
 from aura_ros.nodes.common import run_node, spin_until_done
 
@@ -34,8 +35,8 @@ class StatusPublisher(Node):
             floating_point_range=[FloatingPointRange(from_value=0.0, to_value=600.0)]))
         self.count = self.get_parameter('count').value
         self.write_every = self.get_parameter('write_every').value
-        self.events = self.create_publisher(GateEvent, '/aura/gate_events', 100)
-        self.status = self.create_publisher(MemoryStatus, '/aura/memory_status', 10)
+        self.events = self.create_publisher(GateEvent, topics.GATE_EVENTS, 100)
+        self.status = self.create_publisher(MemoryStatus, topics.MEMORY_STATUS, 10)
         self.step = 0
         self.writes = 0
         self.timer = self.create_timer(self.get_parameter('period').value, self.tick)

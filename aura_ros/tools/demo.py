@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from aura_ros import topics
 from aura_ros.tools.processes import executable
 
 
@@ -25,15 +26,14 @@ def share_file(*parts):
 class Watcher:
     """Subscribes to episode results and gate events; prints one line per episode."""
 
-    def __init__(self, verbose=True):
-        import rclpy
-
+    def __init__(self, node, namespace='', verbose=True):
         from aura_ros.msg import EpisodeResult, GateEvent
-        self.verbose = verbose
-        self.node = rclpy.create_node('aura_demo')
+        self.verbose, self.namespace = verbose, namespace
         self.results, self.steps, self.writes = [], 0, 0
-        self.node.create_subscription(GateEvent, '/aura/gate_events', self.on_event, 1000)
-        self.node.create_subscription(EpisodeResult, '/sim/episode_result', self.on_result, 10)
+        prefix = f'/{namespace}/' if namespace else '/'
+        node.create_subscription(GateEvent, prefix + topics.GATE_EVENTS, self.on_event, 1000)
+        node.create_subscription(EpisodeResult, prefix + topics.EPISODE_RESULT, self.on_result,
+                                 10)
 
     def on_event(self, msg):
         self.steps += 1
@@ -43,7 +43,8 @@ class Watcher:
         # gate events of this episode: every step the policy answered before the result
         self.results.append((msg, self.steps, self.writes))
         if self.verbose:
-            print(f'episode {msg.episode} (seed {msg.seed}, {msg.variant}): '
+            arm = f'{self.namespace}: ' if self.namespace else ''
+            print(f'{arm}episode {msg.episode} (seed {msg.seed}, {msg.variant}): '
                   f"{'SUCCESS' if msg.success else 'failure'} in {msg.steps} steps; "
                   f'{self.writes} memory writes in {self.steps} memory steps '
                   f'(always-write: {self.steps}); target pad {msg.target}, reached '
@@ -55,41 +56,54 @@ def run_through_nodes(episodes, variant='memory', seed=1000, params=None, out='d
                       timeout=600.0, verbose=True):
     """Run ``episodes`` sim episodes through the real nodes (separate processes); returns
     (ok, results, bag) with results = [(EpisodeResult, memory steps, writes), ...]."""
+    ok, results, bags = run_arms([''], episodes, variant, seed, params, out, timeout, verbose)
+    return ok, results[''], bags['']
+
+
+def run_arms(namespaces, episodes, variant='memory', seed=1000, params=None, out='demo_output',
+             timeout=600.0, verbose=True):
+    """One simulated arm + perception + policy + gate recorder per namespace ('' = none), all
+    at once, each arm seeded differently (arm i: seed + 1000 i). Returns (ok, {ns: results},
+    {ns: bag})."""
     import rclpy
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    bag = out / 'gate_events_bag'
-    if bag.exists():
-        import shutil
-        shutil.rmtree(bag)
     params = params or share_file('config', 'default.yaml')
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST',
                RCUTILS_LOGGING_BUFFERED_STREAM='0')
     env.setdefault('AMENT_PREFIX_PATH', sys.prefix)
-    logs = {}
+    logs, procs, bags = {}, {}, {}
 
-    def start(name, *ros_args):
-        logs[name] = open(out / f'{name}.log', 'w')
-        return subprocess.Popen([executable(name), '--ros-args', *ros_args], env=env,
-                                stdout=logs[name], stderr=subprocess.STDOUT)
+    def start(ns, name, *ros_args):
+        key = f'{ns}.{name}' if ns else name
+        logs[key] = open(out / f'{key}.log', 'w')
+        remap = ['-r', f'__ns:=/{ns}'] if ns else []
+        procs[key] = subprocess.Popen([executable(name), '--ros-args', *remap, *ros_args],
+                                      env=env, stdout=logs[key], stderr=subprocess.STDOUT)
+        return procs[key]
 
     if verbose:
         print(f'demo: {episodes} episodes of the {variant!r} task, parameters {params}')
     rclpy.init()
-    watcher = Watcher(verbose)
-    procs = {'policy_node': start('policy_node', '--params-file', params),
-             'perception_node': start('perception_node', '--params-file', params),
-             'gate_recorder': start('gate_recorder', '-p', f'output:={bag}',
-                                    '-p', 'topics:=[/aura/gate_events, /aura/memory_status, '
-                                          '/sim/episode_result]')}
+    node = rclpy.create_node('aura_demo')
+    watchers = {ns: Watcher(node, ns, verbose) for ns in namespaces}
+    for ns in namespaces:
+        bags[ns] = out / (f'{ns}_gate_events_bag' if ns else 'gate_events_bag')
+        if bags[ns].exists():
+            import shutil
+            shutil.rmtree(bags[ns])
+        start(ns, 'policy_node', '--params-file', params)
+        start(ns, 'perception_node', '--params-file', params)
+        start(ns, 'gate_recorder', '-p', f'output:={bags[ns]}', '-p',
+              f'topics:=[{topics.GATE_EVENTS}, {topics.MEMORY_STATUS}, {topics.EPISODE_RESULT}]')
     time.sleep(1.0)
-    procs['sim_arm_node'] = start('sim_arm_node', '-p', f'episodes:={episodes}',
-                                  '-p', f'variant:={variant}', '-p', f'seed:={seed}')
+    sims = [start(ns, 'sim_arm_node', '-p', f'episodes:={episodes}', '-p', f'variant:={variant}',
+                  '-p', f'seed:={seed + 1000 * i}') for i, ns in enumerate(namespaces)]
     t0 = time.monotonic()
     ok = True
     try:
-        while procs['sim_arm_node'].poll() is None:
-            rclpy.spin_once(watcher.node, timeout_sec=0.1)
+        while any(sim.poll() is None for sim in sims):
+            rclpy.spin_once(node, timeout_sec=0.1)
             if time.monotonic() - t0 > timeout:
                 print(f'demo: timed out after {timeout:.0f} s', file=sys.stderr)
                 ok = False
@@ -101,7 +115,7 @@ def run_through_nodes(episodes, variant='memory', seed=1000, params=None, out='d
                 break
         end = time.monotonic() + 2.0
         while time.monotonic() < end:   # last results and gate events
-            rclpy.spin_once(watcher.node, timeout_sec=0.05)
+            rclpy.spin_once(node, timeout_sec=0.05)
     finally:
         for proc in procs.values():
             if proc.poll() is None:
@@ -113,13 +127,14 @@ def run_through_nodes(episodes, variant='memory', seed=1000, params=None, out='d
                 proc.kill()
                 ok = False
             logs[name].close()
-        watcher.node.destroy_node()
+        node.destroy_node()
         rclpy.try_shutdown()
-    if len(watcher.results) != episodes:
-        print(f'demo: expected {episodes} episode results, got {len(watcher.results)}',
-              file=sys.stderr)
-        ok = False
-    return ok, watcher.results, bag
+    for ns, watcher in watchers.items():
+        if len(watcher.results) != episodes:
+            print(f'demo: {ns or "arm"}: expected {episodes} episode results, got '
+                  f'{len(watcher.results)}', file=sys.stderr)
+            ok = False
+    return ok, {ns: w.results for ns, w in watchers.items()}, bags
 
 
 def main(argv=None):

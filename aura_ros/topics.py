@@ -1,0 +1,16 @@
+"""Every topic and service name of the package, in one place and relative: launched in a
+namespace (``namespace:=left``) a whole arm's graph moves under ``/left`` and two arms run side
+by side without crosstalk. ``/diagnostics`` stays absolute (one aggregator per robot, the ROS
+convention). No rclpy here."""
+FRAMES = 'aura/frames'                        # sensor_msgs/Image rgb8, backbone-ready
+GATE_EVENTS = 'aura/gate_events'              # aura_ros/GateEvent, one per memory step
+MEMORY_STATUS = 'aura/memory_status'          # aura_ros/MemoryStatus
+JOINT_COMMANDS = 'aura/joint_commands'        # JointTrajectory or Float64MultiArray
+INSTRUCTION = 'aura/instruction'              # std_msgs/String
+CAMERA = 'camera/image_raw'                   # sensor_msgs/Image from the camera driver
+JOINT_STATES = 'joint_states'                 # sensor_msgs/JointState
+EPISODE_RESULT = 'sim/episode_result'         # aura_ros/EpisodeResult (simulated arm)
+POLICY_RESET = 'policy_node/reset_memory'     # std_srvs/Trigger (the policy's ~/reset_memory)
+POLICY_REPORT = 'policy_node/report_memory'   # std_srvs/Trigger (the policy's ~/report_memory)
+DIAGNOSTICS = '/diagnostics'                  # diagnostic_msgs/DiagnosticArray
+RECORDED = [GATE_EVENTS, MEMORY_STATUS, JOINT_COMMANDS]   # gate_recorder's default topics
