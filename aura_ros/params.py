@@ -169,6 +169,39 @@ PERCEPTION_PARAMS = [
 ]
 
 
+SIM_PARAMS = [
+    ParamSpec('variant', STRING, 'memory', 'task variant',
+              choices=('visible', 'memory', 'memory_hard', 'colour'), read_only=True),
+    ParamSpec('image_size', INTEGER, 64, 'camera image side (pixels)', range=(16, 512),
+              read_only=True),
+    ParamSpec('episodes', INTEGER, 0, 'episodes to run, then exit (0 = run forever)',
+              range=(0, 2**31 - 1), read_only=True),
+    ParamSpec('seed', INTEGER, 0, 'seed of the first episode; episode i uses seed + i',
+              range=(0, 2**31 - 1), read_only=True),
+    ParamSpec('lockstep', BOOL, True, 'wait for the command answering each frame (false: '
+              'real time: physics at physics_rate, frames at rate, whatever the policy does)',
+              read_only=True),
+    ParamSpec('rate', DOUBLE, 30.0, 'real time: camera frames per second (the task clock)',
+              range=(1.0, 1000.0), read_only=True),
+    ParamSpec('physics_rate', DOUBLE, 500.0, 'real time: joint integration rate (Hz)',
+              range=(10.0, 5000.0), read_only=True),
+    ParamSpec('joint_state_rate', DOUBLE, 100.0, 'real time: /joint_states rate (Hz)',
+              range=(1.0, 1000.0), read_only=True),
+    ParamSpec('command_timeout', DOUBLE, 2.0, 'lockstep: step without a command after this (s)',
+              range=(0.01, 600.0), read_only=True),
+    ParamSpec('command_type', STRING, 'joint_trajectory', 'command message',
+              choices=('joint_trajectory', 'float64_multi_array'), read_only=True),
+    ParamSpec('command_topic', STRING, topics.JOINT_COMMANDS, 'joint position commands',
+              read_only=True),
+    ParamSpec('camera_topic', STRING, topics.CAMERA, 'camera output', read_only=True),
+    ParamSpec('joint_states_topic', STRING, topics.JOINT_STATES, 'joint state output',
+              read_only=True),
+    ParamSpec('reset_service', STRING, topics.POLICY_RESET, 'Trigger service called at each '
+              'episode start ("" = none)', read_only=True),
+    ParamSpec('start_delay', DOUBLE, 0.0, 'seconds to wait before the first episode',
+              range=(0.0, 3600.0), read_only=True),
+]
+
 def _md_value(value):
     if isinstance(value, bool):
         return 'true' if value else 'false'

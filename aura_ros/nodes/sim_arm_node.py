@@ -1,14 +1,17 @@
 """sim_arm_node: the simulated camera arm (aura_ros.sim) as a ROS 2 robot.
 
-Publishes /camera/image_raw (rgb8) and /joint_states, follows joint position commands
+Publishes camera/image_raw (rgb8) and joint_states, follows joint position commands
 (trajectory_msgs/JointTrajectory or std_msgs/Float64MultiArray, by ``command_type``), runs
-episodes back to back and publishes each result on /sim/episode_result (and logs it).
+episodes back to back and publishes each result on sim/episode_result (and logs it).
 
 ``lockstep`` (default): publish a frame, wait for the command that answers it (or
-``command_timeout``), step. Results then do not depend on how fast the policy runs. Otherwise
-the sim steps at ``rate`` Hz with whatever command arrived last, like a real camera.
+``command_timeout``), step. Results then do not depend on how fast the policy runs.
+Real time (``lockstep: false``): the joints track the newest command at ``physics_rate`` (the
+per-frame speed limit spread over time), joint states go out at ``joint_state_rate`` and camera
+frames at ``rate`` (the task's clock), whatever the policy does, like a real arm.
 At each episode start the sim calls ``reset_service`` (std_srvs/Trigger, the policy node's
-~/reset_memory) so that memory does not leak across episodes.
+~/reset_memory) so that memory does not leak across episodes. Waiting costs next to no CPU
+(blocking waits, one single-threaded executor), and SIGINT stops the node within a second.
 """
 import sys
 import threading
@@ -16,9 +19,7 @@ import time
 
 import numpy as np
 import rclpy
-from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
@@ -28,8 +29,9 @@ from trajectory_msgs.msg import JointTrajectory
 from aura_ros import topics
 from aura_ros.imaging import rgb_to_msg_fields
 from aura_ros.msg import EpisodeResult
-from aura_ros.nodes.common import run_node
-from aura_ros.sim.arm import VARIANTS, ArmEnv, ArmTaskConfig
+from aura_ros.nodes.common import declare_params, run_node
+from aura_ros.params import SIM_PARAMS
+from aura_ros.sim.arm import ArmEnv, ArmTaskConfig
 
 JOINTS = ['joint_1', 'joint_2', 'joint_3']
 
@@ -37,43 +39,26 @@ JOINTS = ['joint_1', 'joint_2', 'joint_3']
 class SimArmNode(Node):
     def __init__(self, **kwargs):
         super().__init__('sim_arm_node', **kwargs)
-        params = dict(variant=('memory', f'task variant: {", ".join(VARIANTS)}'),
-                      image_size=(64, 'camera image side (pixels)'),
-                      episodes=(0, 'episodes to run, then exit (0 = run forever)'),
-                      seed=(0, 'seed of the first episode; episode i uses seed + i'),
-                      lockstep=(True, 'wait for the answering command before each step'),
-                      rate=(30.0, 'frames per second when not in lockstep'),
-                      command_timeout=(2.0, 'lockstep: step without a command after this (s)'),
-                      command_type=('joint_trajectory', 'joint_trajectory or '
-                                    'float64_multi_array'),
-                      command_topic=(topics.JOINT_COMMANDS, 'joint position commands'),
-                      camera_topic=(topics.CAMERA, 'camera output'),
-                      joint_states_topic=(topics.JOINT_STATES, 'joint state output'),
-                      reset_service=(topics.POLICY_RESET, 'Trigger service called at '
-                                     'each episode start ("" = none)'),
-                      start_delay=(0.0, 'seconds to wait before the first episode'))
-        self.p = {name: self.declare_parameter(name, default, ParameterDescriptor(
-            description=desc, read_only=True)).value for name, (default, desc) in params.items()}
-        if self.p['command_type'] not in ('joint_trajectory', 'float64_multi_array'):
-            raise ValueError(f"command_type must be joint_trajectory or float64_multi_array, "
-                             f"got {self.p['command_type']!r}")
+        self.p = declare_params(self, SIM_PARAMS)
         self.env = ArmEnv(ArmTaskConfig(variant=self.p['variant'],
                                         image_size=self.p['image_size']))
         self.camera = self.create_publisher(Image, self.p['camera_topic'], 10)
         self.joints = self.create_publisher(JointState, self.p['joint_states_topic'], 10)
         self.results = self.create_publisher(EpisodeResult, topics.EPISODE_RESULT, 10)
-        group = MutuallyExclusiveCallbackGroup()
         if self.p['command_type'] == 'joint_trajectory':
             self.create_subscription(JointTrajectory, self.p['command_topic'], self.on_trajectory,
-                                     10, callback_group=group)
+                                     10)
         else:
             self.create_subscription(Float64MultiArray, self.p['command_topic'],
-                                     self.on_array, 10, callback_group=group)
+                                     self.on_array, 10)
         self.reset_client = (self.create_client(Trigger, self.p['reset_service'])
                              if self.p['reset_service'] else None)
         self.command = None
         self.command_event = threading.Event()
+        self.stop = threading.Event()          # set on shutdown: the episode thread returns
         self.finished = threading.Event()
+        self.lock = threading.Lock()           # env: episode thread vs physics in real time
+        self.overruns = 0                      # real time: physics ticks that came late
         self.episode_results = []
         self.thread = threading.Thread(target=self.run, daemon=True)
 
@@ -102,52 +87,109 @@ class SimArmNode(Node):
         self.command_event.set()
 
     # ---- episodes -----------------------------------------------------------------------------
-    def publish_observation(self, frame):
-        stamp = self.get_clock().now().to_msg()
+    def publish_joints(self, stamp=None):
+        stamp = stamp or self.get_clock().now().to_msg()
         joints = JointState(name=list(JOINTS), position=[float(x) for x in self.env.q],
                             velocity=[], effort=[])
         joints.header.stamp = stamp
         self.joints.publish(joints)
+
+    def publish_frame(self, frame, stamp=None):
         image = Image(**rgb_to_msg_fields(frame))
-        image.header.stamp = stamp
+        image.header.stamp = stamp or self.get_clock().now().to_msg()
         image.header.frame_id = 'sim_camera'
         self.camera.publish(image)
+
+    def publish_observation(self, frame):
+        stamp = self.get_clock().now().to_msg()
+        self.publish_joints(stamp)
+        self.publish_frame(frame, stamp)
 
     def reset_memory(self):
         if self.reset_client is None:
             return
-        if not self.reset_client.wait_for_service(timeout_sec=30.0):
-            self.get_logger().warning(f"{self.p['reset_service']} not available: memory not "
-                                      f'reset for this episode')
-            return
+        deadline = time.monotonic() + 30.0
+        while not self.reset_client.service_is_ready():
+            if self.stop.wait(0.05):
+                return
+            if time.monotonic() > deadline:
+                self.get_logger().warning(f"{self.p['reset_service']} not available: memory "
+                                          f'not reset for this episode')
+                return
+        done = threading.Event()
         future = self.reset_client.call_async(Trigger.Request())
-        deadline = time.monotonic() + 10.0
-        while not future.done() and time.monotonic() < deadline:
-            time.sleep(0.005)
+        future.add_done_callback(lambda _: done.set())
+        done.wait(10.0)
 
     def run(self):
-        time.sleep(self.p['start_delay'])
+        try:
+            self._run()
+        except Exception as exc:  # noqa: BLE001 - a shutdown mid-publish ends the thread quietly
+            if not self.stop.is_set() and rclpy.ok():
+                raise RuntimeError(f'sim episode thread failed: {exc}') from exc
+        finally:
+            self.finished.set()
+
+    def _run(self):
+        if self.stop.wait(self.p['start_delay']):
+            return
         index = 0
-        while rclpy.ok() and (self.p['episodes'] == 0 or index < self.p['episodes']):
+        while not self.stop.is_set() and (self.p['episodes'] == 0 or
+                                          index < self.p['episodes']):
             seed = self.p['seed'] + index
             self.reset_memory()
-            frame = self.env.reset(seed)
-            self.command = None
-            period = 1.0 / self.p['rate']
-            while True:
-                self.command_event.clear()
-                self.publish_observation(frame)
-                if self.p['lockstep']:
-                    self.command_event.wait(self.p['command_timeout'] if self.env.t > 0
-                                            else self.p['command_timeout'] * 5)
-                else:
-                    time.sleep(period)
-                frame, done = self.env.step(self.command)
-                if done:
-                    break
+            if self.stop.is_set():
+                return
+            with self.lock:
+                frame = self.env.reset(seed)
+                self.command = None
+            finished = (self._lockstep_episode(frame) if self.p['lockstep']
+                        else self._realtime_episode(frame))
+            if not finished:
+                return
             self.publish_result(index, seed)
             index += 1
-        self.finished.set()
+
+    def _lockstep_episode(self, frame):
+        while not self.stop.is_set():
+            self.command_event.clear()
+            self.publish_observation(frame)
+            self.command_event.wait(self.p['command_timeout'] if self.env.t > 0
+                                    else self.p['command_timeout'] * 5)
+            frame, done = self.env.step(self.command)
+            if done:
+                return True
+        return False
+
+    def _realtime_episode(self, frame):
+        """Physics, joint states and frames on their own clocks (absolute schedule: no
+        drift); sleeps in between."""
+        p = self.p
+        dt_phys, dt_js, dt_frame = 1 / p['physics_rate'], 1 / p['joint_state_rate'], 1 / p['rate']
+        now = time.monotonic()
+        next_phys, next_js, next_frame = now + dt_phys, now, now + dt_frame
+        self.publish_frame(frame)
+        while not self.stop.is_set():
+            now = time.monotonic()
+            while next_phys <= now:
+                with self.lock:
+                    self.env.integrate(self.command, dt_phys, p['rate'])
+                next_phys += dt_phys
+                if now - next_phys > 0.1:          # fell far behind: resynchronise
+                    self.overruns += 1
+                    next_phys = now + dt_phys
+            if next_js <= now:
+                self.publish_joints()
+                next_js = max(next_js + dt_js, now)
+            if next_frame <= now:
+                with self.lock:
+                    frame, done = self.env.step(None)
+                if done:
+                    return True
+                self.publish_frame(frame)
+                next_frame = max(next_frame + dt_frame, now)
+            self.stop.wait(max(0.0, min(next_phys, next_js, next_frame) - time.monotonic()))
+        return False
 
     def publish_result(self, index, seed):
         env = self.env
@@ -163,7 +205,7 @@ class SimArmNode(Node):
 
 
 def spin(node):
-    executor = MultiThreadedExecutor(num_threads=2)
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     node.thread.start()
     while rclpy.ok() and not node.finished.is_set():
@@ -172,8 +214,16 @@ def spin(node):
     node.get_logger().info(f'{successes}/{len(node.episode_results)} episodes succeeded')
 
 
+def close(node):
+    """Stop the episode thread before the node goes (SIGINT: within a second)."""
+    node.stop.set()
+    node.command_event.set()
+    if node.thread.is_alive():
+        node.thread.join(timeout=1.0)
+
+
 def main(args=None):
-    return run_node(SimArmNode, spin, args)
+    return run_node(SimArmNode, spin, args, close=close)
 
 
 if __name__ == '__main__':

@@ -13,7 +13,8 @@ Variants: ``visible`` (the target ring stays on in every frame: no memory needed
 ``memory``, ``memory_hard``, and ``colour`` (pads get distinct colours; the cue is a patch of
 the target's colour at the lamp, not a ring: the cue names a colour, not a place).
 Actions are joint deltas (rad per step); commands are joint positions; the arm moves at most
-``max_joint_speed`` rad per step towards the commanded position.
+``max_joint_speed`` rad per step towards the commanded position. In real time (``integrate``)
+the same limit is a speed: max_joint_speed * frame_rate rad/s, integrated at the physics rate.
 """
 from dataclasses import dataclass, field
 
@@ -138,12 +139,7 @@ class ArmEnv:
         """Apply a joint position command (ignored before go), advance one frame."""
         if self.done:
             raise RuntimeError('episode is over: call reset()')
-        if self.unlocked and command is not None:
-            command = np.asarray(command, np.float64)
-            if command.shape == (3,) and np.all(np.isfinite(command)):
-                delta = np.clip(command - self.q, -self.config.max_joint_speed,
-                                self.config.max_joint_speed)
-                self.q = np.clip(self.q + delta, JOINT_LOWER, JOINT_UPPER)
+        self._track(command, self.config.max_joint_speed)
         self.t += 1
         if self.unlocked:
             pad = self.pad_under_effector()
@@ -155,6 +151,21 @@ class ArmEnv:
             elif self.t - self.go_step >= self.config.max_steps_after_go:
                 self.done = True
         return self.render(), self.done
+
+    def integrate(self, command, dt, frame_rate):
+        """Real time: track ``command`` for ``dt`` seconds at the per-frame speed limit spread
+        over time (max_joint_speed * frame_rate rad/s); call ``step(None)`` once per frame for
+        the task's clock. Commands are ignored before go, as in ``step``."""
+        self._track(command, self.config.max_joint_speed * frame_rate * dt)
+
+    def _track(self, command, max_step):
+        """Move at most ``max_step`` rad per joint towards a valid command (after go only)."""
+        if not self.unlocked or command is None:
+            return
+        command = np.asarray(command, np.float64)
+        if command.shape == (3,) and np.all(np.isfinite(command)):
+            delta = np.clip(command - self.q, -max_step, max_step)
+            self.q = np.clip(self.q + delta, JOINT_LOWER, JOINT_UPPER)
 
     def expert_action(self):
         """Scripted expert (knows the target): hold before go, then a capped joint-space step

@@ -1,0 +1,96 @@
+"""sim_arm_node as a process over DDS: real-time mode (joint states and frames on their own
+clocks, the arm tracking the newest command), no busy waiting, a clean exit on SIGINT."""
+import signal
+import time
+
+import numpy as np
+import pytest
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray
+
+from aura_ros.sim.arm import ArmTaskConfig
+from aura_ros.tools.processes import executable
+from conftest import spawn
+from helpers import spin_until
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+
+def start_sim(*params):
+    args = ['-p', "reset_service:=''", '-p', 'command_type:=float64_multi_array']
+    for p in params:
+        args += ['-p', p]
+    return spawn([executable('sim_arm_node'), '--ros-args', *args])
+
+
+def cpu_seconds(pid):
+    fields = open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100.0   # utime + stime, clock ticks
+
+
+def sigint_exit(proc):
+    """(seconds to exit after SIGINT, output)."""
+    start = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=10)[0]
+    return time.monotonic() - start, out
+
+
+def test_real_time_mode_streams_on_its_own_clocks_and_tracks_commands(ros_context):
+    proc = start_sim('lockstep:=false', 'rate:=30.0', 'joint_state_rate:=100.0')
+    node = rclpy.create_node('sim_probe', context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    joints, frames = [], []                       # (time, positions), (time, lamp is green)
+    node.create_subscription(JointState, 'joint_states',
+                             lambda m: joints.append((time.monotonic(), np.array(m.position))),
+                             100)
+
+    def on_frame(msg):
+        lamp = np.frombuffer(msg.data, np.uint8)[:3]   # top-left pixel: red before go
+        frames.append((time.monotonic(), bool(lamp[1] > 150)))
+
+    node.create_subscription(Image, 'camera/image_raw', on_frame, 10)
+    commands = node.create_publisher(Float64MultiArray, 'aura/joint_commands', 10)
+    try:
+        assert spin_until(executor, lambda: len(frames) > 5, 30.0)
+        n_js, n_frames, t0 = len(joints), len(frames), time.monotonic()
+        spin_until(executor, lambda: False, 2.0)
+        js_rate = (len(joints) - n_js) / (time.monotonic() - t0)
+        frame_rate = (len(frames) - n_frames) / (time.monotonic() - t0)
+        assert js_rate > 80 and 25 < frame_rate < 35, (js_rate, frame_rate)
+        # at go (lamp green) command a pose 0.6 rad away on joint 1, repeatedly for 0.4 s
+        assert spin_until(executor, lambda: frames[-1][1], 10.0)
+        start_q = joints[-1][1]
+        target = start_q + np.array([0.6, 0.0, 0.0])
+        t_cmd = time.monotonic()
+        while time.monotonic() < t_cmd + 0.4:
+            commands.publish(Float64MultiArray(data=[float(x) for x in target]))
+            spin_until(executor, lambda: False, 0.05)
+        window = np.array([q[0] for t, q in joints if t_cmd < t < t_cmd + 0.4])
+        assert window.max() == pytest.approx(target[0], abs=1e-6)     # reached the command
+        speed = ArmTaskConfig().max_joint_speed * 30.0                  # rad/s, 4.5
+        steps = np.abs(np.diff(window))
+        # continuous motion at the speed limit, sampled at ~100 Hz: no per-frame jumps
+        assert steps.max() < speed * 0.03, steps.max()                   # < 30 ms of motion
+        assert (steps > 1e-9).sum() >= 8                                 # many small moves
+    finally:
+        took, out = sigint_exit(proc)
+    assert proc.returncode == 0 and 'Traceback' not in out, out[-2000:]
+    assert took < 1.0, took
+
+
+def test_waiting_for_commands_costs_next_to_no_cpu_and_sigint_stops_it_within_a_second():
+    proc = start_sim('lockstep:=true', 'command_timeout:=30.0')
+    try:
+        time.sleep(6.0)                    # start-up, first frame published, now waiting
+        before = cpu_seconds(proc.pid)
+        time.sleep(4.0)
+        used = cpu_seconds(proc.pid) - before
+    finally:
+        took, out = sigint_exit(proc)
+    assert used < 0.2, f'{used:.2f} s of CPU in 4 s of waiting'
+    assert proc.returncode == 0 and 'Traceback' not in out, out[-2000:]
+    assert took < 1.0, took
