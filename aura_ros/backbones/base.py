@@ -6,6 +6,7 @@ A backbone is a frozen policy seen through two calls:
 Adapters register by name and are built from the ``backbone:`` block of a parameter file.
 """
 import importlib
+import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -45,6 +46,7 @@ class BackboneConfig:
     num_inference_steps: int = 4          # flow-matching steps (hf_pi0)
     instruction: str = ''                 # default task instruction
     seed: int = 0                         # noise seed for sampled action chunks
+    delay_ms: float = 0.0                 # added to every act(): emulates a slower VLA
     options: dict = field(default_factory=dict)  # adapter-specific extras
 
     def __post_init__(self):
@@ -61,6 +63,8 @@ class BackboneConfig:
             if not isinstance(value, int) or not lo <= value <= hi:
                 raise ValueError(f'backbone.{name} must be an integer in [{lo}, {hi}], '
                                  f'got {value!r}')
+        if not (isinstance(self.delay_ms, (int, float)) and 0 <= self.delay_ms <= 60000):
+            raise ValueError(f'backbone.delay_ms must be in [0, 60000], got {self.delay_ms!r}')
         if not 1 <= self.steps_per_chunk <= self.chunk_size:
             raise ValueError(f'backbone.steps_per_chunk must be in [1, chunk_size='
                              f'{self.chunk_size}], got {self.steps_per_chunk}')
@@ -137,6 +141,27 @@ class Backbone:
         """Free the model (lifecycle cleanup)."""
 
 
+class DelayedBackbone(Backbone):
+    """A backbone whose every ``act`` takes ``delay_ms`` longer (``backbone.delay_ms``): slow
+    VLAs emulated with a fast one, for latency experiments. Same outputs."""
+
+    def __init__(self, inner: Backbone, delay_ms):
+        self.inner, self.delay_s = inner, float(delay_ms) / 1e3
+        self.config, self.dtype, self.device = inner.config, inner.dtype, inner.device
+        self.feature_dim = inner.feature_dim
+
+    def encode(self, image, state, instruction=''):
+        return self.inner.encode(image, state, instruction)
+
+    def act(self, encoding, noise_seed=None):
+        chunk = self.inner.act(encoding, noise_seed)
+        time.sleep(self.delay_s)
+        return chunk
+
+    def close(self):
+        self.inner.close()
+
+
 def register_backbone(name):
     def wrap(cls):
         _REGISTRY[name] = cls
@@ -158,7 +183,8 @@ def build_backbone(config, base_dir=None) -> Backbone:
     if config.adapter not in _REGISTRY:
         raise ValueError(f'backbone adapter {config.adapter!r} not registered; known: '
                          f'{registered_backbones()}')
-    return _REGISTRY[config.adapter](config, base_dir=base_dir)
+    backbone = _REGISTRY[config.adapter](config, base_dir=base_dir)
+    return DelayedBackbone(backbone, config.delay_ms) if config.delay_ms > 0 else backbone
 
 
 def local_model_dir(config: BackboneConfig, base_dir=None):
