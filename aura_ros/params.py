@@ -135,6 +135,30 @@ POLICY_PARAMS = _backbone() + _memory() + [
               choices=('delta', 'absolute'), read_only=True),
     ParamSpec('command.time_from_start', DOUBLE, 0.1, 'JointTrajectory point time (s)',
               range=(0.0, 10.0)),
+    ParamSpec('command.max_velocity', DOUBLE, 10.0, 'async: largest joint speed of the '
+              'commands (rad/s; a step is at most this x the control period)',
+              range=(1e-3, 100.0)),
+    ParamSpec('start_armed', BOOL, False, 'command from the start (false: nothing is sent '
+              'until ~/arm is called; robots start disarmed)', read_only=True),
+    ParamSpec('execution', STRING, 'sync', "'sync': one command per processed frame "
+              "(lockstep simulation, benchmarks); 'async': inference on the newest frame in a "
+              'worker, commands from time-stamped chunks at control_rate',
+              choices=('sync', 'async'), read_only=True),
+    ParamSpec('control_rate', DOUBLE, 100.0, 'async: commands per second', range=(1.0, 500.0)),
+    ParamSpec('chunk.transition', STRING, 'blend', 'async: how a new chunk meets the one being '
+              "executed: 'latest' (switch), 'temporal_ensemble' (weighted average of live "
+              "chunks), 'blend' (continuous: the gap fades over chunk.blend_s)",
+              choices=('latest', 'temporal_ensemble', 'blend')),
+    ParamSpec('chunk.blend_s', DOUBLE, 0.1, 'async blend: fade of the gap between chunks (s)',
+              range=(1e-3, 10.0)),
+    ParamSpec('chunk.ensemble_decay', DOUBLE, 0.0, 'async temporal_ensemble: weight '
+              'exp(-decay i), i = 0 for the oldest live chunk (0: plain mean)',
+              range=(0.0, 100.0)),
+    ParamSpec('chunk.max_age', DOUBLE, 1.0, 'async: hold instead of executing a chunk whose '
+              'frame is older than this (s)', range=(0.01, 60.0)),
+    ParamSpec('chunk.action_period', DOUBLE, 1 / 30, 'async: time between the actions of a '
+              'chunk (s; the frame period the backbone was trained at)', range=(1e-3, 10.0),
+              read_only=True),
     ParamSpec('frames_topic', STRING, topics.FRAMES, 'input frames (from perception_node)',
               read_only=True),
     ParamSpec('joint_states_topic', STRING, topics.JOINT_STATES, 'proprioception', read_only=True),
@@ -231,7 +255,8 @@ def spec_table(specs):
 
 def read_params_file(path, node_name=None):
     """Parameters of one node from a ROS 2 parameter file, nested blocks flattened to dotted
-    names, plus the file's folder (for relative paths). Looks for ``node_name`` then ``/**``."""
+    names, plus the file's folder (for relative paths). Merges ``/**``, then ``node_name``
+    (``/node_name``, ``/**/node_name``: the namespace-agnostic form the shipped files use)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'parameter file not found: {path}')
@@ -239,7 +264,8 @@ def read_params_file(path, node_name=None):
     if not isinstance(data, dict):
         raise ValueError(f'{path}: a parameter file maps node names to ros__parameters')
     merged = {}
-    for key in ('/**', node_name, f'/{node_name}' if node_name else None):
+    for key in ('/**', node_name, f'/{node_name}' if node_name else None,
+                f'/**/{node_name}' if node_name else None):
         block = data.get(key) if key else None
         if isinstance(block, dict):
             merged.update(flatten(block.get('ros__parameters', {})))

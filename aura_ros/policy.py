@@ -184,6 +184,12 @@ class PolicyRunner:
         self.last_command = target
         return target, ''
 
+    def forget_commands(self):
+        """No previous command, no pending chunk: the next command starts from the measured
+        positions (after arming)."""
+        self.last_command = None
+        self._queue = []
+
     def hold(self, positions):
         """Hold command (watchdog): the measured positions, clamped to the limits."""
         positions = np.asarray(positions, np.float64)

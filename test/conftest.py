@@ -40,7 +40,7 @@ def write_params(path, backbone, memory_checkpoint, extra_policy=None):
               'command': {'joint_names': ['joint_1', 'joint_2', 'joint_3'],
                           'lower_limits': [-1.0, -1.0, -1.0], 'upper_limits': [1.0, 1.0, 1.0],
                           'max_delta': 0.05},
-              'status_rate': 5.0}
+              'status_rate': 5.0, 'start_armed': True}
     for key, value in (extra_policy or {}).items():
         policy[key] = value
     data = {'/**': {'ros__parameters': {'backbone': backbone}},

@@ -2,6 +2,7 @@
 import time
 
 import numpy as np
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image, JointState
 
 from aura_ros.imaging import rgb_to_msg_fields
@@ -27,3 +28,15 @@ def joint_state(node, positions=(0.0, 0.0, 0.0), names=('joint_1', 'joint_2', 'j
     msg = JointState(name=list(names), position=[float(p) for p in positions])
     msg.header.stamp = node.get_clock().now().to_msg()
     return msg
+
+
+def overrides(tiny_models, **extra):
+    """PolicyNode parameter overrides for the tiny PI0 + its memory (armed, no autostart)."""
+    block = dict(tiny_models['pi0_block'], model_path=str(tiny_models['root'] / 'pi0'))
+    values = {f'backbone.{k}': v for k, v in block.items()}
+    values.update({'memory.checkpoint': str(tiny_models['memory_pi0']),
+                   'command.lower_limits': [-1.0, -1.0, -1.0],
+                   'command.upper_limits': [1.0, 1.0, 1.0], 'autostart': False,
+                   'frame_timeout': 0.3, 'status_rate': 10.0, 'start_armed': True})
+    values.update(extra)
+    return [Parameter(k, value=v) for k, v in values.items()]

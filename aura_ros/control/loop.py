@@ -38,6 +38,7 @@ class ControlLoop:
         self.last_command = None
         self.lock = threading.Lock()   # the worker pushes chunks from its own thread
         self.holds = 0                 # ticks that held position while armed
+        self.last_hold = (-1e9, '')    # (time, reason) of the latest hold
 
     def push(self, chunk: TimedChunk, now):
         """A new chunk from the worker; returns the actions skipped (latency compensation)."""
@@ -66,6 +67,7 @@ class ControlLoop:
             reference = self.last_command if self.last_command is not None else positions
             if target is None:
                 self.holds += 1
+                self.last_hold = (now, reason)
                 self.last_command = self.limits.clamp(reference, reference, self.period)
                 return Tick(self.last_command, held=True, reason=reason)
             self.last_command = self.limits.clamp(target, reference, self.period)

@@ -1,6 +1,5 @@
 """Shared rclpy pieces: parameters from the spec tables, diagnostics, time, rate counters."""
 import time
-from collections import deque
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import (
@@ -87,28 +86,6 @@ def declare_params(node, specs, on_refuse=None):
 
 def stamp_to_sec(stamp):
     return stamp.sec + stamp.nanosec * 1e-9
-
-
-class RateMeter:
-    """Events per second over a sliding window (frame rate, command rate)."""
-
-    def __init__(self, window=5.0):
-        self.window = window
-        self.times = deque()
-
-    def tick(self, now=None):
-        now = time.monotonic() if now is None else now
-        self.times.append(now)
-        while self.times and now - self.times[0] > self.window:
-            self.times.popleft()
-
-    def rate(self, now=None):
-        now = time.monotonic() if now is None else now
-        while self.times and now - self.times[0] > self.window:
-            self.times.popleft()
-        if len(self.times) < 2:
-            return 0.0
-        return (len(self.times) - 1) / max(self.times[-1] - self.times[0], 1e-6)
 
 
 def diagnostic_array(node, name, level, message, values, hardware_id='aura_ros'):

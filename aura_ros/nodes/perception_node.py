@@ -14,6 +14,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from aura_ros import topics
+from aura_ros.control.rates import RateMeter
 from aura_ros.imaging import (
     ImageFormatError,
     check_layout,
@@ -25,7 +26,6 @@ from aura_ros.nodes.common import (
     ERROR,
     OK,
     WARN,
-    RateMeter,
     ThrottledLog,
     declare_params,
     diagnostic_array,

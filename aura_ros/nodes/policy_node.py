@@ -2,13 +2,19 @@
 
 configure  loads the backbone (adapter from the ``backbone.*`` parameters) and the memory
            checkpoint; a failure leaves the node unconfigured with the reason in the log.
-activate   starts the inference thread: it takes the latest frame from a one-slot buffer (a
-           newer frame replaces an unprocessed one: no backlog), runs one PolicyRunner step and
-           publishes the command, a GateEvent and timing.
+activate   ``execution: sync``: an inference thread takes the latest frame from a one-slot
+           buffer (a newer frame replaces an unprocessed one: no backlog), runs one
+           PolicyRunner step and publishes the command, a GateEvent and timing.
+           ``execution: async`` (aura_ros.control.AsyncPolicy): a worker turns the newest frame
+           into a time-stamped chunk (one memory step, a GateEvent), and a control thread
+           publishes commands from the chunks at ``control_rate``.
 cleanup    frees the models.
+Arming: with ``start_armed: false`` nothing is commanded (and no frame is processed) until
+~/arm is called; ~/disarm sends one hold command (the measured positions) and stops.
 A watchdog holds the last measured positions and stops commanding when frames stop for
 ``frame_timeout``; without fresh joint states the node refuses to command. MemoryStatus and
-/diagnostics go out at ``status_rate``. Services: ~/reset_memory, ~/report_memory (Trigger).
+/diagnostics go out at ``status_rate``. Services (Trigger): ~/reset_memory, ~/report_memory,
+~/arm, ~/disarm.
 """
 import json
 import os
@@ -30,13 +36,13 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from aura_ros import topics
+from aura_ros.control.rates import RateMeter
 from aura_ros.core.snapshot import state_digest
 from aura_ros.msg import GateEvent, MemoryStatus
 from aura_ros.nodes.common import (
     ERROR,
     OK,
     WARN,
-    RateMeter,
     ThrottledLog,
     declare_params,
     diagnostic_array,
@@ -63,6 +69,8 @@ class PolicyNode(LifecycleNode):
         self.slot_event = threading.Event()
         self.stop_event = threading.Event()
         self.worker = None
+        self.async_policy = None              # execution: async
+        self.armed = self.p['start_armed']
         self.positions = None                 # latest valid joint positions (command order)
         self.positions_time = 0.0
         self.last_frame_time = None
@@ -72,7 +80,7 @@ class PolicyNode(LifecycleNode):
                            refused_no_joint_states=0, invalid_actions=0, bad_joint_states=0,
                            bad_instructions=0, step_errors=0, snapshots=0, snapshot_errors=0,
                            corrupt_snapshots=0, stale_frames_used=0, bad_frames=0,
-                           configure_failures=0, refused_parameters=0)
+                           configure_failures=0, refused_parameters=0, disarmed_frames=0)
         self.newest_stamp = 0.0               # newest frame stamp received so far
         self.snapshot_path = None
         self.storage_bytes_written = 0
@@ -87,12 +95,40 @@ class PolicyNode(LifecycleNode):
         self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
         self.status_pub = None
         self.create_timer(1.0 / self.p['status_rate'], self.publish_status)
+        self.add_post_set_parameters_callback(self._apply_parameters)
         if self.p['autostart']:  # once the executor spins: configure, then activate
             self._autostart_timer = self.create_timer(0.0, self._autostart)
 
     def problem(self, message):
         """Remember a problem for the diagnostics (WARN for PROBLEM_WINDOW seconds)."""
         self.last_problem, self.last_problem_time = message, time.monotonic()
+
+    def _value(self, name):
+        return self.get_parameter(name).value
+
+    def _apply_parameters(self, params):
+        """Validated changes reach what uses them (the async control loop's settings)."""
+        names = {p.name for p in params}
+        policy = self.async_policy
+        if policy is not None and names & {'control_rate', 'chunk.transition', 'chunk.blend_s',
+                                           'chunk.ensemble_decay', 'chunk.max_age'}:
+            get = self._value
+            policy.configure(control_rate=get('control_rate'),
+                             transition=get('chunk.transition'), blend_s=get('chunk.blend_s'),
+                             ensemble_decay=get('chunk.ensemble_decay'),
+                             max_age_s=get('chunk.max_age'))
+        if self.runner is not None:
+            with self.lock:
+                self._apply_to_runner(self.runner)
+
+    def _apply_to_runner(self, runner):
+        """Run-time parameters the runner uses (called on configure and on every change)."""
+        get = self._value
+        runner.limits.max_delta = get('command.max_delta')
+        runner.limits.max_velocity = get('command.max_velocity')
+        runner.memory_enabled = get('memory.enabled')
+        if runner.memory is not None:
+            runner.memory.config.gate_threshold = get('memory.gate_threshold')
 
     def _on_refused_parameter(self, reason):
         self.counts['refused_parameters'] = self.counts.get('refused_parameters', 0) + 1
@@ -116,7 +152,8 @@ class PolicyNode(LifecycleNode):
             memory = self._load_memory(base_dir)
             limits = CommandLimits(self.p['command.lower_limits'], self.p['command.upper_limits'],
                                    self.get_parameter('command.max_delta').value,
-                                   self.p['command.action_type'])
+                                   self.p['command.action_type'],
+                                   self.get_parameter('command.max_velocity').value)
             if len(self.p['command.joint_names']) != len(limits.lower):
                 raise ValueError(f"{len(self.p['command.joint_names'])} joint names but "
                                  f'{len(limits.lower)} joint limits')
@@ -217,14 +254,27 @@ class PolicyNode(LifecycleNode):
                                      10),
             self.create_subscription(String, p['instruction_topic'], self.on_instruction, 10)]
         self._aura_services = [self.create_service(Trigger, '~/reset_memory', self.on_reset),
-                         self.create_service(Trigger, '~/report_memory', self.on_report)]
+                               self.create_service(Trigger, '~/report_memory', self.on_report),
+                               self.create_service(Trigger, '~/arm', self.on_arm),
+                               self.create_service(Trigger, '~/disarm', self.on_disarm)]
         self._aura_timers = [self.create_timer(0.02, self.watchdog)]
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         self.stop_event.clear()
-        self.worker = threading.Thread(target=self._inference_loop, name='aura_inference',
-                                       daemon=True)
-        self.worker.start()
+        if self.p['execution'] == 'async':
+            from aura_ros.control.async_policy import AsyncPolicy
+            get = self._value
+            self.async_policy = AsyncPolicy(
+                self.runner, self.publish_command, self._fresh_positions,
+                on_step=self._after_async_step, lock=self.lock,
+                control_rate=get('control_rate'), action_period=self.p['chunk.action_period'],
+                transition=get('chunk.transition'), blend_s=get('chunk.blend_s'),
+                ensemble_decay=get('chunk.ensemble_decay'), max_age_s=get('chunk.max_age'),
+                start_armed=self.armed, instruction=self._instruction)
+        else:
+            self.worker = threading.Thread(target=self._inference_loop, name='aura_inference',
+                                           daemon=True)
+            self.worker.start()
         self.state_label = 'active'
         self.get_logger().info('active: commanding on ' + self.p['command.topic'])
         return super().on_activate(state)
@@ -253,6 +303,10 @@ class PolicyNode(LifecycleNode):
         if self.worker is not None:
             self.worker.join(timeout=5.0)
         self.worker = None
+        if self.async_policy is not None:
+            self.armed = self.async_policy.armed
+            self.async_policy.stop()
+        self.async_policy = None
 
     def _destroy_interfaces(self):
         for sub in getattr(self, '_aura_subs', []):
@@ -271,6 +325,9 @@ class PolicyNode(LifecycleNode):
         if self.slot is not None:
             self.counts['skipped_frames'] += 1   # replaced before it was processed
         self.newest_stamp = max(self.newest_stamp, stamp_to_sec(msg.header.stamp))
+        if self.async_policy is not None:
+            self._submit_async(msg)
+            return
         self.slot = msg
         self.slot_event.set()
 
@@ -320,35 +377,69 @@ class PolicyNode(LifecycleNode):
                 self.problem(f'step failed: {exc}')
                 self.log('error', f'policy step failed: {type(exc).__name__}: {exc}')
 
-    def _process(self, msg):
+    def _instruction(self):
+        return self.instruction or self.get_parameter('instruction').value
+
+    def _fresh_positions(self):
+        """The newest joint positions, or None when older than joint_state_timeout."""
         positions = self.positions
-        stale = time.monotonic() - self.positions_time > self.get_parameter(
-            'joint_state_timeout').value
-        if positions is None or stale:
+        if positions is None or time.monotonic() - self.positions_time > self.get_parameter(
+                'joint_state_timeout').value:
+            return None
+        return positions
+
+    def _observation(self, msg):
+        """(image, positions) of a frame, or None (counted and logged) when it cannot be
+        used: disarmed, no fresh joint states, or a malformed frame."""
+        if not self.armed and (self.async_policy is None or not self.async_policy.armed):
+            self.counts['disarmed_frames'] += 1
+            return None
+        positions = self._fresh_positions()
+        if positions is None:
             self.counts['refused_no_joint_states'] += 1
             self.problem('no fresh joint states: not commanding')
             self.log('warning', 'no fresh joint states on '
-                                      f"{self.p['joint_states_topic']}: not commanding")
-            return
+                                f"{self.p['joint_states_topic']}: not commanding")
+            return None
         size = self.p['backbone.image_size']
         if msg.encoding != 'rgb8' or msg.height != size or msg.width != size or \
                 len(msg.data) != size * size * 3:
             self.counts['bad_frames'] += 1
             self.problem(f'bad frame {msg.width}x{msg.height} {msg.encoding}')
             self.log('warning', f'ignored frame {msg.width}x{msg.height} {msg.encoding}: '
-                                      f'expects rgb8 {size}x{size} from perception_node')
+                                f'expects rgb8 {size}x{size} from perception_node')
+            return None
+        return np.frombuffer(msg.data, np.uint8).reshape(size, size, 3), positions
+
+    def _submit_async(self, msg):
+        observation = self._observation(msg)
+        if observation is None:
             return
-        image = np.frombuffer(msg.data, np.uint8).reshape(size, size, 3)
-        instruction = self.instruction or self.get_parameter('instruction').value
+        age = self.get_clock().now().nanoseconds * 1e-9 - stamp_to_sec(msg.header.stamp)
+        obs_time = time.monotonic() - min(max(age, 0.0), 1.0)   # the frame's time, our clock
+        self.async_policy.submit(*observation, obs_time, context=msg)
+
+    def _after_async_step(self, msg, chunk, step):
+        """Worker thread, runner lock held: one memory step was taken for ``msg``."""
+        if step.wrote and self.snapshot_path is not None:
+            self._save_snapshot()
+        self.holding = False
+        self.counts['steps'] += 1
+        self.publish_gate_event(msg, step, self.runner, 0.0)
+        self.step_times.append(step.total_ms)
+        now_s = self.get_clock().now().nanoseconds * 1e-9
+        self.latencies.append(1e3 * (now_s - stamp_to_sec(msg.header.stamp)))
+
+    def _process(self, msg):
+        observation = self._observation(msg)
+        if observation is None:
+            return
+        image, positions = observation
+        instruction = self._instruction()
         with self.lock:
             runner = self.runner
             if runner is None:
                 return
-            runner.memory_enabled = self.get_parameter('memory.enabled').value
-            if runner.memory is not None:
-                runner.memory.config.gate_threshold = self.get_parameter(
-                    'memory.gate_threshold').value
-            runner.limits.max_delta = self.get_parameter('command.max_delta').value
             t0 = time.perf_counter()
             step = runner.step(image, positions, instruction)
             if step.wrote and self.snapshot_path is not None:  # storage writes = gate writes
@@ -399,16 +490,19 @@ class PolicyNode(LifecycleNode):
         self.gate_pub.publish(event)
 
     def watchdog(self):
-        """Frames stopped: hold the last measured positions once, then stop commanding."""
+        """Frames stopped: hold the last measured positions once, then stop commanding (async:
+        the control loop holds by itself once the newest chunk is older than chunk.max_age)."""
         if self.state_label != 'active' or self.last_frame_time is None:
             return
         silent = time.monotonic() - self.last_frame_time
         if silent > self.get_parameter('frame_timeout').value and not self.holding:
-            with self.lock:
-                held = self.runner.hold(self.positions) if self.positions is not None else None
-                if held is not None:
-                    self.publish_command(held)
-                self.holding = True
+            if self.async_policy is None and self.armed:
+                with self.lock:
+                    held = (self.runner.hold(self.positions) if self.positions is not None
+                            else None)
+                    if held is not None:
+                        self.publish_command(held)
+            self.holding = True
             self.counts['holds'] += 1
             self.get_logger().error(f'no frames for {silent:.2f} s: holding position, '
                                     f'commands stopped until frames resume')
@@ -425,6 +519,37 @@ class PolicyNode(LifecycleNode):
         response.success, response.message = True, 'memory reset'
         return response
 
+    def on_arm(self, request, response):
+        """Start commanding (from the measured positions: no jump from an old command)."""
+        with self.lock:
+            if self.runner is None:
+                response.success, response.message = False, 'not configured'
+                return response
+            self.armed = True
+            self.runner.forget_commands()
+        if self.async_policy is not None:
+            self.async_policy.arm()
+        self.get_logger().warning('ARMED: commanding on ' + self.p['command.topic'])
+        response.success, response.message = True, 'armed'
+        return response
+
+    def on_disarm(self, request, response):
+        """Stop commanding: one hold command (the measured positions), then nothing."""
+        self.armed = False
+        if self.async_policy is not None:
+            held = self.async_policy.disarm()
+        else:
+            with self.lock:
+                held = (self.runner.hold(self.positions) if self.runner is not None and
+                        self.positions is not None else None)
+            if held is not None:
+                self.publish_command(held)
+        self.get_logger().warning('disarmed: holding position, commands stopped')
+        response.success = True
+        response.message = 'disarmed' + ('' if held is not None else ' (no joint states: no hold '
+                                                                      'command sent)')
+        return response
+
     def on_report(self, request, response):
         response.success = self.runner is not None
         response.message = json.dumps(self.report())
@@ -433,7 +558,8 @@ class PolicyNode(LifecycleNode):
     def report(self):
         mem = self.runner.memory if self.runner else None
         steps = mem.total_steps if mem else 0
-        return dict(state=self.state_label, memory_kind=mem.config.kind if mem else 'none',
+        return dict(state=self.state_label, armed=self._is_armed(), execution=self.p['execution'],
+                    memory_kind=mem.config.kind if mem else 'none',
                     d_key=mem.config.d_key if mem else 0, d_value=mem.config.d_value if mem else 0,
                     state_bytes=mem.state_bytes() if mem else 0, total_steps=steps,
                     total_writes=mem.total_writes if mem else 0,
@@ -448,6 +574,10 @@ class PolicyNode(LifecycleNode):
             self._publish_status()
         except Exception as exc:  # noqa: BLE001 - a status report must never stop the node
             self.log('error', f'status report failed: {exc}')
+
+    def _is_armed(self):
+        policy = self.async_policy
+        return policy.armed if policy is not None else self.armed
 
     def _publish_status(self):
         if self.runner is None:
@@ -474,6 +604,8 @@ class PolicyNode(LifecycleNode):
         level, message = OK, 'commanding'
         if self.state_label != 'active':
             level, message = WARN, self.state_label
+        elif not self._is_armed():
+            level, message = WARN, 'disarmed: call ~/arm to command'
         elif self.holding:
             level, message = ERROR, 'no frames: holding position'
         elif self.positions is None:
@@ -482,6 +614,9 @@ class PolicyNode(LifecycleNode):
             level, message = WARN, 'waiting for frames'
         elif time.monotonic() - self.last_problem_time < PROBLEM_WINDOW:
             level, message = WARN, self.last_problem
+        elif (self.async_policy is not None and time.monotonic() -
+              self.async_policy.loop.last_hold[0] < PROBLEM_WINDOW):
+            level, message = WARN, f'holding: {self.async_policy.loop.last_hold[1]}'
         self.diag_pub.publish(diagnostic_array(
             self, 'aura_ros: policy', level, message, dict(
                 writes=report['total_writes'], steps=report['total_steps'],
@@ -493,8 +628,16 @@ class PolicyNode(LifecycleNode):
                 dropped_frames=self.counts['skipped_frames'],
                 latency_ms_p50=f'{np.percentile(lat, 50):.1f}',
                 latency_ms_p99=f'{np.percentile(lat, 99):.1f}',
-                step_ms_mean=f'{mean_ms:.2f}',
+                step_ms_mean=f'{mean_ms:.2f}', armed=report['armed'],
+                execution=report['execution'], **self._async_values(),
                 **{f'count_{k}': v for k, v in self.counts.items()})))
+
+    def _async_values(self):
+        if self.async_policy is None:
+            return {}
+        stats = self.async_policy.stats()
+        return {f'async_{k}': (f'{v:.2f}' if isinstance(v, float) else v)
+                for k, v in stats.items() if k != 'armed'}
 
 
 def spin(node):

@@ -24,3 +24,5 @@ def test_two_namespaced_arms_each_drive_their_own_sim(tmp_path):
         assert set(contents.topics) >= {f'/{ns}/aura/gate_events', f'/{ns}/sim/episode_result'}
         assert all(t.startswith(f'/{ns}/') for t in contents.topics), contents.topics
         assert len(contents.gate) == result.steps, ns
+        # the shipped parameter file reached the namespaced policy: its memory is loaded
+        assert {r.state_bytes for r in contents.gate} == {4224}, ns

@@ -12,20 +12,9 @@ from trajectory_msgs.msg import JointTrajectory
 
 from aura_ros.imaging import rgb_to_msg_fields
 from aura_ros.nodes.policy_node import FRAMES_QOS, PolicyNode
-from helpers import joint_state, spin_until
+from helpers import joint_state, overrides, spin_until
 
 pytestmark = pytest.mark.ros
-
-
-def overrides(tiny_models, **extra):
-    block = dict(tiny_models['pi0_block'], model_path=str(tiny_models['root'] / 'pi0'))
-    values = {f'backbone.{k}': v for k, v in block.items()}
-    values.update({'memory.checkpoint': str(tiny_models['memory_pi0']),
-                   'command.lower_limits': [-1.0, -1.0, -1.0],
-                   'command.upper_limits': [1.0, 1.0, 1.0], 'autostart': False,
-                   'frame_timeout': 0.3, 'status_rate': 10.0})
-    values.update(extra)
-    return [Parameter(k, value=v) for k, v in values.items()]
 
 
 @pytest.fixture

@@ -1,0 +1,135 @@
+"""Asynchronous execution of a PolicyRunner: inference on the newest frame in one thread,
+commands at the control rate in another. No ROS (the policy node and benchmarks give it
+callbacks), no torch import of its own.
+
+    frames --submit--> InferenceWorker --runner.infer_chunk--> TimedChunk --push--> ControlLoop
+    control thread, every 1 / control_rate s: ControlLoop.tick(now, positions) --send--> robot
+
+One memory step per processed frame (frames that arrive while inference runs replace each
+other; the newest is processed next). Every command passes the ControlLoop's promise: armed
+only, finite, within the joint limits, max_delta and max_velocity x period of the previous
+command; without an executable chunk it holds the previous command.
+"""
+import threading
+import time
+from collections import deque
+
+import numpy as np
+
+from aura_ros.control.chunks import ChunkExecutor
+from aura_ros.control.loop import ControlLoop, InferenceWorker
+from aura_ros.control.rates import RateMeter
+
+
+class AsyncPolicy:
+    def __init__(self, runner, send, positions, on_step=None, lock=None, control_rate=100.0,
+                 action_period=1 / 30, transition='blend', blend_s=0.1, ensemble_decay=0.0,
+                 max_age_s=1.0, start_armed=False, instruction=lambda: ''):
+        """``send(command)`` publishes a (J,) command; ``positions()`` returns the newest
+        measured positions (or None); ``on_step(context, chunk, info)`` runs after each
+        inference (gate events, snapshots); ``lock`` guards the runner against other users
+        (services resetting the memory); ``instruction()`` is the current task text."""
+        self.runner, self.send, self.positions = runner, send, positions
+        self.instruction = instruction
+        self.on_step = on_step or (lambda *_: None)
+        self.lock = lock or threading.Lock()
+        self.action_period = float(action_period)
+        self.loop = ControlLoop(ChunkExecutor(transition, blend_s, ensemble_decay, max_age_s),
+                                runner.limits, 1.0 / control_rate, start_armed)
+        self.periods = deque(maxlen=2000)     # measured control periods (s)
+        self.inference_rate, self.command_rate = RateMeter(), RateMeter()
+        self.late_ticks = 0
+        self._send_lock = threading.Lock()   # a tick's command never follows disarm's hold
+        self._stop = threading.Event()
+        self.worker = InferenceWorker(self._infer, self._deliver)
+        self.thread = threading.Thread(target=self._control, name='aura-control', daemon=True)
+        self.thread.start()
+
+    # ---- settings and arming ---------------------------------------------------------------
+    def configure(self, control_rate=None, **executor):
+        """Run-time changes; ValueError (with the reason) leaves everything unchanged."""
+        if control_rate is not None and not 1.0 <= float(control_rate) <= 500.0:
+            raise ValueError(f'control_rate must be in [1, 500] Hz, got {control_rate}')
+        with self.loop.lock:
+            self.loop.executor.configure(**executor)
+            if control_rate is not None:
+                self.loop.period = 1.0 / float(control_rate)
+
+    def arm(self):
+        self.loop.arm()
+
+    def disarm(self):
+        """Stop commanding; the one hold command (measured positions) is sent."""
+        with self._send_lock:
+            held = self.loop.disarm(self._positions())
+            if held is not None:
+                self.send(held)
+        return held
+
+    @property
+    def armed(self):
+        return self.loop.armed
+
+    # ---- inference ---------------------------------------------------------------------------
+    def submit(self, image, positions, obs_time, context=None):
+        """A frame (H, W, 3 uint8) seen at ``obs_time`` (time.monotonic clock) with the joint
+        positions measured then. Never blocks."""
+        self.worker.submit((image, positions, obs_time, context))
+
+    def _infer(self, observation):
+        image, positions, obs_time, context = observation
+        with self.lock:
+            chunk, info = self.runner.infer_chunk(image, positions, obs_time,
+                                                  self.action_period, self.instruction())
+            self.on_step(context, chunk, info)
+        self.inference_rate.tick()
+        return chunk
+
+    def _deliver(self, chunk):
+        self.loop.push(chunk, time.monotonic())
+
+    # ---- control -----------------------------------------------------------------------------
+    def _positions(self):
+        q = self.positions()
+        return None if q is None else np.asarray(q, np.float64)
+
+    def _control(self):
+        last = next_t = time.monotonic()
+        while not self._stop.is_set():
+            now = time.monotonic()
+            self.periods.append(now - last)
+            last = now
+            q = self._positions()
+            with self._send_lock:
+                tick = self.loop.tick(now, q if q is not None else np.full(1, np.nan))
+                if tick.command is not None:
+                    self.send(tick.command)
+                    self.command_rate.tick(now)
+            next_t += self.loop.period
+            if next_t < time.monotonic():          # overran a whole period: do not burst
+                self.late_ticks += 1
+                next_t = time.monotonic() + self.loop.period
+            self._stop.wait(max(0.0, next_t - time.monotonic()))
+
+    def stop(self, timeout=1.0):
+        self._stop.set()
+        ok = self.worker.stop(timeout)
+        self.thread.join(timeout)
+        return ok and not self.thread.is_alive()
+
+    # ---- diagnostics -------------------------------------------------------------------------
+    def stats(self, now=None):
+        now = time.monotonic() if now is None else now
+        periods = np.array(self.periods) if self.periods else np.zeros(1)
+        chunk = self.loop.executor.newest
+        target = self.loop.period
+        return dict(
+            armed=self.armed, control_rate_target_hz=1.0 / target,
+            control_rate_hz=self.command_rate.rate(now),
+            inference_rate_hz=self.inference_rate.rate(now),
+            period_jitter_p99_ms=1e3 * float(np.percentile(np.abs(periods - target), 99)),
+            chunk_age_ms=1e3 * (now - chunk.obs_time) if chunk is not None else -1.0,
+            skipped_actions=self.loop.executor.skipped, holds=self.loop.holds,
+            late_ticks=self.late_ticks, inference_errors=self.worker.errors,
+            last_inference_error=self.worker.last_error,
+            inference_ms=1e3 * self.worker.last_latency_s, dropped_frames=self.worker.dropped)

@@ -1,0 +1,123 @@
+"""AsyncPolicy with a real PolicyRunner over a scripted backbone: arming, commands at the
+control rate from time-stamped chunks, holds when inference is slower than a chunk, errors."""
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from aura_ros.backbones.base import Backbone, BackboneConfig, Encoding
+from aura_ros.control.async_policy import AsyncPolicy
+from aura_ros.policy import CommandLimits, PolicyRunner
+
+IMAGE = np.zeros((8, 8, 3), np.uint8)
+
+
+class SlowBackbone(Backbone):
+    """Chunks of constant per-step deltas, predicted after ``delay`` seconds."""
+
+    def __init__(self, delay=0.0, delta=0.01, chunk=8, fail=False):
+        super().__init__(BackboneConfig(adapter='remote', action_dim=2, chunk_size=chunk,
+                                        steps_per_chunk=chunk))
+        self.feature_dim, self.delay, self.delta, self.chunk = 4, delay, delta, chunk
+        self.fail = fail
+
+    def encode(self, image, state, instruction=''):
+        return Encoding(features=torch.zeros(4))
+
+    def act(self, encoding, noise_seed=None):
+        time.sleep(self.delay)
+        if self.fail:
+            raise RuntimeError('backbone exploded')
+        return np.full((self.chunk, 2), self.delta, np.float32)
+
+
+def make(backbone, start_armed=True, **kw):
+    limits = CommandLimits(lower=[-1, -1], upper=[1, 1], max_delta=0.1, max_velocity=1.0)
+    runner = PolicyRunner(backbone, None, limits)
+    sent, q = [], [np.zeros(2)]
+    lock = threading.Lock()
+
+    def send(command):
+        with lock:
+            sent.append((time.monotonic(), np.array(command)))
+
+    policy = AsyncPolicy(runner, send, lambda: q[0], control_rate=200.0, action_period=0.02,
+                         start_armed=start_armed, **kw)
+    return policy, sent, q
+
+
+def feed(policy, q, seconds, every=0.02):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        policy.submit(IMAGE, q[0].copy(), time.monotonic())
+        time.sleep(every)
+
+
+def test_disarmed_sends_nothing_armed_follows_the_chunks_within_limits():
+    policy, sent, q = make(SlowBackbone(), start_armed=False, transition='blend')
+    try:
+        feed(policy, q, 0.3)
+        assert sent == [] and policy.stats()['inference_rate_hz'] > 0   # inference ran
+        policy.arm()
+        feed(policy, q, 0.5)
+    finally:
+        assert policy.stop()
+    commands = np.array([c for _, c in sent])
+    assert len(commands) > 50                                   # ~200 Hz for 0.5 s
+    assert np.all(np.isfinite(commands)) and np.all(np.abs(commands) <= 1.0)
+    steps = np.abs(np.diff(commands, axis=0))
+    assert steps.max() <= 1.0 * 0.005 + 1e-9                    # max_velocity x period
+    # the arm does not move (q stays 0): each chunk asks for 0.01 rad per 0.02 s from q
+    assert commands[-1] == pytest.approx([0.01 + 0.5 * 0.01] * 2, abs=0.02)
+
+
+def test_holds_when_inference_is_slower_than_the_chunk_and_counts_it():
+    # chunk of 4 actions x 0.02 s = 0.06 s horizon; inference takes 0.2 s
+    policy, sent, q = make(SlowBackbone(delay=0.2, chunk=4), transition='latest')
+    try:
+        feed(policy, q, 1.0)
+        stats = policy.stats()
+    finally:
+        policy.stop()
+    assert stats['holds'] > 20 and stats['skipped_actions'] > 0
+    commands = np.array([c for _, c in sent])
+    assert np.all(np.isfinite(commands))
+
+
+def test_worker_errors_are_counted_and_the_control_loop_keeps_holding():
+    policy, sent, q = make(SlowBackbone(fail=True))
+    try:
+        feed(policy, q, 0.3)
+        stats = policy.stats()
+    finally:
+        policy.stop()
+    assert stats['inference_errors'] >= 3 and 'backbone exploded' in stats[
+        'last_inference_error']
+    assert len(sent) > 20 and all(np.array_equal(c, np.zeros(2)) for _, c in sent)  # held
+
+
+def test_run_time_changes_apply_or_are_refused_unchanged_and_disarm_holds():
+    policy, sent, q = make(SlowBackbone(), transition='latest')
+    try:
+        policy.configure(control_rate=50.0, transition='temporal_ensemble')
+        assert policy.loop.period == pytest.approx(0.02)
+        assert policy.loop.executor.transition == 'temporal_ensemble'
+        for bad in (dict(control_rate=1000.0), dict(transition='jump'),
+                    dict(blend_s=-1.0)):
+            with pytest.raises(ValueError):
+                policy.configure(**bad)
+        assert policy.loop.period == pytest.approx(0.02)
+        assert policy.loop.executor.transition == 'temporal_ensemble'
+        feed(policy, q, 0.2)
+        q[0] = np.array([0.3, -0.2])
+        held = policy.disarm()
+        n = len(sent)
+        time.sleep(0.1)
+        assert len(sent) == n and not policy.armed          # nothing after the hold
+        np.testing.assert_array_equal(held, [0.3, -0.2])
+        np.testing.assert_array_equal(sent[-1][1], [0.3, -0.2])
+    finally:
+        start = time.monotonic()
+        assert policy.stop(timeout=1.0) and time.monotonic() - start < 1.0
