@@ -93,7 +93,7 @@ class PolicyNode(LifecycleNode):
         self.state_label = 'unconfigured'
         # Diagnostics in every lifecycle state (an unconfigured node says why).
         self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
-        self.status_pub = None
+        self.status_pub = self.command_pub = self.gate_pub = None   # lifecycle: on configure
         self.create_timer(1.0 / self.p['status_rate'], self.publish_status)
         self.add_post_set_parameters_callback(self._apply_parameters)
         if self.p['autostart']:  # once the executor spins: configure, then activate
@@ -241,13 +241,15 @@ class PolicyNode(LifecycleNode):
         return memory
 
     def _create_interfaces(self):
+        """Lifecycle publishers (they publish only while active; destroyed on cleanup), the
+        subscriptions, services and the watchdog of a configured node."""
         p = self.p
-        if p['command.type'] == 'joint_trajectory':
-            self.command_pub = self.create_publisher(JointTrajectory, p['command.topic'], 10)
-        else:
-            self.command_pub = self.create_publisher(Float64MultiArray, p['command.topic'], 10)
-        self.gate_pub = self.create_publisher(GateEvent, topics.GATE_EVENTS, 100)
-        self.status_pub = self.create_publisher(MemoryStatus, topics.MEMORY_STATUS, 10)
+        command_type = JointTrajectory if p['command.type'] == 'joint_trajectory' else \
+            Float64MultiArray
+        self.command_pub = self.create_lifecycle_publisher(command_type, p['command.topic'], 10)
+        self.gate_pub = self.create_lifecycle_publisher(GateEvent, topics.GATE_EVENTS, 100)
+        self.status_pub = self.create_lifecycle_publisher(MemoryStatus, topics.MEMORY_STATUS,
+                                                          10)
         self._aura_subs = [
             self.create_subscription(Image, p['frames_topic'], self.on_frame, FRAMES_QOS),
             self.create_subscription(JointState, p['joint_states_topic'], self.on_joint_state,
@@ -315,6 +317,10 @@ class PolicyNode(LifecycleNode):
             self.destroy_service(srv)
         for timer in getattr(self, '_aura_timers', []):
             self.destroy_timer(timer)
+        for name in ('command_pub', 'gate_pub', 'status_pub'):
+            if getattr(self, name, None) is not None:
+                self.destroy_lifecycle_publisher(getattr(self, name))
+            setattr(self, name, None)
         self._aura_subs, self._aura_services, self._aura_timers = [], [], []
 
     # ---- inputs -----------------------------------------------------------------------------
@@ -459,6 +465,8 @@ class PolicyNode(LifecycleNode):
         self.latencies.append(1e3 * (now_s - stamp_to_sec(msg.header.stamp)))
 
     def publish_command(self, positions):
+        if self.command_pub is None:          # cleaned up: nothing to command with
+            return
         p = self.p
         if p['command.type'] == 'joint_trajectory':
             msg = JointTrajectory(joint_names=list(p['command.joint_names']))
@@ -474,6 +482,8 @@ class PolicyNode(LifecycleNode):
         self.command_rate.tick()
 
     def publish_gate_event(self, frame, step, runner, publish_ms):
+        if self.gate_pub is None:
+            return
         mem = runner.memory
         event = GateEvent(step=mem.total_steps if mem else self.counts['steps'],
                           wrote=step.wrote, gate_probability=float(step.gate_probability),

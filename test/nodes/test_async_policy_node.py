@@ -105,10 +105,19 @@ def test_async_execution_arming_rates_and_run_time_changes(ros_context, tiny_mod
         steps = node.runner.memory.total_steps
         stream(0.3)
         assert node.runner.memory.total_steps == steps     # disarmed: memory does not step
-    finally:
+        # lifecycle publishers: silent while inactive, gone after cleanup
+        assert test.count_publishers('/aura/joint_commands') == 1
         assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
         assert node.async_policy is None
+        n = len(commands)
+        node.publish_command(np.zeros(3))
+        spin_until(executor, lambda: False, 0.3)
+        assert len(commands) == n
         assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        assert spin_until(executor, lambda: test.count_publishers('/aura/joint_commands') == 0
+                          and test.count_publishers('/aura/gate_events') == 0, 5.0)
+    finally:
+        node._stop_worker()
         executor.shutdown()
         test.destroy_node()
         node.destroy_node()
