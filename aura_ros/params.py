@@ -228,6 +228,35 @@ SIM_PARAMS = [
               range=(0.0, 3600.0), read_only=True),
 ]
 
+RECORDER_PARAMS = [
+    ParamSpec('topics', STRING_ARRAY, list(topics.RECORDED), 'topics to record (relative names '
+              "resolve in the recorder's namespace)", read_only=True),
+    ParamSpec('output', STRING, '', 'bag directory (empty: aura_bag_<time>)', read_only=True),
+    ParamSpec('storage', STRING, 'mcap', 'bag storage', choices=('mcap', 'sqlite3'),
+              read_only=True),
+    ParamSpec('flush_period', DOUBLE, 1.0, 'seconds between flushes to disk',
+              range=(0.01, 3600.0), read_only=True),
+]
+
+MONITOR_PARAMS = [
+    ParamSpec('max_events', INTEGER, 0, 'exit after this many gate events (0 = never)',
+              range=(0, 2**31 - 1), read_only=True),
+    ParamSpec('idle_timeout', DOUBLE, 0.0, 'exit after this many seconds without messages '
+              '(0 = never)', range=(0.0, 86400.0), read_only=True),
+]
+
+STATUS_PUBLISHER_PARAMS = [
+    ParamSpec('count', INTEGER, 20, 'messages to publish before exiting (0 = forever)',
+              range=(0, 1_000_000), read_only=True),
+    ParamSpec('period', DOUBLE, 0.05, 'seconds between messages', range=(0.001, 10.0),
+              read_only=True),
+    ParamSpec('write_every', INTEGER, 5, 'write on every N-th step', range=(1, 1000),
+              read_only=True),
+    ParamSpec('wait_for_subscriber', DOUBLE, 0.0, 'seconds to wait for a gate-events '
+              'subscriber before publishing (0 = start at once)', range=(0.0, 600.0),
+              read_only=True),
+]
+
 def _md_value(value):
     if isinstance(value, bool):
         return 'true' if value else 'false'

@@ -1,5 +1,13 @@
 """The README documents every node parameter and the two commands."""
-from aura_ros.params import PERCEPTION_PARAMS, POLICY_PARAMS, SIM_PARAMS, markdown_rows
+from aura_ros.params import (
+    MONITOR_PARAMS,
+    PERCEPTION_PARAMS,
+    POLICY_PARAMS,
+    RECORDER_PARAMS,
+    SIM_PARAMS,
+    STATUS_PUBLISHER_PARAMS,
+    markdown_rows,
+)
 from conftest import REPO
 
 README = (REPO / 'README.md').read_text()
@@ -7,7 +15,9 @@ README = (REPO / 'README.md').read_text()
 
 def test_every_parameter_is_documented_with_its_default():
     lines = README.splitlines()
-    for row in markdown_rows(POLICY_PARAMS + PERCEPTION_PARAMS + SIM_PARAMS):  # whole rows
+    every = (POLICY_PARAMS + PERCEPTION_PARAMS + SIM_PARAMS + RECORDER_PARAMS + MONITOR_PARAMS +
+             STATUS_PUBLISHER_PARAMS)
+    for row in markdown_rows(every):  # whole rows: name, type, default, range, description
         assert row in lines, row
 
 

@@ -6,23 +6,20 @@ run until Ctrl-C) or after ``idle_timeout`` seconds without any message once one
 import sys
 import time
 
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 
 from aura_ros import topics
 from aura_ros.msg import GateEvent, MemoryStatus
-from aura_ros.nodes.common import run_node, spin_until_done
+from aura_ros.nodes.common import declare_params, run_node, spin_until_done
+from aura_ros.params import MONITOR_PARAMS
 
 
 class GateMonitor(Node):
     def __init__(self):
         super().__init__('gate_monitor')
-        self.declare_parameter('max_events', 0, ParameterDescriptor(
-            description='exit after this many gate events (0 = never)'))
-        self.declare_parameter('idle_timeout', 0.0, ParameterDescriptor(
-            description='exit after this many seconds without messages (0 = never)'))
-        self.max_events = self.get_parameter('max_events').value
-        self.idle_timeout = self.get_parameter('idle_timeout').value
+        self.p = declare_params(self, MONITOR_PARAMS)
+        self.max_events = self.p['max_events']
+        self.idle_timeout = self.p['idle_timeout']
         self.events = 0
         self.last_message = None
         self.create_subscription(GateEvent, topics.GATE_EVENTS, self.on_event, 100)

@@ -15,16 +15,12 @@ import time
 from pathlib import Path
 
 import rclpy
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
-from aura_ros import topics
-from aura_ros.nodes.common import run_node
-
-DEFAULT_TOPICS = list(topics.RECORDED)
-STORAGES = ('mcap', 'sqlite3')
+from aura_ros.nodes.common import declare_params, run_node
+from aura_ros.params import RECORDER_PARAMS
 
 
 def message_class(msgtype):
@@ -56,17 +52,10 @@ class GateRecorder(Node):
     def __init__(self, **kwargs):
         super().__init__('gate_recorder', **kwargs)
 
-        def declare(name, default, description):
-            return self.declare_parameter(name, default, ParameterDescriptor(
-                description=description, read_only=True)).value
+        p = declare_params(self, RECORDER_PARAMS)
         # relative names resolve in the node's namespace (the graph lists full names)
-        self.topics = [self.resolve_topic_name(t) for t in
-                       declare('topics', DEFAULT_TOPICS, 'topics to record')]
-        output = declare('output', '', 'bag directory (default: aura_bag_<time>)')
-        storage = declare('storage', 'mcap', 'mcap or sqlite3')
-        self.flush_period = declare('flush_period', 1.0, 'seconds between flushes to disk')
-        if storage not in STORAGES:
-            raise ValueError(f'storage must be one of {STORAGES}, got {storage!r}')
+        self.topics = [self.resolve_topic_name(t) for t in p['topics']]
+        output, storage, self.flush_period = p['output'], p['storage'], p['flush_period']
         self.path = Path(output or time.strftime('aura_bag_%Y%m%d_%H%M%S'))
         from rosbags.rosbag2 import StoragePlugin, Writer
         plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3

@@ -7,12 +7,12 @@ writing every ``write_every``-th step, and a MemoryStatus on ``/aura/memory_stat
 import sys
 import time
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 
 from aura_ros import topics
 from aura_ros.msg import GateEvent, MemoryStatus
-from aura_ros.nodes.common import run_node, spin_until_done
+from aura_ros.nodes.common import declare_params, run_node, spin_until_done
+from aura_ros.params import STATUS_PUBLISHER_PARAMS
 
 STATE_BYTES = (32 * 32 + 32) * 4  # fast-weight W (32x32) + bias (32), fp32
 
@@ -20,26 +20,14 @@ STATE_BYTES = (32 * 32 + 32) * 4  # fast-weight W (32x32) + bias (32), fp32
 class StatusPublisher(Node):
     def __init__(self):
         super().__init__('status_publisher')
-        self.declare_parameter('count', 20, ParameterDescriptor(
-            description='messages to publish before exiting (0 = forever)',
-            integer_range=[IntegerRange(from_value=0, to_value=1_000_000, step=1)]))
-        self.declare_parameter('period', 0.05, ParameterDescriptor(
-            description='seconds between messages',
-            floating_point_range=[FloatingPointRange(from_value=0.001, to_value=10.0)]))
-        self.declare_parameter('write_every', 5, ParameterDescriptor(
-            description='write on every N-th step',
-            integer_range=[IntegerRange(from_value=1, to_value=1000, step=1)]))
-        self.declare_parameter('wait_for_subscriber', 0.0, ParameterDescriptor(
-            description='seconds to wait for a /aura/gate_events subscriber before publishing '
-                        '(0 = start at once)',
-            floating_point_range=[FloatingPointRange(from_value=0.0, to_value=600.0)]))
-        self.count = self.get_parameter('count').value
-        self.write_every = self.get_parameter('write_every').value
+        self.p = declare_params(self, STATUS_PUBLISHER_PARAMS)
+        self.count = self.p['count']
+        self.write_every = self.p['write_every']
         self.events = self.create_publisher(GateEvent, topics.GATE_EVENTS, 100)
         self.status = self.create_publisher(MemoryStatus, topics.MEMORY_STATUS, 10)
         self.step = 0
         self.writes = 0
-        self.timer = self.create_timer(self.get_parameter('period').value, self.tick)
+        self.timer = self.create_timer(self.p['period'], self.tick)
 
     def tick(self):
         self.step += 1
@@ -64,7 +52,7 @@ class StatusPublisher(Node):
 
 
 def spin(node):
-    deadline = time.monotonic() + node.get_parameter('wait_for_subscriber').value
+    deadline = time.monotonic() + node.p['wait_for_subscriber']
     while node.events.get_subscription_count() == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
     spin_until_done(node, node.done)
