@@ -82,8 +82,7 @@ class PolicyNode(LifecycleNode):
                            corrupt_snapshots=0, stale_frames_used=0, bad_frames=0,
                            configure_failures=0, refused_parameters=0, disarmed_frames=0)
         self.newest_stamp = 0.0               # newest frame stamp received so far
-        self.snapshot_path = None
-        self.storage_bytes_written = 0
+        self.durable = None                   # DurableMemory when memory.durable
         self.latencies = deque(maxlen=500)
         self.step_times = deque(maxlen=500)
         self.frame_rate = RateMeter()
@@ -159,14 +158,17 @@ class PolicyNode(LifecycleNode):
                                  f'{len(limits.lower)} joint limits')
             self.runner = PolicyRunner(backbone, memory, limits,
                                        self.get_parameter('memory.enabled').value)
-            self.snapshot_path = self._snapshot_path(base_dir) if memory is not None else None
-            if self.snapshot_path is not None:
-                self._restore_snapshot()
+            self.durable = None
+            if memory is not None and self.p['memory.durable']:
+                from aura_ros.nodes.durable import DurableMemory
+                path = DurableMemory.snapshot_path(self.p['memory.snapshot_path'], base_dir)
+                self.durable = DurableMemory(path, memory, self.get_logger(), self.counts)
+                self.durable.restore()
             self._create_interfaces()
         except Exception as exc:  # noqa: BLE001 - any load failure: stay unconfigured
             self.get_logger().error(f'configure failed, staying unconfigured: '
                                     f'{type(exc).__name__}: {exc}')
-            self.runner = None
+            self.runner = self.durable = None
             self._destroy_interfaces()
             self.problem(f'configure failed: {exc}')
             self.counts['configure_failures'] += 1
@@ -181,54 +183,13 @@ class PolicyNode(LifecycleNode):
 
     def _params_dir(self):
         """Folder for relative paths: the --params-file's folder when one was given."""
-        import os
         for i, arg in enumerate(sys.argv):
             if arg == '--params-file' and i + 1 < len(sys.argv):
                 return os.path.dirname(os.path.abspath(sys.argv[i + 1]))
         return os.getcwd()
 
-    def _snapshot_path(self, base_dir):
-        """Validated durable-snapshot path, or None when durability is off."""
-        from aura_ros.paths import resolve_path
-        if not self.p['memory.durable']:
-            return None
-        raw = self.p['memory.snapshot_path']
-        if not raw:
-            raise ValueError('memory.durable is true but memory.snapshot_path is empty')
-        path = resolve_path(raw, base_dir, must_exist=False, kind='memory snapshot')
-        if path.suffix != '.safetensors':
-            raise ValueError(f'memory.snapshot_path must end in .safetensors, got {path}')
-        if path.exists() and not path.is_file():
-            raise ValueError(f'memory.snapshot_path {path} exists and is not a file')
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def _restore_snapshot(self):
-        from aura_ros.core.snapshot import SnapshotError, load_snapshot
-        path, memory = self.snapshot_path, self.runner.memory
-        if not path.exists():
-            self.get_logger().info(f'durable memory: no snapshot at {path} yet, starting empty')
-            return
-        try:
-            load_snapshot(path, memory)
-            self.get_logger().info(f'durable memory: restored {path} ({memory.total_steps} '
-                                   f'steps, {memory.total_writes} writes)')
-        except (SnapshotError, OSError) as exc:
-            aside = path.with_name(path.name + '.corrupt')
-            os.replace(path, aside)
-            memory.reset()
-            self.counts['corrupt_snapshots'] += 1
-            self.get_logger().error(f'durable memory: {exc}; moved it to {aside}, starting with '
-                                    f'an empty memory')
-
     def _save_snapshot(self):
-        from aura_ros.core.snapshot import save_snapshot
-        try:
-            self.storage_bytes_written += save_snapshot(self.snapshot_path, self.runner.memory)
-            self.counts['snapshots'] += 1
-        except OSError as exc:
-            self.counts['snapshot_errors'] += 1
-            self.log('error', f'durable memory: snapshot failed: {exc}')
+        self.durable.save(lambda message: self.log('error', message))
 
     def _load_memory(self, base_dir):
         from aura_ros.core import load_memory
@@ -291,7 +252,7 @@ class PolicyNode(LifecycleNode):
         self._destroy_interfaces()
         if self.runner is not None:
             self.runner.backbone.close()
-        self.runner = None
+        self.runner = self.durable = None
         self.state_label = 'unconfigured'
         return TransitionCallbackReturn.SUCCESS
 
@@ -427,7 +388,7 @@ class PolicyNode(LifecycleNode):
 
     def _after_async_step(self, msg, chunk, step):
         """Worker thread, runner lock held: one memory step was taken for ``msg``."""
-        if step.wrote and self.snapshot_path is not None:
+        if step.wrote and self.durable is not None:
             self._save_snapshot()
         self.holding = False
         self.counts['steps'] += 1
@@ -448,7 +409,7 @@ class PolicyNode(LifecycleNode):
                 return
             t0 = time.perf_counter()
             step = runner.step(image, positions, instruction)
-            if step.wrote and self.snapshot_path is not None:  # storage writes = gate writes
+            if step.wrote and self.durable is not None:  # storage writes = gate writes
                 self._save_snapshot()
             if step.command is not None:
                 self.holding = False
@@ -524,7 +485,7 @@ class PolicyNode(LifecycleNode):
                 response.success, response.message = False, 'not configured'
                 return response
             self.runner.reset()
-            if self.snapshot_path is not None:
+            if self.durable is not None:
                 self._save_snapshot()
         response.success, response.message = True, 'memory reset'
         return response
@@ -575,9 +536,10 @@ class PolicyNode(LifecycleNode):
                     total_writes=mem.total_writes if mem else 0,
                     bytes_written=mem.bytes_written if mem else 0,
                     write_rate=(mem.total_writes / steps) if steps else 0.0,
-                    storage_bytes_written=self.storage_bytes_written,
+                    storage_bytes_written=self.durable.bytes_written if self.durable else 0,
                     state_sha256=state_digest(mem) if mem else '',
-                    snapshot_path=str(self.snapshot_path or ''), counts=dict(self.counts))
+                    snapshot_path=str(self.durable.path if self.durable else ''),
+                    counts=dict(self.counts))
 
     def publish_status(self):
         try:
