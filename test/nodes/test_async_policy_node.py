@@ -94,6 +94,20 @@ def test_async_execution_arming_rates_and_run_time_changes(ros_context, tiny_mod
         assert not result.results[0].successful and 'chunk.transition' in \
             result.results[0].reason
         assert node.async_policy.loop.executor.transition == 'latest'
+        # frames stop (joint states go on): the newest chunk ages past chunk.max_age (set at
+        # run time), the loop repeats its last command (hold) and the watchdog flags it
+        result = call(executor, set_params, SetParameters.Request(parameters=[
+            param('chunk.max_age', 0.3)]))
+        assert result.results[0].successful
+        holds, n = node.async_policy.loop.holds, len(commands)
+        end = test.get_clock().now().nanoseconds + int(1.2e9)
+        while test.get_clock().now().nanoseconds < end:
+            joints.publish(joint_state(test, (0.1, 0.2, 0.3)))
+            spin_until(executor, lambda: False, 0.033)
+        tail = np.array(commands[n:])[-30:]
+        assert len(tail) == 30 and np.all(tail == tail[-1])      # the same command, held
+        assert node.async_policy.loop.holds > holds + 30 and node.holding
+        assert 'max_chunk_age 0.3' in node.async_policy.loop.last_hold[1]
         # disarm: one hold command at the measured positions, then silence
         assert call(executor, disarm).success
         spin_until(executor, lambda: False, 0.2)      # commands already in flight arrive
