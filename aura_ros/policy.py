@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from aura_ros.control.chunks import TimedChunk, delta_chunk_to_positions
+from aura_ros.control.chunks import TimedChunk, chunk_targets
 
 
 @dataclass
@@ -41,6 +41,21 @@ class CommandLimits:
             raise ValueError("action_type must be 'delta' or 'absolute'")
         if not (self.max_velocity > 0):   # inf allowed (no velocity limit), NaN refused
             raise ValueError('max_velocity must be > 0')
+
+    def measured(self, positions):
+        """Measured joint positions as float64, or None when missing, mis-shaped or not
+        finite (nothing may be commanded from them)."""
+        if positions is None:
+            return None
+        positions = np.asarray(positions, np.float64)
+        if positions.shape != self.lower.shape or not np.all(np.isfinite(positions)):
+            return None
+        return positions
+
+    def hold_at(self, positions):
+        """The hold command at measured positions (clipped into the limits), or None."""
+        positions = self.measured(positions)
+        return None if positions is None else np.clip(positions, self.lower, self.upper)
 
     def clamp(self, target, reference, dt=None):
         """``target`` moved at most one step from ``reference`` (max_delta, and
@@ -143,8 +158,8 @@ class PolicyRunner:
         for the times obs_time + (k + 1) * dt (``dt`` = the period the actions were trained
         at); a non-finite chunk raises ValueError (the worker counts it, nothing is sent)."""
         t0 = time.perf_counter()
-        positions = np.asarray(positions, np.float64)
-        if positions.shape != self.limits.lower.shape or not np.all(np.isfinite(positions)):
+        positions = self.limits.measured(positions)
+        if positions is None:
             raise ValueError('joint positions missing or not finite')
         encoding = self.backbone.encode(image, positions.astype(np.float32), instruction)
         chunk = np.asarray(self.backbone.act(encoding, self.noise_seed()), np.float32)
@@ -160,8 +175,8 @@ class PolicyRunner:
         t2 = time.perf_counter()
         actions = chunk.astype(np.float64) + residual
         timed = TimedChunk(t0=obs_time + dt, dt=dt, obs_time=obs_time,
-                           positions=delta_chunk_to_positions(positions, actions,
-                                                              self.limits.action_type))
+                           positions=chunk_targets(positions, actions,
+                                                   self.limits.action_type))
         info = PolicyStep(command=None, action=actions[0], base_action=base.astype(np.float64),
                           wrote=wrote, gate_probability=prob, surprise=surprise,
                           backbone_ms=1e3 * (t1 - t0), memory_ms=1e3 * (t2 - t1),
@@ -176,7 +191,8 @@ class PolicyRunner:
         action = np.asarray(action, np.float64)
         if action.shape != lim.lower.shape or not np.all(np.isfinite(action)):
             return None, f'non-finite or mis-shaped action {action.tolist()}'
-        if positions.shape != lim.lower.shape or not np.all(np.isfinite(positions)):
+        positions = lim.measured(positions)
+        if positions is None:
             return None, 'joint positions missing or not finite'
         target = positions + action if lim.action_type == 'delta' else action
         reference = self.last_command if self.last_command is not None else positions
@@ -192,10 +208,9 @@ class PolicyRunner:
 
     def hold(self, positions):
         """Hold command (watchdog): the measured positions, clamped to the limits."""
-        positions = np.asarray(positions, np.float64)
-        if positions.shape != self.limits.lower.shape or not np.all(np.isfinite(positions)):
+        held = self.limits.hold_at(positions)
+        if held is None:
             return None
-        held = np.clip(positions, self.limits.lower, self.limits.upper)
         self.last_command = held
         self._queue = []
         return held

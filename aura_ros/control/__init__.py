@@ -4,9 +4,9 @@ from aura_ros.control.chunks import (
     TRANSITIONS,
     ChunkExecutor,
     TimedChunk,
-    delta_chunk_to_positions,
+    chunk_targets,
 )
 from aura_ros.control.loop import ControlLoop, InferenceWorker, Tick
 
 __all__ = ['TRANSITIONS', 'ChunkExecutor', 'ControlLoop', 'InferenceWorker', 'Tick',
-           'TimedChunk', 'delta_chunk_to_positions']
+           'TimedChunk', 'chunk_targets']

@@ -61,7 +61,7 @@ class AsyncPolicy:
     def disarm(self):
         """Stop commanding; the one hold command (measured positions) is sent."""
         with self._send_lock:
-            held = self.loop.disarm(self._positions())
+            held = self.loop.disarm(self.positions())
             if held is not None:
                 self.send(held)
         return held
@@ -89,19 +89,15 @@ class AsyncPolicy:
         self.loop.push(chunk, time.monotonic())
 
     # ---- control -----------------------------------------------------------------------------
-    def _positions(self):
-        q = self.positions()
-        return None if q is None else np.asarray(q, np.float64)
-
     def _control(self):
         last = next_t = time.monotonic()
         while not self._stop.is_set():
             now = time.monotonic()
             self.periods.append(now - last)
             last = now
-            q = self._positions()
+            q = self.positions()
             with self._send_lock:
-                tick = self.loop.tick(now, q if q is not None else np.full(1, np.nan))
+                tick = self.loop.tick(now, q)
                 if tick.command is not None:
                     self.send(tick.command)
                     self.command_rate.tick(now)

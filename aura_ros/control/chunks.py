@@ -68,7 +68,7 @@ class TimedChunk:
         return int(np.clip(math.floor((t - self.t0) / self.dt) + 1, 0, len(self.positions)))
 
 
-def delta_chunk_to_positions(q_obs, actions, action_type='delta'):
+def chunk_targets(q_obs, actions, action_type='delta'):
     """Joint targets of a chunk predicted at joint positions ``q_obs``: 'absolute' actions are
     the targets; 'delta' actions are per-step increments, so target k = q_obs + a_0 + .. + a_k
     (the arm at the observation plus the increments executed up to action k)."""

@@ -54,14 +54,16 @@ class ControlLoop:
         with self.lock:
             self.armed = False
             self.executor.clear()
-            return self._hold(positions)
+            self.last_command = self.limits.hold_at(positions)
+            return self.last_command
 
     def tick(self, now, positions):
-        positions = np.asarray(positions, np.float64)
+        """The command at ``now`` given the measured ``positions`` (None: none fresh)."""
+        positions = self.limits.measured(positions)
         with self.lock:
             if not self.armed:
                 return Tick(None, reason='disarmed')
-            if positions.shape != self.limits.lower.shape or not np.all(np.isfinite(positions)):
+            if positions is None:
                 return Tick(None, reason='joint positions missing or not finite')
             target, reason = self.executor.sample(now)
             reference = self.last_command if self.last_command is not None else positions
@@ -72,14 +74,6 @@ class ControlLoop:
                 return Tick(self.last_command, held=True, reason=reason)
             self.last_command = self.limits.clamp(target, reference, self.period)
             return Tick(self.last_command)
-
-    def _hold(self, positions):
-        positions = np.asarray(positions, np.float64)
-        if positions.shape != self.limits.lower.shape or not np.all(np.isfinite(positions)):
-            self.last_command = None
-            return None
-        self.last_command = np.clip(positions, self.limits.lower, self.limits.upper)
-        return self.last_command
 
 
 class InferenceWorker:

@@ -70,7 +70,7 @@ class PolicyNode(LifecycleNode):
         self.stop_event = threading.Event()
         self.worker = None
         self.async_policy = None              # execution: async
-        self.armed = self.p['start_armed']
+        self.armed = self.p['start_armed']     # the one armed state (AsyncPolicy mirrors it)
         self.positions = None                 # latest valid joint positions (command order)
         self.positions_time = 0.0
         self.last_frame_time = None
@@ -156,8 +156,8 @@ class PolicyNode(LifecycleNode):
             if len(self.p['command.joint_names']) != len(limits.lower):
                 raise ValueError(f"{len(self.p['command.joint_names'])} joint names but "
                                  f'{len(limits.lower)} joint limits')
-            self.runner = PolicyRunner(backbone, memory, limits,
-                                       self.get_parameter('memory.enabled').value)
+            self.runner = PolicyRunner(backbone, memory, limits)
+            self._apply_to_runner(self.runner)
             self.durable = None
             if memory is not None and self.p['memory.durable']:
                 from aura_ros.nodes.durable import DurableMemory
@@ -197,9 +197,7 @@ class PolicyNode(LifecycleNode):
         path = self.p['memory.checkpoint']
         if not path:
             return None
-        memory = load_memory(resolve_path(path, base_dir, kind='memory checkpoint'))
-        memory.config.gate_threshold = self.get_parameter('memory.gate_threshold').value
-        return memory
+        return load_memory(resolve_path(path, base_dir, kind='memory checkpoint'))
 
     def _create_interfaces(self):
         """Lifecycle publishers (they publish only while active; destroyed on cleanup), the
@@ -267,7 +265,6 @@ class PolicyNode(LifecycleNode):
             self.worker.join(timeout=5.0)
         self.worker = None
         if self.async_policy is not None:
-            self.armed = self.async_policy.armed
             self.async_policy.stop()
         self.async_policy = None
 
@@ -358,7 +355,7 @@ class PolicyNode(LifecycleNode):
     def _observation(self, msg):
         """(image, positions) of a frame, or None (counted and logged) when it cannot be
         used: disarmed, no fresh joint states, or a malformed frame."""
-        if not self.armed and (self.async_policy is None or not self.async_policy.armed):
+        if not self.armed:
             self.counts['disarmed_frames'] += 1
             return None
         positions = self._fresh_positions()
@@ -469,8 +466,7 @@ class PolicyNode(LifecycleNode):
         if silent > self.get_parameter('frame_timeout').value and not self.holding:
             if self.async_policy is None and self.armed:
                 with self.lock:
-                    held = (self.runner.hold(self.positions) if self.positions is not None
-                            else None)
+                    held = self.runner.hold(self.positions)   # None without joint states
                     if held is not None:
                         self.publish_command(held)
             self.holding = True
@@ -511,8 +507,7 @@ class PolicyNode(LifecycleNode):
             held = self.async_policy.disarm()
         else:
             with self.lock:
-                held = (self.runner.hold(self.positions) if self.runner is not None and
-                        self.positions is not None else None)
+                held = self.runner.hold(self.positions) if self.runner is not None else None
             if held is not None:
                 self.publish_command(held)
         self.get_logger().warning('disarmed: holding position, commands stopped')
@@ -529,7 +524,7 @@ class PolicyNode(LifecycleNode):
     def report(self):
         mem = self.runner.memory if self.runner else None
         steps = mem.total_steps if mem else 0
-        return dict(state=self.state_label, armed=self._is_armed(), execution=self.p['execution'],
+        return dict(state=self.state_label, armed=self.armed, execution=self.p['execution'],
                     memory_kind=mem.config.kind if mem else 'none',
                     d_key=mem.config.d_key if mem else 0, d_value=mem.config.d_value if mem else 0,
                     state_bytes=mem.state_bytes() if mem else 0, total_steps=steps,
@@ -546,10 +541,6 @@ class PolicyNode(LifecycleNode):
             self._publish_status()
         except Exception as exc:  # noqa: BLE001 - a status report must never stop the node
             self.log('error', f'status report failed: {exc}')
-
-    def _is_armed(self):
-        policy = self.async_policy
-        return policy.armed if policy is not None else self.armed
 
     def _publish_status(self):
         if self.runner is None:
@@ -576,7 +567,7 @@ class PolicyNode(LifecycleNode):
         level, message = OK, 'commanding'
         if self.state_label != 'active':
             level, message = WARN, self.state_label
-        elif not self._is_armed():
+        elif not self.armed:
             level, message = WARN, 'disarmed: call ~/arm to command'
         elif self.holding:
             level, message = ERROR, 'no frames: holding position'

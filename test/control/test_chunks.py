@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from aura_ros.control import ChunkExecutor, TimedChunk, delta_chunk_to_positions
+from aura_ros.control import ChunkExecutor, TimedChunk, chunk_targets
 
 
 def ramp(t0, n=10, dt=0.1, start=0.0, slope=1.0, joints=2, obs_time=None):
@@ -126,8 +126,8 @@ def test_configure_refuses_invalid_values_and_keeps_the_old_ones():
 def test_delta_actions_accumulate_from_the_observed_positions():
     q = np.array([0.1, -0.2])
     a = np.array([[0.01, 0.0], [0.01, 0.02], [0.0, 0.02]])
-    np.testing.assert_allclose(delta_chunk_to_positions(q, a),
+    np.testing.assert_allclose(chunk_targets(q, a),
                                [[0.11, -0.2], [0.12, -0.18], [0.12, -0.16]])
-    np.testing.assert_array_equal(delta_chunk_to_positions(q, a, 'absolute'), a)
+    np.testing.assert_array_equal(chunk_targets(q, a, 'absolute'), a)
     with pytest.raises(ValueError, match='action_type'):
-        delta_chunk_to_positions(q, a, 'velocity')
+        chunk_targets(q, a, 'velocity')
