@@ -56,13 +56,17 @@ def test_messages_from_this_process_arrive_intact_in_another(ros_context):
     proc = spawn([executable('gate_monitor'), '--ros-args', '-p', 'max_events:=3'])
     try:
         deadline = time.monotonic() + 30
-        while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+        while (min(pub.get_subscription_count(), status_pub.get_subscription_count()) == 0
+               and time.monotonic() < deadline):
             time.sleep(0.05)
-        assert pub.get_subscription_count() > 0, 'gate_monitor never subscribed'
+        assert pub.get_subscription_count() > 0, 'gate_monitor never subscribed to events'
+        assert status_pub.get_subscription_count() > 0, 'gate_monitor never subscribed to status'
         time.sleep(0.5)
-        status_pub.publish(MemoryStatus(backbone='hf_pi0', memory_kind='aura', d_key=32,
-                                        d_value=32, state_bytes=4224, total_steps=7,
-                                        total_writes=2, write_rate=2 / 7))
+        for _ in range(3):        # volatile QoS: matching may finish on the far side a bit later
+            status_pub.publish(MemoryStatus(backbone='hf_pi0', memory_kind='aura', d_key=32,
+                                            d_value=32, state_bytes=4224, total_steps=7,
+                                            total_writes=2, write_rate=2 / 7))
+            time.sleep(0.1)
         for step, wrote in ((1, True), (2, False), (3, True)):
             pub.publish(GateEvent(step=step, wrote=wrote, gate_probability=0.75,
                                   surprise=0.125, state_bytes=4224, total_writes=1 + (step > 2),

@@ -87,6 +87,12 @@ class Rig:
         status = self.diag.get(f'aura_ros: {node}', {})
         return int(status.get(key, 0))
 
+    def logged(self, node, n, match, timeout=6.0):
+        """A line after the n-th of ``node``'s output matches (the output is read by another
+        thread, so the line may land a little after the counter in /diagnostics moved)."""
+        return spin_until(self.executor,
+                          lambda: any(match(line) for line in self.out[node].since(n)), timeout)
+
     def wait_counter(self, node, key, above, timeout=6.0):
         return spin_until(self.executor, lambda: self.counter(node, key) > above, timeout)
 
@@ -158,7 +164,7 @@ def test_malformed_camera_image(rig, case):
     n = len(rig.out['perception'].lines)
     rig.camera.publish(image_msg(rig, **IMAGE_CASES[case]))
     assert rig.wait_counter('perception', 'malformed', before), case
-    assert any('dropped malformed frame' in line for line in rig.out['perception'].since(n))
+    assert rig.logged('perception', n, lambda line: 'dropped malformed frame' in line)
     rig.good_step()
     assert rig.alive()
 
@@ -177,7 +183,7 @@ def test_bad_frame_straight_to_the_policy(rig, case):
     rig.joints.publish(joint_state(rig.node, (0.1, -0.2, 0.3)))
     rig.frames.publish(image_msg(rig, **FRAME_CASES[case]))
     assert rig.wait_counter('policy', 'count_bad_frames', before)
-    assert any('ignored frame' in line for line in rig.out['policy'].since(n))
+    assert rig.logged('policy', n, lambda line: 'ignored frame' in line)
     rig.good_step()
     assert rig.alive()
 
@@ -202,7 +208,7 @@ def test_malformed_joint_state(rig, case):
     n = len(rig.out['policy'].lines)
     rig.joints.publish(msg)
     assert rig.wait_counter('policy', 'count_bad_joint_states', before)
-    assert any('ignored joint state' in line for line in rig.out['policy'].since(n))
+    assert rig.logged('policy', n, lambda line: 'ignored joint state' in line)
     rig.good_step()
     assert rig.alive()
 
@@ -213,7 +219,7 @@ def test_huge_instruction_ignored(rig, length):
     n = len(rig.out['policy'].lines)
     rig.instruction.publish(String(data='x' * length))
     assert rig.wait_counter('policy', 'count_bad_instructions', before)
-    assert any(f'ignored instruction of {length}' in line for line in rig.out['policy'].since(n))
+    assert rig.logged('policy', n, lambda line: f'ignored instruction of {length}' in line)
     rig.good_step()
     assert rig.alive()
 
@@ -223,7 +229,7 @@ def test_empty_instruction_falls_back_to_the_default(rig):
     rig.instruction.publish(String(data=''))
     rig.spin(0.5)
     rig.good_step()
-    assert any("instruction: ''" in line for line in rig.out['policy'].since(n))
+    assert rig.logged('policy', n, lambda line: "instruction: ''" in line)
     before = len(rig.commands)
     rig.good_step()
     assert spin_until(rig.executor, lambda: len(rig.commands) > before, 5) and rig.alive()
@@ -259,8 +265,7 @@ def test_out_of_range_parameter_over_the_service(rig, case):
     result = set_param(rig, name, kind, value)
     assert not result.successful and result.reason
     assert rig.wait_counter('policy', 'count_refused_parameters', before)
-    assert any('refused parameter change' in line and name in line
-               for line in rig.out['policy'].since(n))
+    assert rig.logged('policy', n, lambda line: 'refused parameter change' in line and name in line)
     rig.good_step()
     assert rig.alive()
 

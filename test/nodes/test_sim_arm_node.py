@@ -43,39 +43,48 @@ def test_real_time_mode_streams_on_its_own_clocks_and_tracks_commands(ros_contex
     node = rclpy.create_node('sim_probe', context=ros_context)
     executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(node)
-    joints, frames = [], []                       # (time, positions), (time, lamp is green)
+    joints, frames = [], []       # (stamp s, positions), (stamp s, lamp is green): sim's clock
+
+    def stamp(msg):
+        return msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+
     node.create_subscription(JointState, 'joint_states',
-                             lambda m: joints.append((time.monotonic(), np.array(m.position))),
-                             100)
+                             lambda m: joints.append((stamp(m), np.array(m.position))), 100)
 
     def on_frame(msg):
         lamp = np.frombuffer(msg.data, np.uint8)[:3]   # top-left pixel: red before go
-        frames.append((time.monotonic(), bool(lamp[1] > 150)))
+        frames.append((stamp(msg), bool(lamp[1] > 150)))
 
     node.create_subscription(Image, 'camera/image_raw', on_frame, 10)
     commands = node.create_publisher(Float64MultiArray, 'aura/joint_commands', 10)
     try:
         assert spin_until(executor, lambda: len(frames) > 5, 30.0)
-        n_js, n_frames, t0 = len(joints), len(frames), time.monotonic()
+        n_js, n_frames = len(joints), len(frames)
         spin_until(executor, lambda: False, 2.0)
-        js_rate = (len(joints) - n_js) / (time.monotonic() - t0)
-        frame_rate = (len(frames) - n_frames) / (time.monotonic() - t0)
-        assert js_rate > 80 and 25 < frame_rate < 35, (js_rate, frame_rate)
+        # each stream on its own clock, read from the sim's stamps: the median interval is the
+        # configured period (a loaded machine may stretch a few intervals, not the median)
+        js_dt = np.median(np.diff([t for t, _ in joints[n_js:]]))
+        frame_dt = np.median(np.diff([t for t, _ in frames[n_frames:]]))
+        assert js_dt == pytest.approx(1 / 100.0, abs=0.003), js_dt
+        assert frame_dt == pytest.approx(1 / 30.0, abs=0.006), frame_dt
         # at go (lamp green) command a pose 0.6 rad away on joint 1, repeatedly for 0.4 s
         assert spin_until(executor, lambda: frames[-1][1], 10.0)
         start_q = joints[-1][1]
         target = start_q + np.array([0.6, 0.0, 0.0])
+        n_before = len(joints)
         t_cmd = time.monotonic()
         while time.monotonic() < t_cmd + 0.4:
             commands.publish(Float64MultiArray(data=[float(x) for x in target]))
             spin_until(executor, lambda: False, 0.05)
-        window = np.array([q[0] for t, q in joints if t_cmd < t < t_cmd + 0.4])
+        stamps = np.array([t for t, _ in joints[n_before:]])
+        window = np.array([q[0] for _, q in joints[n_before:]])
         assert window.max() == pytest.approx(target[0], abs=1e-6)     # reached the command
         speed = ArmTaskConfig().max_joint_speed * 30.0                  # rad/s, 4.5
         steps = np.abs(np.diff(window))
-        # continuous motion at the speed limit, sampled at ~100 Hz: no per-frame jumps
-        assert steps.max() < speed * 0.03, steps.max()                   # < 30 ms of motion
-        assert (steps > 1e-9).sum() >= 8                                 # many small moves
+        # continuous motion at the speed limit between samples (by the sim's stamps), not
+        # per-frame jumps; many small moves
+        assert (steps <= speed * np.diff(stamps) * 1.05 + 1e-6).all(), (steps, np.diff(stamps))
+        assert (steps > 1e-9).sum() >= 8
     finally:
         took, out = sigint_exit(proc)
     assert proc.returncode == 0 and 'Traceback' not in out, out[-2000:]
