@@ -41,6 +41,7 @@ class AsyncPolicy:
         self.late_ticks = 0
         self._send_lock = threading.Lock()   # a tick's command never follows disarm's hold
         self._stop = threading.Event()
+        self.epoch = 0                       # reset() count: older chunks are not executed
         self.worker = InferenceWorker(self._infer, self._deliver)
         self.thread = threading.Thread(target=self._control, name='aura-control', daemon=True)
         self.thread.start()
@@ -70,6 +71,16 @@ class AsyncPolicy:
     def armed(self):
         return self.loop.armed
 
+    def reset(self, episode_seed=None):
+        """New episode: the memory and the noise schedule reset (``runner.reset``), pending
+        frames and chunks dropped (a chunk still being inferred from the old episode is not
+        executed), and the next command starts from the measured positions."""
+        with self.lock:
+            self.epoch += 1
+            self.worker.discard_pending()
+            self.runner.reset(episode_seed)
+            self.loop.restart()
+
     # ---- inference ---------------------------------------------------------------------------
     def submit(self, image, positions, obs_time, context=None):
         """A frame (H, W, 3 uint8) seen at ``obs_time`` (time.monotonic clock) with the joint
@@ -82,11 +93,15 @@ class AsyncPolicy:
             chunk, info = self.runner.infer_chunk(image, positions, obs_time,
                                                   self.action_period, self.instruction())
             self.on_step(context, chunk, info)
+            epoch = self.epoch
         self.inference_rate.tick()
-        return chunk
+        return epoch, chunk
 
-    def _deliver(self, chunk):
-        self.loop.push(chunk, time.monotonic())
+    def _deliver(self, result):
+        epoch, chunk = result
+        with self.lock:        # a reset() between inference and delivery drops the chunk
+            if epoch == self.epoch:
+                self.loop.push(chunk, time.monotonic())
 
     # ---- control -----------------------------------------------------------------------------
     def _control(self):

@@ -49,6 +49,12 @@ class ControlLoop:
         with self.lock:
             self.armed, self.last_command = True, None
 
+    def restart(self):
+        """New episode: no chunk, and the next command starts from the measured positions."""
+        with self.lock:
+            self.executor.clear()
+            self.last_command = None
+
     def disarm(self, positions):
         """Stop commanding; returns the one hold command to send (or None)."""
         with self.lock:
@@ -89,6 +95,11 @@ class InferenceWorker:
         self.last_latency_s = 0.0
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
+
+    def discard_pending(self):
+        """Drop the observation not yet taken (an inference already running finishes)."""
+        with self.cond:
+            self.pending = None
 
     def submit(self, observation):
         with self.cond:

@@ -64,7 +64,7 @@ class PolicyNode(LifecycleNode):
         self.p = declare_params(self, POLICY_PARAMS, on_refuse=self._on_refused_parameter)
         torch.set_num_threads(self.p['torch_threads'])
         self.runner = None
-        self.lock = threading.Lock()          # runner state: worker vs services/watchdog
+        self.lock = threading.RLock()         # runner state: worker vs services/watchdog
         self.slot = None                      # latest unprocessed frame
         self.slot_event = threading.Event()
         self.stop_event = threading.Event()
@@ -480,7 +480,10 @@ class PolicyNode(LifecycleNode):
             if self.runner is None:
                 response.success, response.message = False, 'not configured'
                 return response
-            self.runner.reset()
+            if self.async_policy is not None:   # also drops chunks of the old episode
+                self.async_policy.reset()
+            else:
+                self.runner.reset()
             if self.durable is not None:
                 self._save_snapshot()
         response.success, response.message = True, 'memory reset'

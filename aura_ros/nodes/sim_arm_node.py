@@ -32,6 +32,7 @@ from aura_ros.msg import EpisodeResult
 from aura_ros.nodes.common import declare_params, run_node
 from aura_ros.params import SIM_PARAMS
 from aura_ros.sim.arm import ArmEnv, ArmTaskConfig
+from aura_ros.sim.realtime import RealtimeArm
 
 JOINTS = ['joint_1', 'joint_2', 'joint_3']
 
@@ -58,7 +59,8 @@ class SimArmNode(Node):
         self.stop = threading.Event()          # set on shutdown: the episode thread returns
         self.finished = threading.Event()
         self.lock = threading.Lock()           # env: episode thread vs physics in real time
-        self.overruns = 0                      # real time: physics ticks that came late
+        self.realtime = RealtimeArm(self.env, self.p['physics_rate'],
+                                    self.p['joint_state_rate'], self.p['rate'], self.lock)
         self.episode_results = []
         self.thread = threading.Thread(target=self.run, daemon=True)
 
@@ -162,34 +164,10 @@ class SimArmNode(Node):
         return False
 
     def _realtime_episode(self, frame):
-        """Physics, joint states and frames on their own clocks (absolute schedule: no
-        drift); sleeps in between."""
-        p = self.p
-        dt_phys, dt_js, dt_frame = 1 / p['physics_rate'], 1 / p['joint_state_rate'], 1 / p['rate']
-        now = time.monotonic()
-        next_phys, next_js, next_frame = now + dt_phys, now, now + dt_frame
-        self.publish_frame(frame)
-        while not self.stop.is_set():
-            now = time.monotonic()
-            while next_phys <= now:
-                with self.lock:
-                    self.env.integrate(self.command, dt_phys, p['rate'])
-                next_phys += dt_phys
-                if now - next_phys > 0.1:          # fell far behind: resynchronise
-                    self.overruns += 1
-                    next_phys = now + dt_phys
-            if next_js <= now:
-                self.publish_joints()
-                next_js = max(next_js + dt_js, now)
-            if next_frame <= now:
-                with self.lock:
-                    frame, done = self.env.step(None)
-                if done:
-                    return True
-                self.publish_frame(frame)
-                next_frame = max(next_frame + dt_frame, now)
-            self.stop.wait(max(0.0, min(next_phys, next_js, next_frame) - time.monotonic()))
-        return False
+        """Physics, joint states and frames on their own clocks (aura_ros.sim.realtime)."""
+        return self.realtime.run(frame, lambda: self.command,
+                                 lambda frame, _: self.publish_frame(frame),
+                                 lambda _q, _t: self.publish_joints(), self.stop)
 
     def publish_result(self, index, seed):
         env = self.env

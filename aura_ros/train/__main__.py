@@ -2,6 +2,9 @@
 
     python -m aura_ros.train backbone --out models/pi0_sim --params config/default.yaml
     python -m aura_ros.train memory --params config/default.yaml --out models/aura_sim
+    python -m aura_ros.train backbone --out models/pi0_sim_rt --params config/realtime.yaml \
+        --chunk-size 32 && python -m aura_ros.train memory --params config/realtime.yaml \
+        --out models/aura_sim_rt --arms aura          # the real-time benchmark's pair
 
 ``backbone`` trains the tiny PI0 on the visible variant and writes its normalisation statistics
 into the parameter file's backbone block (``--variant memory --out models/pi0_sim_memory
@@ -44,7 +47,7 @@ def load_backbone(params_path):
 def cmd_backbone(args):
     from aura_ros.train.backbone_bc import train_backbone
     norm = train_backbone(args.out, episodes=args.episodes, steps=args.steps, seed=args.seed,
-                          variant=args.variant)
+                          variant=args.variant, chunk_size=args.chunk_size)
     if args.params:
         update_params_file(args.params, {k: norm[k] for k in ('action_mean', 'action_std',
                                                                'state_mean', 'state_std')})
@@ -99,6 +102,9 @@ def main(argv=None):
     p.add_argument('--episodes', type=int, default=240)
     p.add_argument('--steps', type=int, default=500)
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--chunk-size', type=int, default=8,
+                   help='actions per predicted chunk (32 for models/pi0_sim_rt, the real-time '
+                   'benchmark: a chunk must outlast the slowest injected inference latency)')
     p.add_argument('--variant', default='visible', choices=['visible', 'memory'],
                    help='task the demos come from (memory: the memoryless-base control)')
     p.set_defaults(run=cmd_backbone)

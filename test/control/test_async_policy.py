@@ -121,3 +121,24 @@ def test_run_time_changes_apply_or_are_refused_unchanged_and_disarm_holds():
     finally:
         start = time.monotonic()
         assert policy.stop(timeout=1.0) and time.monotonic() - start < 1.0
+
+
+def test_reset_drops_the_chunk_still_being_inferred_and_restarts_from_the_measured_positions():
+    policy, sent, q = make(SlowBackbone(delay=0.15, delta=0.05))
+    try:
+        policy.submit(IMAGE, q[0].copy(), time.monotonic())
+        time.sleep(0.05)                         # inference of the old episode is running
+        q[0] = np.array([0.5, -0.5])             # the arm was moved to a new start pose
+        policy.reset(episode_seed=3)
+        n = len(sent)
+        time.sleep(0.3)                          # the old chunk arrived in the meantime
+        after = [c for t, c in sent[n + 1:]]     # (one tick may have raced the reset)
+        assert policy.runner.episode_seed == 3
+        # nothing of the old chunk executed: every command holds the new measured pose
+        assert after and all(np.allclose(c, [0.5, -0.5]) for c in after), after[-3:]
+        m = len(sent)
+        policy.runner.backbone.delay = 0.02
+        feed(policy, q, 0.4)                     # the new episode's chunks run
+        assert any(not np.allclose(c, [0.5, -0.5]) for _, c in sent[m:])
+    finally:
+        policy.stop()

@@ -81,9 +81,10 @@ def test_real_time_mode_streams_on_its_own_clocks_and_tracks_commands(ros_contex
         assert window.max() == pytest.approx(target[0], abs=1e-6)     # reached the command
         speed = ArmTaskConfig().max_joint_speed * 30.0                  # rad/s, 4.5
         steps = np.abs(np.diff(window))
-        # continuous motion at the speed limit between samples (by the sim's stamps), not
-        # per-frame jumps; many small moves
-        assert (steps <= speed * np.diff(stamps) * 1.05 + 1e-6).all(), (steps, np.diff(stamps))
+        # continuous motion at the speed limit between samples (by the sim's stamps, give or
+        # take a physics tick of 2 ms at either end), not per-frame jumps; many small moves
+        allowed = speed * (np.diff(stamps) + 2 / 500.0) + 1e-6
+        assert (steps <= allowed).all(), (steps, np.diff(stamps))
         assert (steps > 1e-9).sum() >= 8
     finally:
         took, out = sigint_exit(proc)
