@@ -81,8 +81,9 @@ def _backbone():
         ParamSpec(b + 'instruction', STRING, '', 'default task instruction', read_only=True),
         ParamSpec(b + 'seed', INTEGER, 0, 'noise seed for sampled action chunks',
                   range=(0, 2**31 - 1), read_only=True),
-        ParamSpec(b + 'delay_ms', DOUBLE, 0.0, 'added to every chunk prediction (ms): emulates '
-                  'a slower VLA for latency experiments', range=(0.0, 60000.0), read_only=True),
+        ParamSpec(b + 'delay_ms', DOUBLE, 0.0, 'added to every observation the backbone '
+                  'encodes (ms): emulates a slower VLA for latency experiments',
+                  range=(0.0, 60000.0), read_only=True),
         ParamSpec(b + 'options.host', STRING, '127.0.0.1', 'remote/openvla_oft: server host',
                   read_only=True),
         ParamSpec(b + 'options.port', INTEGER, 5600, 'remote/openvla_oft: server port',

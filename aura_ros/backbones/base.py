@@ -46,7 +46,7 @@ class BackboneConfig:
     num_inference_steps: int = 4          # flow-matching steps (hf_pi0)
     instruction: str = ''                 # default task instruction
     seed: int = 0                         # noise seed for sampled action chunks
-    delay_ms: float = 0.0                 # added to every act(): emulates a slower VLA
+    delay_ms: float = 0.0                 # added to every encode(): emulates a slower VLA
     options: dict = field(default_factory=dict)  # adapter-specific extras
 
     def __post_init__(self):
@@ -142,8 +142,11 @@ class Backbone:
 
 
 class DelayedBackbone(Backbone):
-    """A backbone whose every ``act`` takes ``delay_ms`` longer (``backbone.delay_ms``): slow
-    VLAs emulated with a fast one, for latency experiments. Same outputs."""
+    """A backbone whose every observation takes ``delay_ms`` longer (``backbone.delay_ms``):
+    slow VLAs emulated with a fast one, for latency experiments. Same outputs. The delay is
+    paid in ``encode`` (the VLM pass a real VLA runs on every observation it sees, and which
+    the memory reads features from), so one processed observation costs it once, whether a
+    chunk is predicted then or not."""
 
     def __init__(self, inner: Backbone, delay_ms):
         self.inner, self.delay_s = inner, float(delay_ms) / 1e3
@@ -151,12 +154,12 @@ class DelayedBackbone(Backbone):
         self.feature_dim = inner.feature_dim
 
     def encode(self, image, state, instruction=''):
-        return self.inner.encode(image, state, instruction)
+        encoding = self.inner.encode(image, state, instruction)
+        time.sleep(self.delay_s)
+        return encoding
 
     def act(self, encoding, noise_seed=None):
-        chunk = self.inner.act(encoding, noise_seed)
-        time.sleep(self.delay_s)
-        return chunk
+        return self.inner.act(encoding, noise_seed)
 
     def close(self):
         self.inner.close()

@@ -64,6 +64,16 @@ def cmd_latency(args):
     return latency.run(seconds=args.seconds, rate=args.rate, params=args.params), latency.plot
 
 
+def cmd_realtime(args):
+    from aura_ros.bench import realtime
+    settings = realtime.RealtimeSettings(episodes=args.episodes,
+                                         control_rate=args.control_rate)
+    modes = [m for m in args.modes.split(',') if m]
+    latencies = [int(x) for x in args.latencies.split(',') if x]
+    return (realtime.run(settings, params=args.params, modes=modes, latencies=latencies,
+                         cache_dir=args.cache_dir), realtime.plot)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='python -m aura_ros.bench', description=__doc__)
     sub = parser.add_subparsers(dest='command', required=True)
@@ -106,6 +116,17 @@ def main(argv=None):
     p.add_argument('--rate', type=float, default=60.0, help='camera frames per second')
     p.add_argument('--params', default=None)
     p.set_defaults(run=cmd_latency)
+    p = sub.add_parser('realtime', help='sync vs async execution under injected inference '
+                       'latency, the arm in real time')
+    p.add_argument('--episodes', type=int, default=100, help='episodes per (mode, latency)')
+    p.add_argument('--modes', default='sync,async_latest,async_temporal_ensemble,async_blend')
+    p.add_argument('--latencies', default='0,50,100,200,400', help='injected ms, comma-separated')
+    p.add_argument('--control-rate', type=float, default=100.0, help='async control rate (Hz)')
+    p.add_argument('--params', default=None, help="parameter file (default: the package's "
+                   'config/realtime.yaml)')
+    p.add_argument('--cache-dir', default=None, help='keep each finished point here and reuse '
+                   'it on a rerun with the same settings (resume)')
+    p.set_defaults(run=cmd_realtime)
     for p in sub.choices.values():
         p.add_argument('--json', required=True, help='output JSON path')
         p.add_argument('--plot', default=None, help='output PNG path')

@@ -9,7 +9,12 @@ One memory step per processed frame (frames that arrive while inference runs rep
 other; the newest is processed next). Every command passes the ControlLoop's promise: armed
 only, finite, within the joint limits, max_delta and max_velocity x period of the previous
 command; without an executable chunk it holds the previous command.
+
+The control thread shares the interpreter lock with the worker's Python-heavy inference; at
+CPython's default switch interval (5 ms) a tick can wait that long for it, so AsyncPolicy
+lowers the process's interval to ``gil_switch_interval`` (1 ms) if it is higher.
 """
+import sys
 import threading
 import time
 from collections import deque
@@ -24,7 +29,8 @@ from aura_ros.control.rates import RateMeter
 class AsyncPolicy:
     def __init__(self, runner, send, positions, on_step=None, lock=None, control_rate=100.0,
                  action_period=1 / 30, transition='blend', blend_s=0.1, ensemble_decay=0.0,
-                 max_age_s=1.0, start_armed=False, instruction=lambda: ''):
+                 max_age_s=1.0, start_armed=False, instruction=lambda: '',
+                 gil_switch_interval=0.001):
         """``send(command)`` publishes a (J,) command; ``positions()`` returns the newest
         measured positions (or None); ``on_step(context, chunk, info)`` runs after each
         inference (gate events, snapshots); ``lock`` guards the runner against other users
@@ -34,6 +40,8 @@ class AsyncPolicy:
         self.on_step = on_step or (lambda *_: None)
         self.lock = lock or threading.Lock()
         self.action_period = float(action_period)
+        if gil_switch_interval and sys.getswitchinterval() > gil_switch_interval:
+            sys.setswitchinterval(gil_switch_interval)
         self.loop = ControlLoop(ChunkExecutor(transition, blend_s, ensemble_decay, max_age_s),
                                 runner.limits, 1.0 / control_rate, start_armed)
         self.periods = deque(maxlen=2000)     # measured control periods (s)

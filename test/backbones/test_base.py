@@ -62,8 +62,9 @@ def test_model_folder_with_wrong_shapes_is_refused(tmp_path, tiny_models):
         build_backbone(block)
 
 
-def test_delay_ms_adds_latency_to_every_chunk_and_keeps_the_outputs(tiny_models):
-    """backbone.delay_ms emulates a slower VLA: same encodings and chunks, each act() later."""
+def test_delay_ms_adds_latency_to_every_observation_and_keeps_the_outputs(tiny_models):
+    """backbone.delay_ms emulates a slower VLA: same encodings and chunks, each encode()
+    (one per observation) later, act() not delayed again."""
     import time
 
     import numpy as np
@@ -72,11 +73,13 @@ def test_delay_ms_adds_latency_to_every_chunk_and_keeps_the_outputs(tiny_models)
     slow = build_backbone(dict(block, delay_ms=80.0))
     image = np.zeros((64, 64, 3), np.uint8)
     state = np.zeros(3, np.float32)
-    enc_fast, enc_slow = fast.encode(image, state), slow.encode(image, state)
+    enc_fast = fast.encode(image, state)
     start = time.monotonic()
-    chunk_slow = slow.act(enc_slow, noise_seed=5)
+    enc_slow = slow.encode(image, state)
     assert time.monotonic() - start >= 0.08                 # a lower bound: never flaky
-    np.testing.assert_array_equal(chunk_slow, fast.act(enc_fast, noise_seed=5))
+    np.testing.assert_array_equal(enc_slow.features, enc_fast.features)
+    np.testing.assert_array_equal(slow.act(enc_slow, noise_seed=5),
+                                  fast.act(enc_fast, noise_seed=5))
     assert slow.feature_dim == fast.feature_dim and slow.config.delay_ms == 80.0
     with pytest.raises(ValueError, match='delay_ms'):
         build_backbone(dict(block, delay_ms=-1.0))

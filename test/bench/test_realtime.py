@@ -1,0 +1,99 @@
+"""The real-time benchmark's measures and its CLI in a tiny run (2 episodes per point)."""
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from aura_ros.bench.realtime import SyncPolicy, stream_metrics, targets
+
+
+def test_stream_metrics_of_a_cubic_give_its_constant_jerk_and_steps():
+    t = np.arange(0, 1, 0.01)
+    x = np.stack([2.0 * t ** 3, np.zeros_like(t)], axis=1)     # jerk d3x/dt3 = 12
+    periods, steps, jerks = stream_metrics(t, x)
+    assert np.allclose(periods, 0.01)
+    assert steps.max() == pytest.approx(np.abs(np.diff(x[:, 0])).max())
+    assert np.allclose(jerks, 12.0, rtol=1e-6)
+    held = stream_metrics(t, np.ones((len(t), 2)))               # holding still: no jerk
+    assert held[1].max() == 0 and held[2].max() == 0
+
+
+def test_targets_follow_the_numbers():
+    result = dict(latencies_ms=[0, 200], control_rate_target_hz=100.0, modes={
+        'sync': dict(success=[0.9, 0.2], control_rate_hz=[30, 5],
+                     period_jitter_p99_ms=[40, 200], joint_step_p99=[0.15, 0.15],
+                     jerk_p99=[1e4, 1e4]),
+        'async_latest': dict(success=[0.8, 0.6], control_rate_hz=[99.5, 97.0],
+                             period_jitter_p99_ms=[3.0, 6.0], joint_step_p99=[0.05, 0.05],
+                             jerk_p99=[5e4, 5e4]),
+        'async_blend': dict(success=[0.8, 0.76], control_rate_hz=[99.9, 99.0],
+                            period_jitter_p99_ms=[2.0, 4.0], joint_step_p99=[0.04, 0.06],
+                            jerk_p99=[4e4, 4e4])})
+    out = targets(result)
+    assert out['best_async_keeps_90pct_at_200ms']                # blend keeps 0.95
+    assert out['async_kept_at_200ms']['async_latest'] == pytest.approx(0.75)
+    assert out['sync_kept_at_200ms'] == pytest.approx(0.2 / 0.9)
+    assert out['control_rate_within_2pct']['async_latest'] == [True, False]
+    assert out['jitter_p99_at_most_5ms']['async_latest'] == [True, False]
+    assert out['smoother_than_latest']['async_blend'] == [True, False]
+
+
+class Runner:
+    """A PolicyRunner stand-in: each step sleeps, then commands its own step count."""
+
+    def __init__(self, delay):
+        self.delay, self.n, self.episode_seed = delay, 0, None
+
+    def step(self, image, positions):
+        time.sleep(self.delay)
+        self.n += 1
+        return type('Step', (), dict(command=np.full(2, float(self.n)), wrote=False))()
+
+    def reset(self, episode_seed=None):
+        self.episode_seed = episode_seed
+
+
+def test_sync_policy_sends_each_step_and_reset_drops_the_one_in_flight():
+    sent = []
+    policy = SyncPolicy(Runner(0.1), lambda command, obs_time: sent.append(command[0]))
+    try:
+        policy.submit(None, None, time.monotonic())
+        time.sleep(0.05)
+        policy.reset(episode_seed=4)            # waits for the step in flight (old episode)
+        n = len(sent)
+        time.sleep(0.15)
+        assert sent[n:] == [] and policy.runner.episode_seed == 4
+        policy.submit(None, None, time.monotonic())
+        deadline = time.monotonic() + 2
+        while len(sent) == n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sent[n:] == [2.0]
+    finally:
+        policy.stop()
+
+
+@pytest.mark.slow
+def test_cli_tiny_run_writes_the_issue_keys(tmp_path):
+    out = tmp_path / 'rt.json'
+    result = subprocess.run(
+        [sys.executable, '-m', 'aura_ros.bench', 'realtime', '--episodes', '2',
+         '--modes', 'sync,async_blend', '--latencies', '0,100', '--json', str(out),
+         '--plot', str(tmp_path / 'rt.png'), '--cache-dir', str(tmp_path / 'cache')],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert data['latencies_ms'] == [0, 100] and data['control_rate_target_hz'] == 100.0
+    for mode in ('sync', 'async_blend'):
+        block = data['modes'][mode]
+        for key in ('success', 'success_ci95', 'control_rate_hz', 'period_jitter_p99_ms',
+                    'jerk_p99'):
+            assert len(block[key]) == 2, (mode, key)
+    # async commands at its control rate, sync at its inference rate (<= the frame rate)
+    assert min(data['modes']['async_blend']['control_rate_hz']) > 50
+    assert max(data['modes']['sync']['control_rate_hz']) < 35
+    assert (tmp_path / 'rt.png').stat().st_size > 0
+    assert len(list((tmp_path / 'cache').glob('*.json'))) == 4   # one per point: resumable
+
