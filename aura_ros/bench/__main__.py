@@ -66,8 +66,10 @@ def cmd_latency(args):
 
 def cmd_realtime(args):
     from aura_ros.bench import realtime
-    settings = realtime.RealtimeSettings(episodes=args.episodes,
-                                         control_rate=args.control_rate)
+    from aura_ros.sim.realtime import RealtimeTask
+    settings = realtime.RealtimeSettings(episodes=args.episodes, control_rate=args.control_rate,
+                                         memory=not args.no_memory,
+                                         task=RealtimeTask(variant=args.variant))
     modes = [m for m in args.modes.split(',') if m]
     latencies = [int(x) for x in args.latencies.split(',') if x]
     return (realtime.run(settings, params=args.params, modes=modes, latencies=latencies,
@@ -122,6 +124,10 @@ def main(argv=None):
     p.add_argument('--modes', default='sync,async_latest,async_temporal_ensemble,async_blend')
     p.add_argument('--latencies', default='0,50,100,200,400', help='injected ms, comma-separated')
     p.add_argument('--control-rate', type=float, default=100.0, help='async control rate (Hz)')
+    p.add_argument('--variant', default='memory', choices=['memory', 'visible'],
+                   help='task variant (visible: the target stays on screen)')
+    p.add_argument('--no-memory', action='store_true',
+                   help='the frozen backbone alone (diagnostic, with --variant visible)')
     p.add_argument('--params', default=None, help="parameter file (default: the package's "
                    'config/realtime.yaml)')
     p.add_argument('--cache-dir', default=None, help='keep each finished point here and reuse '

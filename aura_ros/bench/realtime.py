@@ -30,6 +30,10 @@ Modes:
   ``control_rate`` (100 Hz), chunks executed by time with latency compensation, one memory step
   per processed frame, each chunk-transition mode.
 
+``--variant visible --no-memory`` runs the frozen backbone alone on the task it was trained on
+(the target stays visible): a diagnostic that separates the execution machinery from what the
+memory contributes.
+
 Per (mode, latency) point, ``episodes`` seeded episodes (the same seeds at every point):
 success with a Wilson 95% interval; commands per second while commanding (``control_rate_hz``)
 and p99 of |period - nominal| (nominal: 1 / control_rate for async, the frame period for sync);
@@ -71,6 +75,7 @@ class RealtimeSettings:
     blend_s: float = 0.1
     ensemble_decay: float = 0.0       # 0: equal weights over the overlapping chunks
     max_age_s: float = 1.5            # longer than the slowest inference period
+    memory: bool = True               # False: the frozen backbone alone (a diagnostic)
     task: RealtimeTask = field(default_factory=RealtimeTask)
 
     def key(self, mode, latency_ms, params_digest):
@@ -254,9 +259,9 @@ def params_digest(params):
     return hashlib.sha256(Path(params).read_bytes()).hexdigest()[:12]
 
 
-def make_builder(params):
+def make_builder(params, memory=True):
     """latency_ms -> a fresh PolicyRunner over the parameter file's backbone (with that
-    latency injected) and a fresh copy of its memory."""
+    latency injected) and a fresh copy of its memory (none if ``memory`` is False)."""
     from aura_ros.backbones import build_backbone
     from aura_ros.backbones.base import DelayedBackbone
     from aura_ros.core import load_memory
@@ -270,7 +275,7 @@ def make_builder(params):
 
     def build(latency_ms):
         inner = DelayedBackbone(backbone, latency_ms) if latency_ms else backbone
-        return PolicyRunner(inner, load_memory(checkpoint), sim_limits())
+        return PolicyRunner(inner, load_memory(checkpoint) if memory else None, sim_limits())
 
     return build
 
@@ -283,7 +288,7 @@ def run(settings=None, params=None, modes=MODES, latencies=LATENCIES_MS, cache_d
     torch.set_num_threads(1)
     settings = settings or RealtimeSettings()
     params = params or str(Path(package_share('aura_ros')) / 'config' / 'realtime.yaml')
-    build = make_builder(params)
+    build = make_builder(params, settings.memory)
     digest = params_digest(params)
     cache = Path(cache_dir) if cache_dir else None
     points = {}
