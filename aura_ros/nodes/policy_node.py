@@ -21,11 +21,12 @@ import os
 import sys
 import threading
 import time
-from collections import deque
 
 import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.clock import JumpThreshold
+from rclpy.duration import Duration
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
@@ -36,30 +37,27 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from aura_ros import topics
-from aura_ros.control.rates import RateMeter
 from aura_ros.core.snapshot import state_digest
 from aura_ros.msg import GateEvent, MemoryStatus
 from aura_ros.nodes.common import (
-    ERROR,
-    OK,
-    WARN,
     ThrottledLog,
     declare_params,
     diagnostic_array,
     run_node,
     stamp_to_sec,
 )
+from aura_ros.nodes.policy_diagnostics import PolicyDiagnostics
 from aura_ros.params import POLICY_PARAMS
 
 FRAMES_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 MAX_INSTRUCTION = 2000
-PROBLEM_WINDOW = 3.0   # seconds a problem keeps /diagnostics at WARN
 
 
 class PolicyNode(LifecycleNode):
     def __init__(self, **kwargs):
         super().__init__('policy_node', **kwargs)
-        self.counts = {}
+        self.diag = PolicyDiagnostics()       # counters, rates, latencies, the status line
+        self.counts = self.diag.counts
         self.log = ThrottledLog(self.get_logger())
         self.p = declare_params(self, POLICY_PARAMS, on_refuse=self._on_refused_parameter)
         torch.set_num_threads(self.p['torch_threads'])
@@ -76,31 +74,36 @@ class PolicyNode(LifecycleNode):
         self.last_frame_time = None
         self.holding = False
         self.instruction = ''
-        self.counts = dict(frames=0, skipped_frames=0, steps=0, commands=0, holds=0,
-                           refused_no_joint_states=0, invalid_actions=0, bad_joint_states=0,
-                           bad_instructions=0, step_errors=0, snapshots=0, snapshot_errors=0,
-                           corrupt_snapshots=0, stale_frames_used=0, bad_frames=0,
-                           configure_failures=0, refused_parameters=0, disarmed_frames=0)
         self.newest_stamp = 0.0               # newest frame stamp received so far
         self.durable = None                   # DurableMemory when memory.durable
-        self.latencies = deque(maxlen=500)
-        self.step_times = deque(maxlen=500)
-        self.frame_rate = RateMeter()
-        self.command_rate = RateMeter()
-        self.last_problem = ''
-        self.last_problem_time = -1e9        # problems older than PROBLEM_WINDOW clear
         self.state_label = 'unconfigured'
         # Diagnostics in every lifecycle state (an unconfigured node says why).
         self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
         self.status_pub = self.command_pub = self.gate_pub = None   # lifecycle: on configure
         self.create_timer(1.0 / self.p['status_rate'], self.publish_status)
         self.add_post_set_parameters_callback(self._apply_parameters)
+        # Sim time may jump (a simulator restarts, a bag loops). Frame ages and the stale-frame
+        # check use this clock; the control loop runs on the monotonic clock and does not care.
+        self._jump_handle = self.get_clock().create_jump_callback(
+            JumpThreshold(min_forward=Duration(seconds=1.0),
+                          min_backward=Duration(nanoseconds=-1)),
+            post_callback=self._on_clock_jump)
         if self.p['autostart']:  # once the executor spins: configure, then activate
             self._autostart_timer = self.create_timer(0.0, self._autostart)
 
+    def _on_clock_jump(self, jump):
+        """The node's clock jumped (or ROS time was switched on or off): frames stamped on the
+        new clock are not stale because an older clock ran further."""
+        self.counts['clock_jumps'] += 1
+        self.newest_stamp = 0.0
+        message = (f'clock jumped by {jump.delta.nanoseconds * 1e-9:+.3f} s '
+                   f'({jump.clock_change.name})')
+        self.problem(message)
+        self.get_logger().warning(message)
+
     def problem(self, message):
-        """Remember a problem for the diagnostics (WARN for PROBLEM_WINDOW seconds)."""
-        self.last_problem, self.last_problem_time = message, time.monotonic()
+        """Remember a problem for the diagnostics (WARN for a few seconds)."""
+        self.diag.problem(message)
 
     def _value(self, name):
         return self.get_parameter(name).value
@@ -285,7 +288,7 @@ class PolicyNode(LifecycleNode):
     def on_frame(self, msg):
         self.counts['frames'] += 1
         self.last_frame_time = time.monotonic()
-        self.frame_rate.tick()
+        self.diag.frame_rate.tick()
         if self.slot is not None:
             self.counts['skipped_frames'] += 1   # replaced before it was processed
         self.newest_stamp = max(self.newest_stamp, stamp_to_sec(msg.header.stamp))
@@ -390,9 +393,7 @@ class PolicyNode(LifecycleNode):
         self.holding = False
         self.counts['steps'] += 1
         self.publish_gate_event(msg, step, self.runner, 0.0)
-        self.step_times.append(step.total_ms)
-        now_s = self.get_clock().now().nanoseconds * 1e-9
-        self.latencies.append(1e3 * (now_s - stamp_to_sec(msg.header.stamp)))
+        self._step_done(msg, step)
 
     def _process(self, msg):
         observation = self._observation(msg)
@@ -418,9 +419,11 @@ class PolicyNode(LifecycleNode):
             self.counts['invalid_actions'] += 1
             self.problem(f'command withheld: {step.rejected}')
             self.log('warning', f'command withheld: {step.rejected}')
-        self.step_times.append(step.total_ms)
+        self._step_done(msg, step)
+
+    def _step_done(self, msg, step):
         now_s = self.get_clock().now().nanoseconds * 1e-9
-        self.latencies.append(1e3 * (now_s - stamp_to_sec(msg.header.stamp)))
+        self.diag.step_done(step.total_ms, 1e3 * (now_s - stamp_to_sec(msg.header.stamp)))
 
     def publish_command(self, positions):
         if self.command_pub is None:          # cleaned up: nothing to command with
@@ -437,7 +440,7 @@ class PolicyNode(LifecycleNode):
             msg = Float64MultiArray(data=[float(x) for x in positions])
         self.command_pub.publish(msg)
         self.counts['commands'] += 1
-        self.command_rate.tick()
+        self.diag.command_rate.tick()
 
     def publish_gate_event(self, frame, step, runner, publish_ms):
         if self.gate_pub is None:
@@ -547,63 +550,30 @@ class PolicyNode(LifecycleNode):
 
     def _publish_status(self):
         if self.runner is None:
-            self.diag_pub.publish(diagnostic_array(
-                self, 'aura_ros: policy', ERROR if self.counts['configure_failures'] else WARN,
-                self.last_problem or self.state_label,
-                {'state': self.state_label, **{f'count_{k}': v for k, v in self.counts.items()}}))
+            level, message, values = self.diag.unconfigured(self.state_label)
+            self.diag_pub.publish(diagnostic_array(self, 'aura_ros: policy', level, message,
+                                                   values))
             return
         report = self.report()
-        mean_ms = float(np.mean(self.step_times)) if self.step_times else 0.0
         status = MemoryStatus(backbone=self.p['backbone.adapter'],
                               memory_kind=report['memory_kind'], d_key=report['d_key'],
                               d_value=report['d_value'], state_bytes=report['state_bytes'],
                               total_steps=report['total_steps'],
                               total_writes=report['total_writes'],
                               write_rate=float(report['write_rate']),
-                              mean_step_latency_ms=mean_ms,
+                              mean_step_latency_ms=self.diag.mean_step_ms(),
                               bytes_written=report['bytes_written'],
                               dropped_frames=self.counts['skipped_frames'])
         status.header.stamp = self.get_clock().now().to_msg()
         if self.status_pub is not None:
             self.status_pub.publish(status)
-        lat = np.array(self.latencies) if self.latencies else np.zeros(1)
-        level, message = OK, 'commanding'
-        if self.state_label != 'active':
-            level, message = WARN, self.state_label
-        elif not self.armed:
-            level, message = WARN, 'disarmed: call ~/arm to command'
-        elif self.holding:
-            level, message = ERROR, 'no frames: holding position'
-        elif self.positions is None:
-            level, message = ERROR, 'no joint states: not commanding'
-        elif self.last_frame_time is None:
-            level, message = WARN, 'waiting for frames'
-        elif time.monotonic() - self.last_problem_time < PROBLEM_WINDOW:
-            level, message = WARN, self.last_problem
-        elif (self.async_policy is not None and time.monotonic() -
-              self.async_policy.loop.last_hold[0] < PROBLEM_WINDOW):
-            level, message = WARN, f'holding: {self.async_policy.loop.last_hold[1]}'
-        self.diag_pub.publish(diagnostic_array(
-            self, 'aura_ros: policy', level, message, dict(
-                writes=report['total_writes'], steps=report['total_steps'],
-                write_rate=f"{report['write_rate']:.4f}", state_bytes=report['state_bytes'],
-                bytes_written=report['bytes_written'],
-                storage_bytes_written=report['storage_bytes_written'],
-                frame_rate_hz=f'{self.frame_rate.rate():.1f}',
-                command_rate_hz=f'{self.command_rate.rate():.1f}',
-                dropped_frames=self.counts['skipped_frames'],
-                latency_ms_p50=f'{np.percentile(lat, 50):.1f}',
-                latency_ms_p99=f'{np.percentile(lat, 99):.1f}',
-                step_ms_mean=f'{mean_ms:.2f}', armed=report['armed'],
-                execution=report['execution'], **self._async_values(),
-                **{f'count_{k}': v for k, v in self.counts.items()})))
-
-    def _async_values(self):
-        if self.async_policy is None:
-            return {}
-        stats = self.async_policy.stats()
-        return {f'async_{k}': (f'{v:.2f}' if isinstance(v, float) else v)
-                for k, v in stats.items() if k != 'armed'}
+        policy = self.async_policy
+        level, message = self.diag.status(
+            self.state_label, self.armed, self.holding, self.positions is not None,
+            self.last_frame_time is not None, policy.loop.last_hold if policy else None)
+        values = self.diag.values(report, policy.stats() if policy else None)
+        self.diag_pub.publish(diagnostic_array(self, 'aura_ros: policy', level, message,
+                                               values))
 
 
 def spin(node):

@@ -285,7 +285,7 @@ def configure_with(ros_context, tiny_models, **overrides):
                       parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
     try:
         result = node.trigger_configure()
-        return result == TransitionCallbackReturn.SUCCESS, node.last_problem, dict(node.counts)
+        return result == TransitionCallbackReturn.SUCCESS, node.diag.last_problem, dict(node.counts)
     finally:
         node.destroy_node()
 

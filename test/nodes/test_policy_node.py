@@ -57,7 +57,7 @@ def test_backbone_that_fails_to_load_leaves_the_node_unconfigured(ros_context, t
     try:
         from rclpy.lifecycle import TransitionCallbackReturn
         assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
-        assert node.runner is None and 'not a local folder' in node.last_problem
+        assert node.runner is None and 'not a local folder' in node.diag.last_problem
         assert node.state_label == 'unconfigured'
     finally:
         node.destroy_node()
@@ -174,3 +174,61 @@ def test_gate_threshold_set_at_run_time_reaches_the_memory(policy, ros_context):
     finally:
         executor.shutdown()
         test.destroy_node()
+
+
+def test_sim_clock_jumping_back_is_counted_and_frames_on_the_new_clock_are_not_stale(
+        ros_context, tiny_models):
+    """use_sim_time: the simulator restarts its clock (100 s -> 10 s). The node counts the jump,
+    says so in /diagnostics, and keeps commanding from frames stamped on the new clock without
+    taking them for stale ones (their stamps are below the old clock's newest)."""
+    from builtin_interfaces.msg import Time
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rosgraph_msgs.msg import Clock
+    node = PolicyNode(context=ros_context, parameter_overrides=overrides(
+        tiny_models, frame_timeout=30.0) + [Parameter('use_sim_time', value=True)])
+    test = rclpy.create_node('clock_test', context=ros_context)
+    commands = []
+    test.create_subscription(JointTrajectory, '/aura/joint_commands', commands.append, 100)
+    clock = test.create_publisher(Clock, '/clock', 10)
+    frames = test.create_publisher(Image, '/aura/frames', FRAMES_QOS)
+    joints = test.create_publisher(JointState, '/joint_states', 10)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    executor.add_node(test)
+    rng = np.random.default_rng(5)
+
+    def at(seconds):
+        clock.publish(Clock(clock=Time(sec=int(seconds), nanosec=0)))
+        spin_until(executor, lambda: node.get_clock().now().nanoseconds // 10**9
+                   == int(seconds), 5)
+
+    def frames_at(seconds, n=4):
+        start = len(commands)
+        for i in range(n):
+            stamp = Time(sec=int(seconds), nanosec=i * 10**8)
+            joints.publish(joint_state(test, (0.1, 0.2, 0.3)))
+            frame = Image(**rgb_to_msg_fields(rng.integers(0, 256, (64, 64, 3), np.uint8)))
+            frame.header.stamp = stamp
+            frames.publish(frame)
+            count = len(commands)
+            spin_until(executor, lambda count=count: len(commands) > count, 5)
+        return len(commands) - start
+
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        spin_until(executor, lambda: clock.get_subscription_count() > 0 and
+                   frames.get_subscription_count() > 0, 10)
+        at(100)
+        jumps = node.counts['clock_jumps']             # ROS time switching on may count one
+        assert frames_at(100) >= 3
+        assert node.counts['stale_frames_used'] == 0
+        at(10)                                          # the simulator restarted
+        assert node.counts['clock_jumps'] == jumps + 1
+        assert 'clock jumped by -90.000 s' in node.diag.last_problem
+        assert frames_at(10) >= 3                       # still commanding ...
+        assert node.counts['stale_frames_used'] == 0    # ... and nothing taken for stale
+    finally:
+        executor.shutdown()
+        test.destroy_node()
+        node.destroy_node()
