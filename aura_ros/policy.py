@@ -79,6 +79,8 @@ class PolicyStep:
     new_chunk: bool
     rejected: str = ''           # why the command was withheld (non-finite action, ...)
     features: torch.Tensor | None = None  # (F,) backbone features of this frame
+    memory_base: np.ndarray | None = None  # what the memory was given as base (a chunk memory:
+    #                                        the chunk's first memory_horizon actions, flat)
 
 
 class PolicyRunner:
@@ -89,6 +91,9 @@ class PolicyRunner:
         self.memory_enabled = memory_enabled
         cfg = backbone.config
         self.steps_per_chunk = cfg.steps_per_chunk
+        # actions the memory corrects per step: 1, or a chunk memory's first ``horizon``
+        # actions of every chunk (its action is the flattened (horizon, A) chunk)
+        self.memory_horizon = 1
         if len(limits.lower) != cfg.action_dim:
             raise ValueError(f'{len(limits.lower)} joint limits for action_dim {cfg.action_dim}')
         if memory is not None:
@@ -96,9 +101,12 @@ class PolicyRunner:
             if mc.feature_dim != backbone.feature_dim:
                 raise ValueError(f'memory expects {mc.feature_dim}-d features, backbone '
                                  f'{cfg.adapter} gives {backbone.feature_dim}')
-            if mc.action_dim != cfg.action_dim:
-                raise ValueError(f'memory acts in {mc.action_dim} dims, backbone in '
-                                 f'{cfg.action_dim}')
+            horizon, rest = divmod(mc.action_dim, cfg.action_dim)
+            if rest or not 1 <= horizon <= cfg.chunk_size:
+                raise ValueError(f'memory acts in {mc.action_dim} dims: neither one action of '
+                                 f'the backbone ({cfg.action_dim}) nor a chunk of up to '
+                                 f'chunk_size={cfg.chunk_size} of them')
+            self.memory_horizon = horizon
             # Warm up (compiles the fast step once) so the first real frame is not slow.
             memory.step(torch.zeros(mc.feature_dim), torch.zeros(mc.action_dim))
         self.reset()
@@ -127,16 +135,22 @@ class PolicyRunner:
         t0 = time.perf_counter()
         positions = np.asarray(positions, np.float64)
         encoding = self.backbone.encode(image, positions.astype(np.float32), instruction)
-        new_chunk = not self._queue
+        H = self.memory_horizon
+        new_chunk = not self._queue or H > 1   # a chunk memory reads a fresh chunk each step
         if new_chunk:  # predict a chunk, execute its first steps_per_chunk actions
-            chunk = self.backbone.act(encoding, self.noise_seed())
+            chunk = np.asarray(self.backbone.act(encoding, self.noise_seed()), np.float32)
             self._queue = [a for a in chunk[:self.steps_per_chunk]]
+            memory_base = chunk[:H].reshape(-1)
         base = np.asarray(self._queue.pop(0), np.float32)
+        if H > 1:
+            self._queue = []
+        else:
+            memory_base = base
         self.t += 1
         t1 = time.perf_counter()
         if self.memory is not None:
-            out = self.memory.step(encoding.features, torch.from_numpy(base))
-            action = out.action.numpy() if self.memory_enabled else base
+            out = self.memory.step(encoding.features, torch.from_numpy(memory_base))
+            action = (out.action.numpy()[:len(base)] if self.memory_enabled else base)
             wrote, prob, surprise = out.wrote, out.gate_probability, out.surprise
         else:
             action, wrote, prob, surprise = base, False, 0.0, 0.0
@@ -148,15 +162,17 @@ class PolicyRunner:
                           gate_probability=prob, surprise=surprise,
                           backbone_ms=1e3 * (t1 - t0), memory_ms=1e3 * (t2 - t1),
                           total_ms=1e3 * (t3 - t0), new_chunk=new_chunk, rejected=rejected,
-                          features=encoding.features)
+                          features=encoding.features, memory_base=memory_base)
 
     def infer_chunk(self, image, positions, obs_time, dt, instruction=''):
         """Asynchronous execution: one observation -> (TimedChunk, PolicyStep). The backbone
-        predicts a whole chunk; the memory takes one step (one per processed observation) on
-        the chunk's first action, and its residual is added to every action of the chunk (the
-        memory's correction holds until the next observation). Targets are joint positions
-        for the times obs_time + (k + 1) * dt (``dt`` = the period the actions were trained
-        at); a non-finite chunk raises ValueError (the worker counts it, nothing is sent)."""
+        predicts a whole chunk; the memory takes one step (one per processed observation). A
+        one-action memory corrects the chunk's first action and its residual is added to every
+        action (the correction holds until the next observation); a chunk memory corrects
+        its first ``memory_horizon`` actions one by one (later ones get the last residual).
+        Targets are joint positions for the times obs_time + (k + 1) * dt (``dt`` = the period
+        the actions were trained at); a non-finite chunk raises ValueError (the worker counts
+        it, nothing is sent)."""
         t0 = time.perf_counter()
         positions = self.limits.measured(positions)
         if positions is None:
@@ -165,15 +181,19 @@ class PolicyRunner:
         chunk = np.asarray(self.backbone.act(encoding, self.noise_seed()), np.float32)
         self.t += 1
         t1 = time.perf_counter()
-        base = chunk[0]
-        wrote, prob, surprise, residual = False, 0.0, 0.0, 0.0
+        base, H = chunk[0], self.memory_horizon
+        wrote, prob, surprise = False, 0.0, 0.0
+        actions = chunk.astype(np.float64)
         if self.memory is not None:
-            out = self.memory.step(encoding.features, torch.from_numpy(base.copy()))
+            out = self.memory.step(encoding.features,
+                                   torch.from_numpy(chunk[:H].reshape(-1).copy()))
             wrote, prob, surprise = out.wrote, out.gate_probability, out.surprise
             if self.memory_enabled:
-                residual = out.action.numpy().astype(np.float64) - base
+                corrected = out.action.numpy().astype(np.float64).reshape(H, -1)
+                residual = corrected - actions[:H]
+                actions[:H] = corrected
+                actions[H:] += residual[-1]    # past the memory's horizon: its last residual
         t2 = time.perf_counter()
-        actions = chunk.astype(np.float64) + residual
         timed = TimedChunk(t0=obs_time + dt, dt=dt, obs_time=obs_time,
                            positions=chunk_targets(positions, actions,
                                                    self.limits.action_type))

@@ -141,3 +141,45 @@ def test_infer_chunk_refuses_non_finite_chunks_and_positions():
         runner.infer_chunk(IMAGE, np.zeros(3), obs_time=0.0, dt=0.1)
     with pytest.raises(ValueError, match='joint positions'):
         runner.infer_chunk(IMAGE, np.array([0.0, np.inf, 0.0]), obs_time=0.0, dt=0.1)
+
+
+def chunk_memory(horizon):
+    torch.manual_seed(1)
+    memory = build_memory(AuraConfig(feature_dim=6, action_dim=3 * horizon, kind='aura'))
+    torch.nn.init.normal_(memory.head_out.weight, std=0.5)
+    return memory
+
+
+def test_chunk_memory_corrects_each_of_its_actions_in_async_and_its_first_in_sync():
+    """A chunk memory (action = the chunk's first H actions, flattened) makes one step per
+    observation and corrects those H actions one by one; later actions get its last
+    residual. Sync uses the corrected first action and predicts a chunk every step."""
+    chunk = np.array([[0.01, 0.0, 0.0], [0.02, 0.0, 0.0], [0.0, 0.03, 0.0], [0.0, 0.0, 0.04]])
+    memory = chunk_memory(horizon=2)
+    runner = PolicyRunner(ScriptedBackbone([chunk] * 4), memory, CommandLimits(**LIMITS))
+    assert runner.memory_horizon == 2
+    q = np.zeros(3)
+    timed, info = runner.infer_chunk(np.full((8, 8, 3), 9, np.uint8), q, obs_time=0.0, dt=0.1)
+    memory.reset()
+    expected = memory.step(torch.full((6,), 9.0),
+                           torch.from_numpy(chunk[:2].reshape(-1).astype(np.float32)))
+    corrected = expected.action.numpy().astype(np.float64).reshape(2, 3)
+    actions = chunk.copy()
+    actions[:2] = corrected
+    actions[2:] += corrected[1] - chunk[1]
+    np.testing.assert_allclose(timed.positions, np.cumsum(actions, axis=0), atol=1e-5)
+    assert not np.allclose(corrected[0] - chunk[0], corrected[1] - chunk[1])  # per action
+    memory.reset()
+    calls = runner.backbone.calls
+    step = runner.step(np.full((8, 8, 3), 9, np.uint8), q)
+    step2 = runner.step(np.full((8, 8, 3), 9, np.uint8), q)
+    assert runner.backbone.calls == calls + 2          # a fresh chunk for every memory step
+    np.testing.assert_allclose(step.action, corrected[0], atol=1e-5)
+    assert step.memory_base.shape == (6,) and step2.base_action.shape == (3,)
+
+
+@pytest.mark.parametrize('action_dim', [4, 15])   # not a multiple of 3; more than chunk_size
+def test_memory_that_is_neither_one_action_nor_a_chunk_is_refused(action_dim):
+    memory = build_memory(AuraConfig(feature_dim=6, action_dim=action_dim))
+    with pytest.raises(ValueError, match='chunk_size'):
+        PolicyRunner(ScriptedBackbone([]), memory, CommandLimits(**LIMITS))

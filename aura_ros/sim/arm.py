@@ -175,6 +175,19 @@ class ArmEnv:
         goal = inverse_kinematics(self.episode.pads[self.episode.target])
         return np.clip(goal - self.q, -self.config.max_joint_speed, self.config.max_joint_speed)
 
+    def expert_plan(self, horizon):
+        """(horizon, 3): the expert's next actions if it drove the arm from now on (holding
+        until the go frame), the label of an action chunk. ``expert_plan(1)[0]`` is
+        ``expert_action()``."""
+        goal = inverse_kinematics(self.episode.pads[self.episode.target])
+        speed = self.config.max_joint_speed
+        q, plan = self.q.copy(), np.zeros((horizon, 3))
+        for k in range(horizon):
+            if self.t + k >= self.go_step:
+                plan[k] = np.clip(goal - q, -speed, speed)
+                q = np.clip(q + plan[k], JOINT_LOWER, JOINT_UPPER)
+        return plan
+
     # ---- rendering ----------------------------------------------------------------------------
     def marks(self):
         """(pad -> colour) rings drawn on this frame, and the lamp colour."""

@@ -67,7 +67,7 @@ def cmd_memory(args):
     out.mkdir(parents=True, exist_ok=True)
     start = 20_000 + args.seed * 100_000
     episodes = collect_features(backbone, range(start, start + args.episodes), noise=args.noise,
-                                desc='features (expert)')
+                                desc='features (expert)', horizon=args.chunk_horizon)
     arms = ['aura'] + [k for k in args.arms if k != 'aura']   # the budget arms need its rate
     summary, rate = {'episodes': {}}, None
     for kind in arms:
@@ -78,7 +78,7 @@ def cmd_memory(args):
         for round_ in range(args.dagger_rounds):  # the arm rolls itself out, the expert labels
             first = 30_000 + round_ * 10_000 + args.seed * 100_000
             data += collect_features(backbone, range(first, first + args.episodes // 2),
-                                     memory=memory, beta=0.2,
+                                     memory=memory, beta=0.2, horizon=args.chunk_horizon,
                                      desc=f'features ({kind}, DAgger {round_})')
             memory = fit_memory(kind, data, action_std, **fit)
         if kind == 'aura':
@@ -120,6 +120,9 @@ def main(argv=None):
     p.add_argument('--arms', type=lambda s: [k for k in s.split(',') if k],
                    default=list(MEMORY_ARMS), help='memory arms to train (aura always first)')
     p.add_argument('--target-write-rate', type=float, default=0.08)
+    p.add_argument('--chunk-horizon', type=int, default=1,
+                   help='actions the memory corrects per step: 1, or a chunk memory for '
+                   'asynchronous execution that corrects the first N actions of every chunk')
     p.add_argument('--seed', type=int, default=0)
     p.set_defaults(run=cmd_memory)
     args = parser.parse_args(argv)

@@ -30,12 +30,17 @@ class FeatureEpisode:
 
 
 def collect_features(backbone, seeds, variants=TRAIN_VARIANTS, noise=0.3, memory=None,
-                     beta=0.0, progress=True, desc='features'):
+                     beta=0.0, progress=True, desc='features', horizon=1):
     """Episodes of features / base actions / expert labels. ``memory`` + ``beta``: with
     probability 1 - beta per episode the arm follows the memory policy (DAgger), else the noisy
-    expert."""
+    expert. ``horizon`` > 1: data for a chunk memory, every step a fresh chunk whose first
+    ``horizon`` actions (flattened) are the base and the expert's plan over them the label."""
     envs = {v: ArmEnv(ArmTaskConfig(variant=v)) for v in variants}
     runner = PolicyRunner(backbone, memory, sim_limits())
+    if memory is not None and runner.memory_horizon != horizon:
+        raise ValueError(f'the memory corrects {runner.memory_horizon} actions per step, the '
+                         f'data asked for {horizon}')
+    runner.memory_horizon = horizon    # > 1: a fresh chunk every step, as a chunk memory reads
     episodes = []
     for i, seed in enumerate(tqdm(list(seeds), desc=desc, disable=not progress, leave=False)):
         env = envs[variants[i % len(variants)]]
@@ -48,8 +53,8 @@ def collect_features(backbone, seeds, variants=TRAIN_VARIANTS, noise=0.3, memory
             step = runner.step(frame, env.q)
             expert = env.expert_action()
             feats.append(step.features)
-            bases.append(step.base_action)
-            experts.append(expert)
+            bases.append(step.base_action if horizon == 1 else step.memory_base)
+            experts.append(expert if horizon == 1 else env.expert_plan(horizon).reshape(-1))
             if follow_policy:
                 command = step.command
             else:
@@ -86,7 +91,8 @@ def fit_memory(kind, episodes, action_std, steps=1500, batch=64, seed=0, write_r
                                      target_write_rate=target_write_rate, ib_horizon=0,
                                      head_hidden=head_hidden, **config))
     memory.set_feature_stats(feats[mask])
-    memory.action_scale.copy_(torch.as_tensor(action_std, dtype=torch.float32))
+    scale = torch.as_tensor(action_std, dtype=torch.float32)
+    memory.action_scale.copy_(scale.repeat(base.shape[-1] // len(scale)))   # chunk: per action
     gen = torch.Generator().manual_seed(seed)
 
     def sample(step):

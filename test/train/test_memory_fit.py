@@ -1,0 +1,39 @@
+"""Training data and fit for the memory on the simulated arm, with a tiny PI0: one-action
+memories see the executed base action and the expert's action; chunk memories see a fresh
+chunk's first H actions and the expert's plan over them, and the fitted memory is one the
+runner executes as a chunk memory."""
+import numpy as np
+import torch
+
+from aura_ros.backbones import build_backbone
+from aura_ros.policy import PolicyRunner
+from aura_ros.sim.rollout import sim_limits
+from aura_ros.train.memory_fit import collect_features, fit_memory
+
+
+def tiny_pi0(tiny_models):
+    return build_backbone(dict(tiny_models['pi0_block'],
+                               model_path=str(tiny_models['root'] / 'pi0')))
+
+
+def test_one_action_and_chunk_data_and_a_fitted_chunk_memory(tiny_models):
+    backbone = tiny_pi0(tiny_models)
+    single = collect_features(backbone, [11], variants=('memory',), progress=False)[0]
+    chunked = collect_features(backbone, [11], variants=('memory',), progress=False,
+                               horizon=4)[0]
+    T = len(single.features)
+    assert single.base.shape == (T, 3) and single.expert.shape == (T, 3)
+    assert chunked.base.shape[1:] == (12,) and chunked.expert.shape[1:] == (12,)
+    plan = chunked.expert.reshape(-1, 4, 3)
+    # same seed, same noisy-expert drive: the plan's first action is the one-action label
+    assert len(chunked.features) == T and torch.allclose(plan[:, 0], single.expert)
+    assert torch.all(plan[0] == 0) and plan.abs().max() > 0   # holds before go, then moves
+    memory = fit_memory('aura', [chunked], [0.05, 0.05, 0.05], steps=3, batch=2,
+                        progress=False)
+    assert memory.config.action_dim == 12
+    assert torch.allclose(memory.action_scale, torch.full((12,), 0.05))
+    runner = PolicyRunner(backbone, memory, sim_limits())
+    assert runner.memory_horizon == 4
+    timed, info = runner.infer_chunk(np.zeros((64, 64, 3), np.uint8), np.array(
+        [1.7, -2.2, 2.2]), obs_time=0.0, dt=1 / 30)
+    assert timed.positions.shape == (8, 3) and np.all(np.isfinite(timed.positions))
