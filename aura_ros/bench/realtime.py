@@ -256,7 +256,11 @@ def run_point(mode, latency_ms, settings, build_runner, progress=True):
 
 
 def params_digest(params):
-    return hashlib.sha256(Path(params).read_bytes()).hexdigest()[:12]
+    """The policy node's parameter values (not the file's bytes: comments do not count)."""
+    from aura_ros.params import read_params_file
+    values, _ = read_params_file(params, 'policy_node')
+    text = json.dumps(values, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def make_builder(params, memory=True):
