@@ -12,8 +12,13 @@ command; without an executable chunk it holds the previous command.
 
 The control thread shares the interpreter lock with the worker's Python-heavy inference; at
 CPython's default switch interval (5 ms) a tick can wait that long for it, so AsyncPolicy
-lowers the process's interval to ``gil_switch_interval`` (1 ms) if it is higher.
+lowers the process's interval to ``gil_switch_interval`` (1 ms) if it is higher. A full
+collection of the cyclic garbage collector holds the lock while it scans every object, the
+loaded models' included; ``freeze_gc`` (default on) moves the objects alive when the policy
+starts (the models) out of the collector's reach (``gc.freeze``), so later collections scan
+only what inference allocates.
 """
+import gc
 import sys
 import threading
 import time
@@ -30,7 +35,7 @@ class AsyncPolicy:
     def __init__(self, runner, send, positions, on_step=None, lock=None, control_rate=100.0,
                  action_period=1 / 30, transition='blend', blend_s=0.1, ensemble_decay=0.0,
                  max_age_s=1.0, start_armed=False, instruction=lambda: '',
-                 gil_switch_interval=0.001):
+                 gil_switch_interval=0.001, freeze_gc=True):
         """``send(command)`` publishes a (J,) command; ``positions()`` returns the newest
         measured positions (or None); ``on_step(context, chunk, info)`` runs after each
         inference (gate events, snapshots); ``lock`` guards the runner against other users
@@ -42,6 +47,9 @@ class AsyncPolicy:
         self.action_period = float(action_period)
         if gil_switch_interval and sys.getswitchinterval() > gil_switch_interval:
             sys.setswitchinterval(gil_switch_interval)
+        if freeze_gc:
+            gc.collect()
+            gc.freeze()
         self.loop = ControlLoop(ChunkExecutor(transition, blend_s, ensemble_decay, max_age_s),
                                 runner.limits, 1.0 / control_rate, start_armed)
         self.periods = deque(maxlen=2000)     # measured control periods (s)
