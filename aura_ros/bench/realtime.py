@@ -37,7 +37,8 @@ memory contributes.
 Per (mode, latency) point, ``episodes`` seeded episodes (the same seeds at every point):
 success with a Wilson 95% interval; commands per second while commanding (``control_rate_hz``)
 and p99 of |period - nominal| (nominal: 1 / control_rate for async, the frame period for sync);
-smoothness of the command stream: max and p99 joint step between consecutive commands (rad),
+smoothness of the command stream (commands limited to the arm's 4.5 rad/s, ``max_velocity``,
+as a robot config would): max and p99 joint step between consecutive commands (rad),
 p99 jerk (third difference over the local period cubed, rad/s^3; streams at different rates
 are not comparable by it, so ``arm_jerk_p99`` is the same measure on the arm's joint samples at
 100 Hz, what the robot does whatever the command rate); chunk age at each command
@@ -76,6 +77,7 @@ class RealtimeSettings:
     ensemble_decay: float = 0.0       # 0: equal weights over the overlapping chunks
     max_age_s: float = 1.5            # longer than the slowest inference period
     memory: bool = True               # False: the frozen backbone alone (a diagnostic)
+    max_velocity: float = 4.5         # command.max_velocity (rad/s): the sim arm's own limit
     task: RealtimeTask = field(default_factory=RealtimeTask)
 
     def key(self, mode, latency_ms, params_digest):
@@ -263,7 +265,7 @@ def params_digest(params):
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def make_builder(params, memory=True):
+def make_builder(params, memory=True, max_velocity=float('inf')):
     """latency_ms -> a fresh PolicyRunner over the parameter file's backbone (with that
     latency injected) and a fresh copy of its memory (none if ``memory`` is False)."""
     from aura_ros.backbones import build_backbone
@@ -279,7 +281,9 @@ def make_builder(params, memory=True):
 
     def build(latency_ms):
         inner = DelayedBackbone(backbone, latency_ms) if latency_ms else backbone
-        return PolicyRunner(inner, load_memory(checkpoint) if memory else None, sim_limits())
+        limits = sim_limits()
+        limits.max_velocity = max_velocity
+        return PolicyRunner(inner, load_memory(checkpoint) if memory else None, limits)
 
     return build
 
@@ -292,7 +296,7 @@ def run(settings=None, params=None, modes=MODES, latencies=LATENCIES_MS, cache_d
     torch.set_num_threads(1)
     settings = settings or RealtimeSettings()
     params = params or str(Path(package_share('aura_ros')) / 'config' / 'realtime.yaml')
-    build = make_builder(params, settings.memory)
+    build = make_builder(params, settings.memory, settings.max_velocity)
     digest = params_digest(params)
     cache = Path(cache_dir) if cache_dir else None
     points = {}
