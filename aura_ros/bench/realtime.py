@@ -370,12 +370,12 @@ def plot(result, path):
         hi = [c[1] for c in block['success_ci95']]
         axes[0].plot(lat, block['success'], marker='o', label=mode)
         axes[0].fill_between(lat, lo, hi, alpha=0.15)
-        axes[1].plot(lat, block['jerk_p99'], marker='o', label=mode)
+        axes[1].plot(lat, block['arm_jerk_p99'], marker='o', label=mode)
         axes[2].plot(lat, block['control_rate_hz'], marker='o', label=mode)
     axes[0].set(xlabel='injected inference latency (ms)', ylabel='success (Wilson 95%)',
                 title=f"success, {result['episodes']} episodes per point", ylim=(0, 1))
     axes[1].set(xlabel='injected inference latency (ms)', ylabel='p99 jerk (rad/s^3)',
-                title='command smoothness', yscale='log')
+                title='arm smoothness (joint samples at 100 Hz)', yscale='log')
     axes[2].axhline(result['control_rate_target_hz'], color='grey', ls=':')
     axes[2].set(xlabel='injected inference latency (ms)', ylabel='commands per second',
                 title='command rate (target dotted)', yscale='log')
