@@ -167,28 +167,24 @@ def run_point(mode, latency_ms, settings, build_runner, progress=True):
     def on_step(_context, _chunk, info):
         state['writes'] += int(info.wrote)
 
+    def record(command, obs_time):
+        """A command sent now, from a frame captured at ``obs_time`` (None: unknown)."""
+        now = time.monotonic()
+        state['command'] = np.array(command)
+        state['log_t'].append(now)
+        state['log_x'].append(state['command'])
+        state['ages'].append(now - obs_time if obs_time is not None else np.nan)
+
     if mode == 'sync':
         nominal = 1.0 / task.frame_rate
-
-        def send_sync(command, obs_time):
-            now = time.monotonic()
-            state['command'] = np.array(command)
-            state['log_t'].append(now)
-            state['log_x'].append(state['command'])
-            state['ages'].append(now - obs_time)
-
-        policy = SyncPolicy(runner, send_sync, on_step)
+        policy = SyncPolicy(runner, record, on_step)
         threads = {'inference': policy.worker.thread}
     else:
         nominal = 1.0 / settings.control_rate
 
         def send_async(command):
-            now = time.monotonic()
-            state['command'] = np.array(command)
-            state['log_t'].append(now)
-            state['log_x'].append(state['command'])
             newest = policy.loop.executor.newest
-            state['ages'].append(now - newest.obs_time if newest is not None else np.nan)
+            record(command, newest.obs_time if newest is not None else None)
 
         policy = AsyncPolicy(runner, send_async, lambda: state['q'], on_step=on_step,
                              control_rate=settings.control_rate,

@@ -16,7 +16,7 @@ lowers the process's interval to ``gil_switch_interval`` (1 ms) if it is higher.
 collection of the cyclic garbage collector holds the lock while it scans every object, the
 loaded models' included; ``freeze_gc`` (default on) moves the objects alive when the policy
 starts (the models) out of the collector's reach (``gc.freeze``), so later collections scan
-only what inference allocates.
+only what inference allocates; ``stop`` unfreezes them (a cleaned-up model can be collected).
 """
 import gc
 import sys
@@ -47,6 +47,7 @@ class AsyncPolicy:
         self.action_period = float(action_period)
         if gil_switch_interval and sys.getswitchinterval() > gil_switch_interval:
             sys.setswitchinterval(gil_switch_interval)
+        self._froze_gc = bool(freeze_gc)
         if freeze_gc:
             gc.collect()
             gc.freeze()
@@ -142,6 +143,8 @@ class AsyncPolicy:
         self._stop.set()
         ok = self.worker.stop(timeout)
         self.thread.join(timeout)
+        if self._froze_gc:
+            gc.unfreeze()
         return ok and not self.thread.is_alive()
 
     # ---- diagnostics -------------------------------------------------------------------------
