@@ -66,8 +66,13 @@ def cmd_memory(args):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = 20_000 + args.seed * 100_000
+    task = None
+    if args.task == 'realtime':
+        from aura_ros.sim.realtime import RealtimeTask
+        task = RealtimeTask()
     episodes = collect_features(backbone, range(start, start + args.episodes), noise=args.noise,
-                                desc='features (expert)', horizon=args.chunk_horizon)
+                                desc='features (expert)', horizon=args.chunk_horizon,
+                                task=task, strides=args.strides)
     arms = ['aura'] + [k for k in args.arms if k != 'aura']   # the budget arms need its rate
     summary, rate = {'episodes': {}}, None
     for kind in arms:
@@ -123,6 +128,14 @@ def main(argv=None):
     p.add_argument('--chunk-horizon', type=int, default=1,
                    help='actions the memory corrects per step: 1, or a chunk memory for '
                    'asynchronous execution that corrects the first N actions of every chunk')
+    p.add_argument('--task', default='frames', choices=['frames', 'realtime'],
+                   help='episode timing: frames (ArmTaskConfig, the lockstep sim) or realtime '
+                   '(RealtimeTask: cue 0.5 s, delay 0.5-1 s, go 2 s at 30 fps, what the '
+                   'real-time sim and benchmark run)')
+    p.add_argument('--strides', type=lambda s: [int(k) for k in s.split(',') if k],
+                   default=[1], help='the memory steps every s frames, s drawn per episode '
+                   '(e.g. 1,3,6,12: the observation rates of asynchronous inference at up to '
+                   '~400 ms latency); DAgger rounds need 1')
     p.add_argument('--seed', type=int, default=0)
     p.set_defaults(run=cmd_memory)
     args = parser.parse_args(argv)

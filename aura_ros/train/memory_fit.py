@@ -7,7 +7,7 @@ expert's action as the label. The memory learns the residual that turns the base
 the expert's, in units of the backbone's action std, with the closed-loop action objective
 (core.training): the gate is rewarded for writes that improve the next action.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -30,12 +30,30 @@ class FeatureEpisode:
 
 
 def collect_features(backbone, seeds, variants=TRAIN_VARIANTS, noise=0.3, memory=None,
-                     beta=0.0, progress=True, desc='features', horizon=1):
+                     beta=0.0, progress=True, desc='features', horizon=1, task=None,
+                     strides=(1,)):
     """Episodes of features / base actions / expert labels. ``memory`` + ``beta``: with
     probability 1 - beta per episode the arm follows the memory policy (DAgger), else the noisy
     expert. ``horizon`` > 1: data for a chunk memory, every step a fresh chunk whose first
-    ``horizon`` actions (flattened) are the base and the expert's plan over them the label."""
-    envs = {v: ArmEnv(ArmTaskConfig(variant=v)) for v in variants}
+    ``horizon`` actions (flattened) are the base and the expert's plan over them the label.
+
+    ``task`` (a ``RealtimeTask``): the task timed in seconds at its frame rate (what the
+    real-time benchmark and a real-time sim run), else ``ArmTaskConfig``'s frame counts.
+    ``strides``: the memory takes one step every ``s`` camera frames, ``s`` drawn per episode
+    from ``strides`` (with a random phase); the arm still moves every frame. Asynchronous
+    execution steps the memory once per processed frame, i.e. at the inference rate: strides
+    (1, 3, 6, 12) cover 30, 10, 5 and 2.5 Hz at 30 fps (latencies up to ~400 ms)."""
+    strides = tuple(int(s) for s in strides)
+    if not strides or min(strides) < 1:
+        raise ValueError(f'strides must be whole numbers >= 1, got {strides}')
+    if memory is not None and strides != (1,):
+        raise ValueError('DAgger rollouts (memory=...) run one memory step per frame: '
+                         'strides must be (1,)')
+    if task is None:
+        envs = {v: ArmEnv(ArmTaskConfig(variant=v)) for v in variants}
+    else:
+        envs = {v: ArmEnv(replace(task, variant=v).arm_config(backbone.config.image_size))
+                for v in variants}
     runner = PolicyRunner(backbone, memory, sim_limits())
     if memory is not None and runner.memory_horizon != horizon:
         raise ValueError(f'the memory corrects {runner.memory_horizon} actions per step, the '
@@ -46,15 +64,20 @@ def collect_features(backbone, seeds, variants=TRAIN_VARIANTS, noise=0.3, memory
         env = envs[variants[i % len(variants)]]
         rng = np.random.default_rng([seed, 7])
         follow_policy = memory is not None and rng.random() >= beta
+        pick = np.random.default_rng([seed, 11])       # apart: the noise draws stay as they were
+        stride = strides[pick.integers(len(strides))]
+        phase = int(pick.integers(stride))
         frame, done = env.reset(seed), False
         runner.reset(episode_seed=seed)
         feats, bases, experts = [], [], []
         while not done:
-            step = runner.step(frame, env.q)
             expert = env.expert_action()
-            feats.append(step.features)
-            bases.append(step.base_action if horizon == 1 else step.memory_base)
-            experts.append(expert if horizon == 1 else env.expert_plan(horizon).reshape(-1))
+            if (env.t - phase) % stride == 0:       # a frame the memory processes
+                step = runner.step(frame, env.q)
+                feats.append(step.features)
+                bases.append(step.base_action if horizon == 1 else step.memory_base)
+                experts.append(expert if horizon == 1
+                               else env.expert_plan(horizon).reshape(-1))
             if follow_policy:
                 command = step.command
             else:

@@ -37,3 +37,22 @@ def test_one_action_and_chunk_data_and_a_fitted_chunk_memory(tiny_models):
     timed, info = runner.infer_chunk(np.zeros((64, 64, 3), np.uint8), np.array(
         [1.7, -2.2, 2.2]), obs_time=0.0, dt=1 / 30)
     assert timed.positions.shape == (8, 3) and np.all(np.isfinite(timed.positions))
+
+
+def test_strides_step_the_memory_at_the_inference_rate_on_the_task_in_seconds(tiny_models):
+    from aura_ros.sim.realtime import RealtimeTask
+    backbone = tiny_pi0(tiny_models)
+    task = RealtimeTask(cue_s=0.2, delay_s=(0.2, 0.3), go_timeout_s=0.5)
+    every = collect_features(backbone, [5], variants=('memory',), progress=False, task=task)[0]
+    sparse = collect_features(backbone, [5], variants=('memory',), progress=False, task=task,
+                              strides=(4,))[0]
+    T = len(every.features)
+    # the arm is driven by the same noisy expert every frame; the memory sees every 4th frame
+    assert 1 <= len(sparse.features) <= -(-T // 4) and len(sparse.features) >= T // 4
+    labels = {tuple(np.round(e.numpy(), 6)) for e in every.expert}
+    assert all(tuple(np.round(e.numpy(), 6)) in labels for e in sparse.expert)
+    # the task in seconds: 0.2 s cue at 30 fps = 6 frames held before go (at least)
+    assert torch.all(every.expert[:6] == 0)
+    import pytest
+    with pytest.raises(ValueError, match='strides'):
+        collect_features(backbone, [5], variants=('memory',), progress=False, strides=(0,))
