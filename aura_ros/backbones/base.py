@@ -46,6 +46,7 @@ class BackboneConfig:
     num_inference_steps: int = 4          # flow-matching steps (hf_pi0)
     instruction: str = ''                 # default task instruction
     seed: int = 0                         # noise seed for sampled action chunks
+    noise_scale: float = 1.0              # flow-matching start noise x scale (0: deterministic)
     delay_ms: float = 0.0                 # added to every encode(): emulates a slower VLA
     options: dict = field(default_factory=dict)  # adapter-specific extras
 
@@ -63,6 +64,9 @@ class BackboneConfig:
             if not isinstance(value, int) or not lo <= value <= hi:
                 raise ValueError(f'backbone.{name} must be an integer in [{lo}, {hi}], '
                                  f'got {value!r}')
+        if not (isinstance(self.noise_scale, (int, float)) and 0 <= self.noise_scale <= 10):
+            raise ValueError(f'backbone.noise_scale must be in [0, 10], got '
+                             f'{self.noise_scale!r}')
         if not (isinstance(self.delay_ms, (int, float)) and 0 <= self.delay_ms <= 60000):
             raise ValueError(f'backbone.delay_ms must be in [0, 60000], got {self.delay_ms!r}')
         if not 1 <= self.steps_per_chunk <= self.chunk_size:

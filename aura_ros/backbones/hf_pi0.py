@@ -114,7 +114,8 @@ class HFPI0Backbone(Backbone):
         generator = self.generator if noise_seed is None else torch.Generator(
             device=self.device).manual_seed(int(noise_seed))
         x = torch.randn(1, mc.chunk_size, mc.max_action_dim, generator=generator,
-                        device=self.device).to(self.dtype)
+                        device=self.device)
+        x = (self.config.noise_scale * x).to(self.dtype)     # 0: from the noise's mean
         dt = -1.0 / steps
         for i in range(steps):  # integrate the flow from t = 1 (noise) to t = 0 (actions)
             t = torch.full((1,), 1.0 + i * dt, dtype=torch.float32, device=self.device)

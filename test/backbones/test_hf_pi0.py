@@ -51,3 +51,25 @@ def test_wrong_image_size_and_config_mismatch_refused(pi0, tiny_models):
         build_backbone(block)
     with pytest.raises(ValueError, match='chunk_size'):
         build_backbone(dict(block, image_size=64, chunk_size=16, steps_per_chunk=4))
+
+
+def test_noise_scale_zero_integrates_from_the_noise_mean(pi0, tiny_models):
+    """noise_scale 0: one chunk per observation whatever the seed, equal to sample_actions
+    started from zeros; the default (1) samples different chunks for different seeds."""
+    enc = pi0.encode(IMAGE, np.zeros(3), 'reach the marked pad')
+    assert not np.allclose(pi0.act(enc, noise_seed=1), pi0.act(enc, noise_seed=2))
+    block = dict(tiny_models['pi0_block'], model_path=str(tiny_models['root'] / 'pi0'),
+                 noise_scale=0.0)
+    mean = build_backbone(block)
+    enc = mean.encode(IMAGE, np.zeros(3), 'reach the marked pad')
+    a, b = mean.act(enc, noise_seed=1), mean.act(enc, noise_seed=2)
+    np.testing.assert_array_equal(a, b)
+    inputs = mean.model_inputs(IMAGE, np.zeros(3), 'reach the marked pad')
+    ref = mean.model.sample_actions(state=inputs['state'], input_ids=inputs['input_ids'],
+                                    pixel_values=inputs['pixel_values'],
+                                    attention_mask=inputs['attention_mask'],
+                                    pixel_attention_mask=inputs['pixel_attention_mask'],
+                                    noise=torch.zeros(1, 8, 3), num_steps=4)[0].numpy()
+    np.testing.assert_allclose(a, ref * 0.05, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match='noise_scale'):
+        build_backbone(dict(block, noise_scale=-1.0))
