@@ -18,14 +18,16 @@ setting processes at least one cue frame: a miss is the policy's, not the clock'
 
 Policy: ``config/realtime.yaml``, the tiny PI0 trained with 32-action chunks (1.07 s at 30 Hz;
 a chunk must outlast the slowest latency plus one inference period, 0.82 s, or the arm stops
-between chunks) and its AURA memory trained on that backbone's features. Latency is injected
-with ``backbone.delay_ms`` (``DelayedBackbone``: every ``act`` sleeps that long).
+between chunks), sampled deterministically (``noise_scale: 0``), and its AURA chunk memory
+(one step per processed observation; it corrects all 32 actions of the chunk) trained on this
+task in seconds with observations every 1, 3, 6 or 12 frames. Latency is injected with
+``backbone.delay_ms`` (``DelayedBackbone``: every observation encoded waits that long).
 
 Modes:
-- ``sync``: one processed frame -> one ``PolicyRunner.step`` (backbone call every
-  ``steps_per_chunk`` frames, one memory step per frame) -> one command, sent when the step
-  ends; frames that arrive meanwhile are replaced by the newest (the node's ``execution:
-  sync``). Its command period is its inference period.
+- ``sync``: one processed frame -> one ``PolicyRunner.step`` (a new chunk every frame for a
+  chunk memory, else every ``steps_per_chunk`` frames; one memory step per frame) -> one
+  command, sent when the step ends; frames that arrive meanwhile are replaced by the newest
+  (the node's ``execution: sync``). Its command period is its inference period.
 - ``async_latest`` / ``async_temporal_ensemble`` / ``async_blend``: ``AsyncPolicy`` at
   ``control_rate`` (100 Hz), chunks executed by time with latency compensation, one memory step
   per processed frame, each chunk-transition mode.

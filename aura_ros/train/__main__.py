@@ -4,7 +4,8 @@
     python -m aura_ros.train memory --params config/default.yaml --out models/aura_sim
     python -m aura_ros.train backbone --out models/pi0_sim_rt --params config/realtime.yaml \
         --chunk-size 32 && python -m aura_ros.train memory --params config/realtime.yaml \
-        --out models/aura_sim_rt --arms aura          # the real-time benchmark's pair
+        --out models/aura_sim_rt --arms aura --chunk-horizon 32 --task realtime \
+        --strides 1,3,6,12                            # the real-time benchmark's pair
 
 ``backbone`` trains the tiny PI0 on the visible variant and writes its normalisation statistics
 into the parameter file's backbone block (``--variant memory --out models/pi0_sim_memory
