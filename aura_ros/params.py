@@ -82,8 +82,9 @@ def _backbone():
         ParamSpec(b + 'seed', INTEGER, 0, 'noise seed for sampled action chunks',
                   range=(0, 2**31 - 1), read_only=True),
         ParamSpec(b + 'noise_scale', DOUBLE, 1.0, 'scale of the flow-matching start noise '
-                  '(hf_pi0): 1 samples the chunk distribution, 0 integrates from its mean '
-                  '(the same chunk for the same observation)', range=(0.0, 10.0),
+                  '(hf_pi0 only; other adapters ignore it): 1 samples the chunk distribution, '
+                  '0 integrates from its mean (the same chunk for the same observation)',
+                  range=(0.0, 10.0),
                   read_only=True),
         ParamSpec(b + 'delay_ms', DOUBLE, 0.0, 'added to every observation the backbone '
                   'encodes (ms): emulates a slower VLA for latency experiments',

@@ -64,7 +64,8 @@ class BackboneConfig:
             if not isinstance(value, int) or not lo <= value <= hi:
                 raise ValueError(f'backbone.{name} must be an integer in [{lo}, {hi}], '
                                  f'got {value!r}')
-        if not (isinstance(self.noise_scale, (int, float)) and 0 <= self.noise_scale <= 10):
+        if (isinstance(self.noise_scale, bool) or not isinstance(self.noise_scale, (int, float))
+                or not 0 <= self.noise_scale <= 10):
             raise ValueError(f'backbone.noise_scale must be in [0, 10], got '
                              f'{self.noise_scale!r}')
         if not (isinstance(self.delay_ms, (int, float)) and 0 <= self.delay_ms <= 60000):

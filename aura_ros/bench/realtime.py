@@ -256,11 +256,24 @@ def run_point(mode, latency_ms, settings, build_runner, progress=True):
 
 
 def params_digest(params):
-    """The policy node's parameter values (not the file's bytes: comments do not count)."""
+    """The policy node's parameter values (not the file's bytes: comments do not count) and
+    the bytes of the weights they load (memory checkpoint, backbone ``*.safetensors``): a
+    model retrained into the same folder is a new policy, not a cache hit."""
     from aura_ros.params import read_params_file
-    values, _ = read_params_file(params, 'policy_node')
-    text = json.dumps(values, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    from aura_ros.paths import resolve_path
+    values, base_dir = read_params_file(params, 'policy_node')
+    h = hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode())
+    files = []
+    if values.get('memory.checkpoint'):
+        files.append(resolve_path(values['memory.checkpoint'], base_dir))
+    try:
+        folder = resolve_path(values.get('backbone.model_path', ''), base_dir)
+        files += sorted(folder.glob('*.safetensors')) if folder.is_dir() else []
+    except (FileNotFoundError, ValueError):     # no local model folder (e.g. remote)
+        pass
+    for path in files:
+        h.update(hashlib.sha256(Path(path).read_bytes()).digest())
+    return h.hexdigest()[:12]
 
 
 def make_builder(params, memory=True, max_velocity=float('inf')):

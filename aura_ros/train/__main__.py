@@ -62,6 +62,9 @@ MEMORY_ARMS = ('aura', 'aura_surprise_only', 'feature_gate', 'always_write', 'kv
 
 def cmd_memory(args):
     from aura_ros.train.memory_fit import collect_features, fit_memory, write_rate_on
+    if args.dagger_rounds and args.strides != [1]:
+        raise SystemExit('--dagger-rounds roll the memory out one step per frame: use them '
+                         'with --strides 1 (the default)')
     backbone = load_backbone(args.params)
     action_std = backbone.config.action_std or [1.0] * backbone.config.action_dim
     out = Path(args.out)
@@ -85,7 +88,7 @@ def cmd_memory(args):
             first = 30_000 + round_ * 10_000 + args.seed * 100_000
             data += collect_features(backbone, range(first, first + args.episodes // 2),
                                      memory=memory, beta=0.2, horizon=args.chunk_horizon,
-                                     desc=f'features ({kind}, DAgger {round_})')
+                                     task=task, desc=f'features ({kind}, DAgger {round_})')
             memory = fit_memory(kind, data, action_std, **fit)
         if kind == 'aura':
             rate = write_rate_on(memory, episodes)

@@ -43,9 +43,12 @@ def collect_features(backbone, seeds, variants=TRAIN_VARIANTS, noise=0.3, memory
     from ``strides`` (with a random phase); the arm still moves every frame. Asynchronous
     execution steps the memory once per processed frame, i.e. at the inference rate: strides
     (1, 3, 6, 12) cover 30, 10, 5 and 2.5 Hz at 30 fps (latencies up to ~400 ms)."""
-    strides = tuple(int(s) for s in strides)
-    if not strides or min(strides) < 1:
+    strides = tuple(strides)
+    if not strides or not all(isinstance(s, (int, np.integer)) and s >= 1 for s in strides):
         raise ValueError(f'strides must be whole numbers >= 1, got {strides}')
+    if not 1 <= horizon <= backbone.config.chunk_size:
+        raise ValueError(f'horizon must be in [1, chunk_size={backbone.config.chunk_size}] '
+                         f'of the backbone, got {horizon}')
     if memory is not None and strides != (1,):
         raise ValueError('DAgger rollouts (memory=...) run one memory step per frame: '
                          'strides must be (1,)')
@@ -73,6 +76,8 @@ def collect_features(backbone, seeds, variants=TRAIN_VARIANTS, noise=0.3, memory
         while not done:
             expert = env.expert_action()
             if (env.t - phase) % stride == 0:       # a frame the memory processes
+                if stride > 1:      # as asynchronous inference: a fresh chunk per observation
+                    runner.forget_commands()
                 step = runner.step(frame, env.q)
                 feats.append(step.features)
                 bases.append(step.base_action if horizon == 1 else step.memory_base)

@@ -97,3 +97,20 @@ def test_cli_tiny_run_writes_the_issue_keys(tmp_path):
     assert (tmp_path / 'rt.png').stat().st_size > 0
     assert len(list((tmp_path / 'cache').glob('*.json'))) == 4   # one per point: resumable
 
+
+
+def test_cache_key_changes_with_the_weights_not_with_comments(tmp_path):
+    """A memory retrained into the same file is a new policy (no stale cache hit); a comment
+    in the parameter file is not."""
+    from aura_ros.bench.realtime import params_digest
+    ckpt = tmp_path / 'memory.safetensors'
+    ckpt.write_bytes(b'weights v1')
+    params = tmp_path / 'p.yaml'
+    body = ('/**/policy_node:\n  ros__parameters:\n    memory:\n'
+            f'      checkpoint: {ckpt}\n    control_rate: 100.0\n')
+    params.write_text(body)
+    first = params_digest(params)
+    params.write_text('# a comment\n' + body)
+    assert params_digest(params) == first
+    ckpt.write_bytes(b'weights v2')
+    assert params_digest(params) != first
