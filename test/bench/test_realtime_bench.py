@@ -98,7 +98,6 @@ def test_cli_tiny_run_writes_the_issue_keys(tmp_path):
     assert len(list((tmp_path / 'cache').glob('*.json'))) == 4   # one per point: resumable
 
 
-
 def test_cache_key_changes_with_the_weights_not_with_comments(tmp_path):
     """A memory retrained into the same file is a new policy (no stale cache hit); a comment
     in the parameter file is not."""

@@ -2,11 +2,16 @@
 memories see the executed base action and the expert's action; chunk memories see a fresh
 chunk's first H actions and the expert's plan over them, and the fitted memory is one the
 runner executes as a chunk memory."""
+from dataclasses import replace
+
 import numpy as np
+import pytest
 import torch
 
 from aura_ros.backbones import build_backbone
 from aura_ros.policy import PolicyRunner
+from aura_ros.sim.arm import ArmEnv
+from aura_ros.sim.realtime import RealtimeTask
 from aura_ros.sim.rollout import sim_limits
 from aura_ros.train.memory_fit import collect_features, fit_memory
 
@@ -40,12 +45,6 @@ def test_one_action_and_chunk_data_and_a_fitted_chunk_memory(tiny_models):
 
 
 def test_strides_step_the_memory_at_the_inference_rate_on_the_task_in_seconds(tiny_models):
-    from dataclasses import replace
-
-    import pytest
-
-    from aura_ros.sim.arm import ArmEnv
-    from aura_ros.sim.realtime import RealtimeTask
     backbone = tiny_pi0(tiny_models)
     task = RealtimeTask(cue_s=0.2, delay_s=(0.2, 0.3), go_timeout_s=0.5)
     every = collect_features(backbone, [5], variants=('memory',), progress=False, task=task)[0]
