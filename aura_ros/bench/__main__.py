@@ -69,6 +69,7 @@ def cmd_realtime(args):
     from aura_ros.sim.realtime import RealtimeTask
     settings = realtime.RealtimeSettings(episodes=args.episodes, control_rate=args.control_rate,
                                          memory=not args.no_memory,
+                                         sim_process=not args.sim_thread,
                                          task=RealtimeTask(variant=args.variant))
     modes = [m for m in args.modes.split(',') if m]
     latencies = [int(x) for x in args.latencies.split(',') if x]
@@ -130,6 +131,9 @@ def main(argv=None):
                    help='the frozen backbone alone (diagnostic, with --variant visible)')
     p.add_argument('--params', default=None, help="parameter file (default: the package's "
                    'config/realtime.yaml)')
+    p.add_argument('--sim-thread', action='store_true',
+                   help='run the arm in a thread of the policy process (the first runs\' '
+                   'setup) instead of a process of its own')
     p.add_argument('--cache-dir', default=None, help='keep each finished point here and reuse '
                    'it on a rerun with the same settings (resume)')
     p.set_defaults(run=cmd_realtime)

@@ -56,6 +56,7 @@ class AsyncPolicy:
         self.periods = deque(maxlen=2000)     # measured control periods (s)
         self.inference_rate, self.command_rate = RateMeter(), RateMeter()
         self.late_ticks = 0
+        self.control_errors, self.last_control_error = 0, ''   # ticks that raised (counted)
         self._send_lock = threading.Lock()   # a tick's command never follows disarm's hold
         self._stop = threading.Event()
         self.epoch = 0                       # reset() count: older chunks are not executed
@@ -127,12 +128,16 @@ class AsyncPolicy:
             now = time.monotonic()
             self.periods.append(now - last)
             last = now
-            q = self.positions()
-            with self._send_lock:
-                tick = self.loop.tick(now, q)
-                if tick.command is not None:
-                    self.send(tick.command)
-                    self.command_rate.tick(now)
+            try:
+                q = self.positions()
+                with self._send_lock:
+                    tick = self.loop.tick(now, q)
+                    if tick.command is not None:
+                        self.send(tick.command)
+                        self.command_rate.tick(now)
+            except Exception as exc:  # noqa: BLE001 - a failed tick must not end control
+                self.control_errors += 1
+                self.last_control_error = f'{type(exc).__name__}: {exc}'
             next_t += self.loop.period
             if next_t < time.monotonic():          # overran a whole period: do not burst
                 self.late_ticks += 1
@@ -161,5 +166,6 @@ class AsyncPolicy:
             chunk_age_ms=1e3 * (now - chunk.obs_time) if chunk is not None else -1.0,
             skipped_actions=self.loop.executor.skipped, holds=self.loop.holds,
             late_ticks=self.late_ticks, inference_errors=self.worker.errors,
+            control_errors=self.control_errors, last_control_error=self.last_control_error,
             last_inference_error=self.worker.last_error,
             inference_ms=1e3 * self.worker.last_latency_s, dropped_frames=self.worker.dropped)

@@ -36,6 +36,7 @@ class ControlLoop:
         self.executor, self.limits, self.period = executor, limits, float(period)
         self.armed = bool(start_armed)
         self.last_command = None
+        self.last_target = None        # the executor's value before the limits (None: held)
         self.lock = threading.Lock()   # the worker pushes chunks from its own thread
         self.holds = 0                 # ticks that held position while armed
         self.last_hold = (-1e9, '')    # (time, reason) of the latest hold
@@ -72,6 +73,7 @@ class ControlLoop:
             if positions is None:
                 return Tick(None, reason='joint positions missing or not finite')
             target, reason = self.executor.sample(now)
+            self.last_target = target
             reference = self.last_command if self.last_command is not None else positions
             if target is None:
                 self.holds += 1

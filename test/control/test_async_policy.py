@@ -98,6 +98,26 @@ def test_worker_errors_are_counted_and_the_control_loop_keeps_holding():
     assert len(sent) > 20 and all(np.array_equal(c, np.zeros(2)) for _, c in sent)  # held
 
 
+def test_a_tick_that_raises_is_counted_and_control_goes_on():
+    calls = []
+
+    def flaky_send(command):
+        calls.append(command)
+        if len(calls) <= 3:
+            raise RuntimeError('publisher gone')
+
+    limits = CommandLimits(lower=[-1, -1], upper=[1, 1], max_delta=0.1, max_velocity=1.0)
+    policy = AsyncPolicy(PolicyRunner(SlowBackbone(), None, limits), flaky_send,
+                         lambda: np.zeros(2), control_rate=200.0, start_armed=True)
+    try:
+        time.sleep(0.2)
+        stats = policy.stats()
+    finally:
+        assert policy.stop()
+    assert stats['control_errors'] == 3 and 'publisher gone' in stats['last_control_error']
+    assert len(calls) > 20                            # the loop kept ticking after the errors
+
+
 def test_run_time_changes_apply_or_are_refused_unchanged_and_disarm_holds():
     policy, sent, q = make(SlowBackbone(), transition='latest')
     try:

@@ -25,6 +25,7 @@ def test_disarmed_commands_nothing_then_arming_follows_the_chunk_within_velocity
     steps = np.abs(np.diff(np.vstack([q, *commands]), axis=0))
     assert steps.max() == pytest.approx(2.0 * 0.01)       # velocity-limited, not max_delta
     assert commands[-1] == pytest.approx([0.4, 0.4])
+    assert loop.last_target == pytest.approx([0.9, 0.9])  # what the chunk asked, pre-limits
 
 
 def test_holds_the_last_command_when_the_chunk_runs_out_and_counts_it():
@@ -32,7 +33,7 @@ def test_holds_the_last_command_when_the_chunk_runs_out_and_counts_it():
     loop.push(far_chunk(n=3), now=0.0)                   # ends at 0.04
     last = [loop.tick(t, np.zeros(2)).command for t in (0.0, 0.01, 0.02, 0.03, 0.04)][-1]
     tick = loop.tick(0.05, np.zeros(2))
-    assert tick.held and 'chunk horizon' in tick.reason
+    assert tick.held and 'chunk horizon' in tick.reason and loop.last_target is None
     np.testing.assert_array_equal(tick.command, last)
     assert loop.holds == 1
 

@@ -1,0 +1,218 @@
+"""The real-time simulated arm in a process of its own (no ROS, no torch), as a robot is to
+its policy: the benchmark's policy process shares no interpreter lock with the physics.
+
+    parent                                   child (``python -m aura_ros.sim.process``)
+    episode(seed, ready, on_frame)  --E seed-->  env.reset(seed)
+    ready(q) runs (policy.reset)    <--R q----
+                                    --G------>   RealtimeArm.run: physics, samples, frames
+    on_frame(frame, q, t)           <--F t q frame--   (camera, 30 Hz)
+    set_command(q) (shared memory)  ---------->  read by every physics step (500 Hz)
+    positions() (shared memory)     <----------  written by every joint sample (100 Hz)
+    returns (success, samples)      <--D success overruns samples--
+
+The child is a fresh interpreter (``subprocess``, not ``multiprocessing``: no re-import of the
+caller's main module, no forked threads). Messages go over a socket pair as length-prefixed
+raw bytes (a tag, float64 fields, the uint8 frame), never pickles. Command and positions live
+in an anonymous shared mapping (``memfd``), each behind a sequence counter with one writer
+(the reader retries while a write is in progress or happened during its copy). Times are
+``time.monotonic()``, the same clock in both processes on Linux (CLOCK_MONOTONIC). The child
+exits when the parent closes the socket or dies.
+"""
+import argparse
+import json
+import mmap
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+from multiprocessing.connection import Connection
+
+import numpy as np
+
+from aura_ros.sim.arm import HOME, ArmEnv
+from aura_ros.sim.realtime import RealtimeArm, RealtimeTask
+
+J = len(HOME)
+# shared layout (float64): [command seq, command valid, command (J), positions seq, positions (J)]
+_CMD, _POS = 0, J + 2
+_SLOTS = 2 * J + 3
+
+
+def _f64(values):
+    return np.asarray(values, np.float64).tobytes()
+
+
+class _Shared:
+    """The shared float64 slots, with single-writer sequence counters."""
+
+    def __init__(self, fd):
+        self.map = mmap.mmap(fd, 8 * _SLOTS)
+        self.a = np.frombuffer(self.map, np.float64)
+
+    def write(self, at, values):
+        a = self.a
+        a[at] += 1.0                          # odd: a write is in progress
+        a[at + 1:at + 1 + len(values)] = values
+        a[at] += 1.0
+
+    def read(self, at, n):
+        a = self.a
+        while True:
+            seq = a[at]
+            values = a[at + 1:at + 1 + n].copy()
+            if seq % 2 == 0 and a[at] == seq:
+                return values
+
+    def close(self):
+        del self.a
+        self.map.close()
+
+
+def _serve(conn, shared, task_fields, physics_rate, joint_state_rate):
+    """The child: run episodes on request until the socket closes."""
+    task = RealtimeTask(**{k: tuple(v) if isinstance(v, list) else v
+                           for k, v in task_fields.items()})
+    env = ArmEnv(task.arm_config())
+    arm = RealtimeArm(env, physics_rate, joint_state_rate, task.frame_rate)
+    never = threading.Event()
+
+    def read_command():
+        values = shared.read(_CMD, J + 1)
+        return values[1:] if values[0] else None
+
+    while True:
+        try:
+            msg = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        if msg[:1] != b'E':
+            return
+        seed = struct.unpack('<q', msg[1:9])[0]
+        frame = env.reset(seed)
+        shared.write(_POS, env.q)
+        conn.send_bytes(b'R' + _f64(env.q))
+        if conn.recv_bytes()[:1] != b'G':
+            return
+        log_t, log_x = [], []
+
+        def on_joints(q, t):
+            shared.write(_POS, q)
+            log_t.append(t)
+            log_x.append(q.copy())
+
+        def on_frame(image, t):
+            conn.send_bytes(b'F' + _f64([t]) + _f64(env.q) + np.ascontiguousarray(
+                image, np.uint8).tobytes())
+
+        overruns = arm.overruns
+        arm.run(frame, read_command, on_frame, on_joints, never)
+        conn.send_bytes(b'D' + struct.pack('<?qq', bool(env.success), arm.overruns - overruns,
+                                           len(log_t))
+                        + _f64(log_t) + _f64(np.reshape(log_x, (-1, J))))
+
+
+class SimProcess:
+    """``RealtimeArm`` episodes of ``task`` in a child process."""
+
+    def __init__(self, task: RealtimeTask, physics_rate=500.0, joint_state_rate=100.0):
+        self.task = task
+        self.size = task.arm_config().image_size
+        mine, theirs = socket.socketpair()
+        memfd = os.memfd_create('aura-sim')
+        os.ftruncate(memfd, 8 * _SLOTS)
+        fields = {k: getattr(task, k) for k in task.__dataclass_fields__}
+        self.proc = subprocess.Popen(
+            [sys.executable, '-m', 'aura_ros.sim.process', '--socket-fd', str(theirs.fileno()),
+             '--shared-fd', str(memfd), '--task', json.dumps(fields),
+             '--physics-rate', str(physics_rate), '--joint-state-rate', str(joint_state_rate)],
+            pass_fds=(theirs.fileno(), memfd), stdin=subprocess.DEVNULL)
+        theirs.close()
+        self._shared = _Shared(memfd)
+        os.close(memfd)
+        self._conn = Connection(mine.detach())
+        self.overruns = 0
+
+    # ---- shared state ----------------------------------------------------------------------
+    def set_command(self, q):
+        """The newest joint command (None: no command, the arm stays where it is)."""
+        if q is None:
+            self._shared.write(_CMD, np.zeros(J + 1))
+        else:
+            self._shared.write(_CMD, np.concatenate([[1.0], np.asarray(q, np.float64)]))
+
+    def positions(self):
+        return self._shared.read(_POS, J)
+
+    def cpu_s(self):
+        """CPU seconds (user + system) the child has used."""
+        try:
+            fields = open(f'/proc/{self.proc.pid}/stat').read().rsplit(')', 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+    # ---- one episode ---------------------------------------------------------------------------
+    def episode(self, seed, ready, on_frame):
+        """Run episode ``seed`` in real time. ``ready(q)`` runs after the reset and before the
+        clock starts (reset the policy there); ``on_frame(frame, q, t)`` for every camera
+        frame, in this thread. Returns (success, sample times (N,), joint samples (N, J))."""
+        self.set_command(None)
+        self._conn.send_bytes(b'E' + struct.pack('<q', int(seed)))
+        msg = self._recv()
+        if msg[:1] != b'R':
+            raise RuntimeError(f'sim process: expected ready, got {msg[:1]!r}')
+        ready(np.frombuffer(msg[1:], np.float64).copy())
+        self._conn.send_bytes(b'G')
+        frame_bytes = self.size * self.size * 3
+        while True:
+            msg = self._recv()
+            tag = msg[:1]
+            if tag == b'F':
+                t = np.frombuffer(msg, np.float64, 1, 1)[0]
+                q = np.frombuffer(msg, np.float64, J, 9).copy()
+                frame = np.frombuffer(msg, np.uint8, frame_bytes, 9 + 8 * J).reshape(
+                    self.size, self.size, 3).copy()
+                on_frame(frame, q, float(t))
+            elif tag == b'D':
+                success, overruns, n = struct.unpack('<?qq', msg[1:18])
+                self.overruns += overruns
+                times = np.frombuffer(msg, np.float64, n, 18).copy()
+                samples = np.frombuffer(msg, np.float64, n * J, 18 + 8 * n).reshape(n, J).copy()
+                return bool(success), times, samples
+            else:
+                raise RuntimeError(f'sim process: unexpected message {tag!r}')
+
+    def _recv(self):
+        try:
+            return self._conn.recv_bytes()
+        except (EOFError, OSError) as exc:
+            raise RuntimeError(f'sim process exited (code {self.proc.poll()})') from exc
+
+    def close(self, timeout=2.0):
+        self._conn.close()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout)
+        self._shared.close()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description='the real-time arm for SimProcess (not for users)')
+    p.add_argument('--socket-fd', type=int, required=True)
+    p.add_argument('--shared-fd', type=int, required=True)
+    p.add_argument('--task', required=True, help='RealtimeTask fields as JSON')
+    p.add_argument('--physics-rate', type=float, default=500.0)
+    p.add_argument('--joint-state-rate', type=float, default=100.0)
+    args = p.parse_args(argv)
+    shared = _Shared(args.shared_fd)
+    os.close(args.shared_fd)
+    _serve(Connection(args.socket_fd), shared, json.loads(args.task), args.physics_rate,
+           args.joint_state_rate)
+
+
+if __name__ == '__main__':
+    main()
