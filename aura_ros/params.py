@@ -151,6 +151,10 @@ POLICY_PARAMS = _backbone() + _memory() + [
               'worker, commands from time-stamped chunks at control_rate',
               choices=('sync', 'async'), read_only=True),
     ParamSpec('control_rate', DOUBLE, 100.0, 'async: commands per second', range=(1.0, 500.0)),
+    ParamSpec('control_priority', INTEGER, 0, 'async: SCHED_FIFO priority of the control '
+              'thread (1-99; 0: the normal scheduler). Needs CAP_SYS_NICE or an rtprio limit; '
+              'refused: normal scheduler, /diagnostics says why', range=(0, 99),
+              read_only=True),
     ParamSpec('chunk.transition', STRING, 'blend', 'async: how a new chunk meets the one being '
               "executed: 'latest' (switch), 'temporal_ensemble' (weighted average of live "
               "chunks), 'blend' (continuous: the gap fades over chunk.blend_s)",

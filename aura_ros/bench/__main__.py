@@ -70,6 +70,7 @@ def cmd_realtime(args):
     settings = realtime.RealtimeSettings(episodes=args.episodes, control_rate=args.control_rate,
                                          memory=not args.no_memory,
                                          sim_process=not args.sim_thread,
+                                         control_priority=args.control_priority,
                                          task=RealtimeTask(variant=args.variant))
     modes = [m for m in args.modes.split(',') if m]
     latencies = [int(x) for x in args.latencies.split(',') if x]
@@ -131,6 +132,8 @@ def main(argv=None):
                    help='the frozen backbone alone (diagnostic, with --variant visible)')
     p.add_argument('--params', default=None, help="parameter file (default: the package's "
                    'config/realtime.yaml)')
+    p.add_argument('--control-priority', type=int, default=50,
+                   help='SCHED_FIFO priority of the async control thread (0: normal scheduler)')
     p.add_argument('--sim-thread', action='store_true',
                    help='run the arm in a thread of the policy process (the first runs\' '
                    'setup) instead of a process of its own')

@@ -32,7 +32,10 @@ Modes:
   (the node's ``execution: sync``). Its command period is its inference period.
 - ``async_latest`` / ``async_temporal_ensemble`` / ``async_blend``: ``AsyncPolicy`` at
   ``control_rate`` (100 Hz), chunks executed by time with latency compensation, one memory step
-  per processed frame, each chunk-transition mode.
+  per processed frame, each chunk-transition mode. The control thread runs under SCHED_FIFO
+  (``control_priority`` 50, as the robot parameter files set it; ``--control-priority 0``: the
+  normal scheduler, under which a waking control thread waits up to the kernel's slice, a few
+  ms, for a core that inference keeps busy). Each point records the scheduler it got.
 
 ``--variant visible --no-memory`` runs the frozen backbone alone on the task it was trained on
 (the target stays visible): a diagnostic that separates the execution machinery from what the
@@ -87,12 +90,15 @@ class RealtimeSettings:
     memory: bool = True               # False: the frozen backbone alone (a diagnostic)
     max_velocity: float = 4.5         # command.max_velocity (rad/s): the sim arm's own limit
     sim_process: bool = True          # the arm in a process of its own (False: a thread here)
+    control_priority: int = 50        # SCHED_FIFO priority of the control thread (0: normal)
     task: RealtimeTask = field(default_factory=RealtimeTask)
 
     def key(self, mode, latency_ms, params_digest):
         fields = asdict(self)
-        if not fields['sim_process']:     # the setting's first runs (cached before it existed)
+        if not fields['sim_process']:     # the settings' first runs (cached before they existed)
             del fields['sim_process']
+            if fields['control_priority'] == 0:
+                del fields['control_priority']
         text = json.dumps([fields, mode, latency_ms, params_digest], sort_keys=True,
                           default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -212,7 +218,8 @@ def run_point(mode, latency_ms, settings, build_runner, progress=True):
                              action_period=1.0 / task.frame_rate,
                              transition=mode[len('async_'):], blend_s=settings.blend_s,
                              ensemble_decay=settings.ensemble_decay,
-                             max_age_s=settings.max_age_s, start_armed=True)
+                             max_age_s=settings.max_age_s, start_armed=True,
+                             control_priority=settings.control_priority)
         holder.append(policy)
         threads = {'inference': policy.worker.thread, 'control': policy.thread}
 
@@ -279,7 +286,8 @@ def run_point(mode, latency_ms, settings, build_runner, progress=True):
         chunk_age_ms_p50=1e3 * (_pct(ages, 50) or 0.0),
         chunk_age_ms_p99=1e3 * (_pct(ages, 99) or 0.0),
         writes_per_episode=float(np.mean(writes)), cpu_share=cpu,
-        physics_overruns=sim.overruns, wall_s=wall, sim_process=settings.sim_process)
+        physics_overruns=sim.overruns, wall_s=wall, sim_process=settings.sim_process,
+        control_scheduler=policy.control_scheduler if mode != 'sync' else None)
 
 
 class _ThreadSim:

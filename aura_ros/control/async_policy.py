@@ -17,8 +17,17 @@ collection of the cyclic garbage collector holds the lock while it scans every o
 loaded models' included; ``freeze_gc`` (default on) moves the objects alive when the policy
 starts (the models) out of the collector's reach (``gc.freeze``), so later collections scan
 only what inference allocates; ``stop`` unfreezes them (a cleaned-up model can be collected).
+
+The operating system's scheduler is the other source of late ticks: on a machine whose cores
+are busy (inference, the rest of the robot) a waking control thread waits for a core, by up
+to the scheduler's slice (a few ms). ``control_priority`` > 0 runs the control thread under
+SCHED_FIFO at that priority, as robot control loops do (ros2_control's controller manager
+does the same): it preempts ordinary threads when it wakes. It needs CAP_SYS_NICE or an
+rtprio limit (``ulimit -r``, limits.conf); where refused, the thread keeps the normal
+scheduler and ``stats()['control_scheduler']`` says why.
 """
 import gc
+import os
 import sys
 import threading
 import time
@@ -35,7 +44,7 @@ class AsyncPolicy:
     def __init__(self, runner, send, positions, on_step=None, lock=None, control_rate=100.0,
                  action_period=1 / 30, transition='blend', blend_s=0.1, ensemble_decay=0.0,
                  max_age_s=1.0, start_armed=False, instruction=lambda: '',
-                 gil_switch_interval=0.001, freeze_gc=True):
+                 gil_switch_interval=0.001, freeze_gc=True, control_priority=0):
         """``send(command)`` publishes a (J,) command; ``positions()`` returns the newest
         measured positions (or None); ``on_step(context, chunk, info)`` runs after each
         inference (gate events, snapshots); ``lock`` guards the runner against other users
@@ -45,6 +54,10 @@ class AsyncPolicy:
         self.on_step = on_step or (lambda *_: None)
         self.lock = lock or threading.Lock()
         self.action_period = float(action_period)
+        if not 0 <= int(control_priority) <= 99:
+            raise ValueError(f'control_priority must be in [0, 99], got {control_priority}')
+        self.control_priority = int(control_priority)
+        self.control_scheduler = 'SCHED_OTHER'
         if gil_switch_interval and sys.getswitchinterval() > gil_switch_interval:
             sys.setswitchinterval(gil_switch_interval)
         self._froze_gc = bool(freeze_gc)
@@ -122,7 +135,19 @@ class AsyncPolicy:
                 self.loop.push(chunk, time.monotonic())
 
     # ---- control -----------------------------------------------------------------------------
+    def _set_priority(self):
+        """SCHED_FIFO for the calling (control) thread if asked and permitted."""
+        if not self.control_priority:
+            return
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.control_priority))
+            self.control_scheduler = f'SCHED_FIFO {self.control_priority}'
+        except (OSError, AttributeError) as exc:   # EPERM without CAP_SYS_NICE / rtprio
+            self.control_scheduler = (f'SCHED_OTHER (SCHED_FIFO {self.control_priority} '
+                                      f'refused: {exc})')
+
     def _control(self):
+        self._set_priority()
         last = next_t = time.monotonic()
         while not self._stop.is_set():
             now = time.monotonic()
@@ -167,5 +192,6 @@ class AsyncPolicy:
             skipped_actions=self.loop.executor.skipped, holds=self.loop.holds,
             late_ticks=self.late_ticks, inference_errors=self.worker.errors,
             control_errors=self.control_errors, last_control_error=self.last_control_error,
+            control_scheduler=self.control_scheduler,
             last_inference_error=self.worker.last_error,
             inference_ms=1e3 * self.worker.last_latency_s, dropped_frames=self.worker.dropped)

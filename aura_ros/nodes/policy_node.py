@@ -68,6 +68,7 @@ class PolicyNode(LifecycleNode):
         self.stop_event = threading.Event()
         self.worker = None
         self.async_policy = None              # execution: async
+        self._told_scheduler = False           # the control thread's SCHED_FIFO refusal logged
         self.armed = self.p['start_armed']     # the one armed state (AsyncPolicy mirrors it)
         self.positions = None                 # latest valid joint positions (command order)
         self.positions_time = 0.0
@@ -234,7 +235,8 @@ class PolicyNode(LifecycleNode):
                 control_rate=get('control_rate'), action_period=self.p['chunk.action_period'],
                 transition=get('chunk.transition'), blend_s=get('chunk.blend_s'),
                 ensemble_decay=get('chunk.ensemble_decay'), max_age_s=get('chunk.max_age'),
-                start_armed=self.armed, instruction=self._instruction)
+                start_armed=self.armed, instruction=self._instruction,
+                control_priority=self.p['control_priority'])
         else:
             self.worker = threading.Thread(target=self._inference_loop, name='aura_inference',
                                            daemon=True)
@@ -571,7 +573,12 @@ class PolicyNode(LifecycleNode):
         level, message = self.diag.status(
             self.state_label, self.armed, self.holding, self.positions is not None,
             self.last_frame_time is not None, policy.loop.last_hold if policy else None)
-        values = self.diag.values(report, policy.stats() if policy else None)
+        stats = policy.stats() if policy else None
+        if stats and 'refused' in stats['control_scheduler'] and not self._told_scheduler:
+            self._told_scheduler = True
+            self.log('warning', 'control thread: ' + stats['control_scheduler'] + '; grant '
+                     'CAP_SYS_NICE or an rtprio limit, or set control_priority: 0')
+        values = self.diag.values(report, stats)
         self.diag_pub.publish(diagnostic_array(self, 'aura_ros: policy', level, message,
                                                values))
 

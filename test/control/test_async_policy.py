@@ -118,6 +118,44 @@ def test_a_tick_that_raises_is_counted_and_control_goes_on():
     assert len(calls) > 20                            # the loop kept ticking after the errors
 
 
+def test_control_priority_gives_the_control_thread_sched_fifo_or_says_why_not(monkeypatch):
+    import os
+    policy, _, _ = make(SlowBackbone())                       # priority 0: normal scheduler
+    try:
+        time.sleep(0.05)
+        assert policy.stats()['control_scheduler'] == 'SCHED_OTHER'
+        assert os.sched_getscheduler(policy.thread.native_id) == os.SCHED_OTHER
+    finally:
+        policy.stop()
+    try:                                                      # can this machine grant it?
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(5))
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        granted = True
+    except PermissionError:
+        granted = False
+    policy, _, _ = make(SlowBackbone(), control_priority=5)
+    try:
+        time.sleep(0.05)
+        if granted:
+            assert policy.stats()['control_scheduler'] == 'SCHED_FIFO 5'
+            assert os.sched_getscheduler(policy.thread.native_id) == os.SCHED_FIFO
+    finally:
+        policy.stop()
+
+    def refuse(*_):
+        raise PermissionError(1, 'Operation not permitted')
+    monkeypatch.setattr(os, 'sched_setscheduler', refuse)
+    policy, sent, q = make(SlowBackbone(), control_priority=5)
+    try:
+        feed(policy, q, 0.2)
+        scheduler = policy.stats()['control_scheduler']
+    finally:
+        policy.stop()
+    assert scheduler.startswith('SCHED_OTHER (SCHED_FIFO 5 refused') and len(sent) > 10
+    with pytest.raises(ValueError, match='control_priority'):
+        make(SlowBackbone(), control_priority=100)
+
+
 def test_run_time_changes_apply_or_are_refused_unchanged_and_disarm_holds():
     policy, sent, q = make(SlowBackbone(), transition='latest')
     try:
