@@ -135,8 +135,9 @@ def main(argv=None):
     p.add_argument('--control-priority', type=int, default=50,
                    help='SCHED_FIFO priority of the async control thread (0: normal scheduler)')
     p.add_argument('--sim-thread', action='store_true',
-                   help='run the arm in a thread of the policy process (the first runs\' '
-                   'setup) instead of a process of its own')
+                   help='run the arm in a thread of the policy process instead of a process '
+                   'of its own (with --control-priority 0: the setup of the runs before both '
+                   'options existed)')
     p.add_argument('--cache-dir', default=None, help='keep each finished point here and reuse '
                    'it on a rerun with the same settings (resume)')
     p.set_defaults(run=cmd_realtime)

@@ -231,6 +231,11 @@ def realtime_section(rt):
     """Sync vs async under injected latency: one table per measure, a row per mode."""
     lat = rt['latencies_ms']
     task = rt['settings']['task']
+    where = ('The arm runs in a process of its own' if rt['settings'].get('sim_process')
+             else 'The arm runs in a thread of the policy process')
+    priority = rt['settings'].get('control_priority')
+    scheduler = (f'the control thread asks for SCHED_FIFO {priority}' if priority
+                 else 'the control thread runs at the normal scheduler')
     lines = ['## Real-time control under inference latency (`realtime.json`, `realtime.png`)', '',
              f"The arm in real time (physics {rt['settings']['physics_rate']:.0f} Hz, joint "
              f"states {rt['settings']['joint_state_rate']:.0f} Hz, camera "
@@ -239,7 +244,7 @@ def realtime_section(rt):
              f"{task['go_timeout_s']} s, dwell {task['dwell_s']} s. {rt['episodes']} episodes "
              f"per point, the same seeds everywhere; async control at "
              f"{rt['control_rate_target_hz']:.0f} Hz. Injected latency is added to every "
-             f"observation the backbone encodes.", '']
+             f"observation the backbone encodes. {where}; {scheduler}.", '']
     head = '| mode | ' + ' | '.join(f'{x} ms' for x in lat) + ' |'
     rule = '|---' * (1 + len(lat)) + '|'
     measures = (
@@ -247,15 +252,29 @@ def realtime_section(rt):
          f"[{b['success_ci95'][i][0]:.2f}, {b['success_ci95'][i][1]:.2f}]"),
         ('commands per second', lambda b, i: f"{b['control_rate_hz'][i]:.1f}"),
         ('p99 period jitter (ms)', lambda b, i: f"{b['period_jitter_p99_ms'][i]:.1f}"),
+        ('episodes without host CPU steal: commands per second, p99 jitter (ms), episodes',
+         lambda b, i: (f"{b['control_rate_hz_steal_free'][i]:.1f}, "
+                       f"{b['period_jitter_p99_ms_steal_free'][i]:.1f}, "
+                       f"{b['steal_free_episodes'][i]}"
+                       if (b.get('period_jitter_p99_ms_steal_free') or [None] * len(lat))[i]
+                       is not None else '-')),
+        ('host CPU steal, share of the point\'s CPU time',
+         lambda b, i: (f"{b['steal_share'][i]:.3f}"
+                       if (b.get('steal_share') or [None] * len(lat))[i] is not None
+                       else '-')),
         ('p99 / max joint step between commands (rad)',
          lambda b, i: f"{b['joint_step_p99'][i]:.3f} / {b['joint_step_max'][i]:.3f}"),
+        ('p99 / max requested joint step: the chunk executor before the limits (rad)',
+         lambda b, i: (f"{b['target_step_p99'][i]:.3f} / {b['target_step_max'][i]:.3f}"
+                       if (b.get('target_step_p99') or [None] * len(lat))[i] is not None
+                       else '-')),
         ('p99 command jerk (rad/s^3)', lambda b, i: f"{b['jerk_p99'][i]:.3g}"),
         ('p99 arm jerk, joint samples at 100 Hz (rad/s^3)',
          lambda b, i: f"{b['arm_jerk_p99'][i]:.3g}"),
         ('chunk age at the command, p50 / p99 (ms)',
          lambda b, i: f"{b['chunk_age_ms_p50'][i]:.0f} / {b['chunk_age_ms_p99'][i]:.0f}"),
         ('writes per episode', lambda b, i: f"{b['writes_per_episode'][i]:.2f}"),
-        ('CPU share: inference / control / sim thread', lambda b, i: ' / '.join(
+        ('CPU share: inference / control / sim', lambda b, i: ' / '.join(
             f"{b['cpu_share'][i].get(k, 0.0):.2f}" for k in ('inference', 'control', 'sim'))))
     for title, cell in measures:
         lines += [f'**{title}**', '', head, rule]
@@ -270,10 +289,17 @@ def realtime_section(rt):
                   f"{100 * (t['async_kept_at_200ms'][best] or 0):.0f}% of its 0 ms success "
                   f"(target >= 90%: {t['best_async_keeps_90pct_at_200ms']}); sync keeps "
                   f"{100 * t.get('sync_kept_at_200ms', 0):.0f}%."]
+    refused = sorted({x for b in rt['modes'].values() for x in b.get('control_scheduler') or []
+                      if x and 'refused' in x})
+    if refused:
+        lines += [f"- The control thread did not get its priority: {refused[0]}."]
     lines += [f"- Control rate within 2% of the target, per latency: "
               f"{t.get('control_rate_within_2pct')}; p99 jitter <= 5 ms: "
-              f"{t.get('jitter_p99_at_most_5ms')}; smoother than `latest` (p99 step and "
-              f"jerk): {t.get('smoother_than_latest')}.", '']
+              f"{t.get('jitter_p99_at_most_5ms')}; the same over episodes without host CPU "
+              f"steal: {t.get('control_rate_within_2pct_steal_free')}, "
+              f"{t.get('jitter_p99_at_most_5ms_steal_free')}; smoother than `latest` "
+              f"({t.get('smoother_than_latest_by', 'joint_step_p99 and jerk_p99')}): "
+              f"{t.get('smoother_than_latest')}.", '']
     return lines
 
 

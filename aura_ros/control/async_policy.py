@@ -153,6 +153,7 @@ class AsyncPolicy:
             now = time.monotonic()
             self.periods.append(now - last)
             last = now
+            sent = self.loop.last_command          # the last command that went out
             try:
                 q = self.positions()
                 with self._send_lock:
@@ -161,6 +162,8 @@ class AsyncPolicy:
                         self.send(tick.command)
                         self.command_rate.tick(now)
             except Exception as exc:  # noqa: BLE001 - a failed tick must not end control
+                with self.loop.lock:   # limit the next command against what was really sent
+                    self.loop.last_command = sent
                 self.control_errors += 1
                 self.last_control_error = f'{type(exc).__name__}: {exc}'
             next_t += self.loop.period

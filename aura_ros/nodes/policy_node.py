@@ -69,6 +69,7 @@ class PolicyNode(LifecycleNode):
         self.worker = None
         self.async_policy = None              # execution: async
         self._told_scheduler = False           # the control thread's SCHED_FIFO refusal logged
+        self._control_errors_seen = 0          # async control ticks that raised, reported
         self.armed = self.p['start_armed']     # the one armed state (AsyncPolicy mirrors it)
         self.positions = None                 # latest valid joint positions (command order)
         self.positions_time = 0.0
@@ -229,6 +230,7 @@ class PolicyNode(LifecycleNode):
         if self.p['execution'] == 'async':
             from aura_ros.control.async_policy import AsyncPolicy
             get = self._value
+            self._told_scheduler, self._control_errors_seen = False, 0
             self.async_policy = AsyncPolicy(
                 self.runner, self.publish_command, self._fresh_positions,
                 on_step=self._after_async_step, lock=self.lock,
@@ -574,6 +576,9 @@ class PolicyNode(LifecycleNode):
             self.state_label, self.armed, self.holding, self.positions is not None,
             self.last_frame_time is not None, policy.loop.last_hold if policy else None)
         stats = policy.stats() if policy else None
+        if stats and stats['control_errors'] > self._control_errors_seen:
+            self._control_errors_seen = stats['control_errors']
+            self.diag.problem('control tick failed: ' + stats['last_control_error'])
         if stats and 'refused' in stats['control_scheduler'] and not self._told_scheduler:
             self._told_scheduler = True
             self.log('warning', 'control thread: ' + stats['control_scheduler'] + '; grant '

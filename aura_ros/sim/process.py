@@ -14,14 +14,21 @@ The child is a fresh interpreter (``subprocess``, not ``multiprocessing``: no re
 caller's main module, no forked threads). Messages go over a socket pair as length-prefixed
 raw bytes (a tag, float64 fields, the uint8 frame), never pickles. Command and positions live
 in an anonymous shared mapping (``memfd``), each behind a sequence counter with one writer
-(the reader retries while a write is in progress or happened during its copy). Times are
-``time.monotonic()``, the same clock in both processes on Linux (CLOCK_MONOTONIC). The child
-exits when the parent closes the socket or dies.
+(the parent's writes go through one lock): the reader retries while a write is in progress
+or happened during its copy, and after ``_Shared.RETRIES`` tries returns the last consistent
+values it read (a writer preempted mid-write never stalls the reader, which may be the
+SCHED_FIFO control thread). The counters rely on stores becoming visible in program order
+(x86-64); on a weaker memory model (ARM64) a torn read is possible in principle: a mix of
+two consecutive commands or samples, each float whole. This is a benchmark harness: a robot's
+commands go over ROS. Times are ``time.monotonic()``, the same clock in both processes on
+Linux (CLOCK_MONOTONIC). The child ignores SIGINT (the parent ends it) and exits when the
+parent closes the socket or dies (end of file, broken pipe).
 """
 import argparse
 import json
 import mmap
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -45,29 +52,38 @@ def _f64(values):
 
 
 class _Shared:
-    """The shared float64 slots, with single-writer sequence counters."""
+    """The shared float64 slots, with single-writer sequence counters (one writer per slot:
+    callers serialise their own writes)."""
+    RETRIES = 1000
 
     def __init__(self, fd):
         self.map = mmap.mmap(fd, 8 * _SLOTS)
         self.a = np.frombuffer(self.map, np.float64)
+        self.last = {}                        # slot -> the last consistent values read
 
     def write(self, at, values):
         a = self.a
-        a[at] += 1.0                          # odd: a write is in progress
+        seq = a[at]
+        a[at] = seq + 1.0                     # odd: a write is in progress
         a[at + 1:at + 1 + len(values)] = values
-        a[at] += 1.0
+        a[at] = seq + 2.0
 
     def read(self, at, n):
+        """The slot's values; after RETRIES inconsistent copies, the last consistent ones
+        (None if there were none)."""
         a = self.a
-        while True:
+        for _ in range(self.RETRIES):
             seq = a[at]
             values = a[at + 1:at + 1 + n].copy()
             if seq % 2 == 0 and a[at] == seq:
+                self.last[at] = values
                 return values
+        return self.last.get(at)
 
     def close(self):
-        del self.a
-        self.map.close()
+        if self.a is not None:
+            self.a = None
+            self.map.close()
 
 
 def _serve(conn, shared, task_fields, physics_rate, joint_state_rate):
@@ -80,12 +96,12 @@ def _serve(conn, shared, task_fields, physics_rate, joint_state_rate):
 
     def read_command():
         values = shared.read(_CMD, J + 1)
-        return values[1:] if values[0] else None
+        return values[1:] if values is not None and values[0] else None
 
     while True:
         try:
             msg = conn.recv_bytes()
-        except (EOFError, OSError):
+        except (EOFError, OSError):           # the parent closed the socket or died
             return
         if msg[:1] != b'E':
             return
@@ -97,7 +113,7 @@ def _serve(conn, shared, task_fields, physics_rate, joint_state_rate):
             return
         log_t, log_x = [], []
 
-        def on_joints(q, t):
+        def on_joints(q, t, log_t=log_t, log_x=log_x):     # this episode's lists
             shared.write(_POS, q)
             log_t.append(t)
             log_x.append(q.copy())
@@ -116,34 +132,48 @@ def _serve(conn, shared, task_fields, physics_rate, joint_state_rate):
 class SimProcess:
     """``RealtimeArm`` episodes of ``task`` in a child process."""
 
-    def __init__(self, task: RealtimeTask, physics_rate=500.0, joint_state_rate=100.0):
+    def __init__(self, task: RealtimeTask, physics_rate=500.0, joint_state_rate=100.0,
+                 timeout=10.0):
+        """``timeout``: seconds without a message from the child that end an episode with an
+        error (a hung or dead child never blocks the caller for good)."""
         self.task = task
         self.size = task.arm_config().image_size
+        self.timeout = float(timeout)
+        self._write_lock = threading.Lock()      # the parent's writers: one at a time
         mine, theirs = socket.socketpair()
         memfd = os.memfd_create('aura-sim')
-        os.ftruncate(memfd, 8 * _SLOTS)
-        fields = {k: getattr(task, k) for k in task.__dataclass_fields__}
-        self.proc = subprocess.Popen(
-            [sys.executable, '-m', 'aura_ros.sim.process', '--socket-fd', str(theirs.fileno()),
-             '--shared-fd', str(memfd), '--task', json.dumps(fields),
-             '--physics-rate', str(physics_rate), '--joint-state-rate', str(joint_state_rate)],
-            pass_fds=(theirs.fileno(), memfd), stdin=subprocess.DEVNULL)
-        theirs.close()
-        self._shared = _Shared(memfd)
-        os.close(memfd)
-        self._conn = Connection(mine.detach())
+        try:
+            os.ftruncate(memfd, 8 * _SLOTS)
+            fields = {k: getattr(task, k) for k in task.__dataclass_fields__}
+            self.proc = subprocess.Popen(
+                [sys.executable, '-m', 'aura_ros.sim.process', '--socket-fd',
+                 str(theirs.fileno()), '--shared-fd', str(memfd), '--task', json.dumps(fields),
+                 '--physics-rate', str(physics_rate),
+                 '--joint-state-rate', str(joint_state_rate)],
+                pass_fds=(theirs.fileno(), memfd), stdin=subprocess.DEVNULL)
+            self._shared = _Shared(memfd)
+        except BaseException:
+            mine.close()
+            raise
+        finally:
+            theirs.close()
+            os.close(memfd)
+        self._sock = mine                        # kept for shutdown() in close()
+        self._conn = Connection(os.dup(mine.fileno()))
         self.overruns = 0
+        self._reset_once = False
 
     # ---- shared state ----------------------------------------------------------------------
     def set_command(self, q):
         """The newest joint command (None: no command, the arm stays where it is)."""
-        if q is None:
-            self._shared.write(_CMD, np.zeros(J + 1))
-        else:
-            self._shared.write(_CMD, np.concatenate([[1.0], np.asarray(q, np.float64)]))
+        values = (np.zeros(J + 1) if q is None
+                  else np.concatenate([[1.0], np.asarray(q, np.float64)]))
+        with self._write_lock:
+            self._shared.write(_CMD, values)
 
     def positions(self):
-        return self._shared.read(_POS, J)
+        """The newest joint sample (None before the first episode's reset)."""
+        return self._shared.read(_POS, J) if self._reset_once else None
 
     def cpu_s(self):
         """CPU seconds (user + system) the child has used."""
@@ -163,6 +193,7 @@ class SimProcess:
         msg = self._recv()
         if msg[:1] != b'R':
             raise RuntimeError(f'sim process: expected ready, got {msg[:1]!r}')
+        self._reset_once = True
         ready(np.frombuffer(msg[1:], np.float64).copy())
         self._conn.send_bytes(b'G')
         frame_bytes = self.size * self.size * 3
@@ -186,12 +217,22 @@ class SimProcess:
 
     def _recv(self):
         try:
+            if not self._conn.poll(self.timeout):
+                raise RuntimeError(f'sim process sent nothing for {self.timeout} s '
+                                   f'(exit code {self.proc.poll()})')
             return self._conn.recv_bytes()
         except (EOFError, OSError) as exc:
             raise RuntimeError(f'sim process exited (code {self.proc.poll()})') from exc
 
     def close(self, timeout=2.0):
-        self._conn.close()
+        """End the child (it exits on the closed socket; killed if it does not). Idempotent."""
+        if not self._conn.closed:
+            try:                  # wakes a thread waiting in episode(); the child sees EOF
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._sock.close()
+            self._conn.close()
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -208,10 +249,14 @@ def main(argv=None):
     p.add_argument('--physics-rate', type=float, default=500.0)
     p.add_argument('--joint-state-rate', type=float, default=100.0)
     args = p.parse_args(argv)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C goes to the parent, which ends us
     shared = _Shared(args.shared_fd)
     os.close(args.shared_fd)
-    _serve(Connection(args.socket_fd), shared, json.loads(args.task), args.physics_rate,
-           args.joint_state_rate)
+    try:
+        _serve(Connection(args.socket_fd), shared, json.loads(args.task), args.physics_rate,
+               args.joint_state_rate)
+    except (BrokenPipeError, ConnectionResetError):  # the parent went away mid-episode
+        pass
 
 
 if __name__ == '__main__':

@@ -39,6 +39,14 @@ def test_targets_follow_the_numbers():
     assert out['control_rate_within_2pct']['async_latest'] == [True, False]
     assert out['jitter_p99_at_most_5ms']['async_latest'] == [True, False]
     assert out['smoother_than_latest']['async_blend'] == [True, False]
+    assert out['smoother_than_latest_by'] == 'joint_step_p99 and jerk_p99'
+    # with the requested (pre-limit) step recorded, the comparison uses it instead
+    result['modes']['async_latest']['target_step_p99'] = [0.10, 0.10]
+    result['modes']['async_blend']['target_step_p99'] = [0.09, 0.12]
+    result['modes']['async_blend']['jerk_p99'] = [4e4, 4e4]
+    out = targets(result)
+    assert out['smoother_than_latest_by'] == 'target_step_p99 and jerk_p99'
+    assert out['smoother_than_latest']['async_blend'] == [True, False]   # 0.12 > 0.10 at 200
 
 
 class Runner:
