@@ -120,10 +120,16 @@ class ThrottledLog:
         getattr(self.logger, level)(message)
 
 
-def run_node(make_node, spin, args=None, close=None, **init_kwargs):
+def run_node(make_node, spin, args=None, close=None, exit_process=True, **init_kwargs):
     """The life of a node executable: init, build the node (a refused parameter or a bad
     setting exits with status 2 and one line saying why), ``spin(node)`` until it returns or
-    Ctrl-C / shutdown, then ``close(node)`` (if given), destroy and shut down."""
+    Ctrl-C / shutdown, then ``close(node)`` (if given), destroy and shut down.
+
+    ``exit_process`` (the executables): after that clean shutdown, run the atexit handlers,
+    flush, and end the process with the status at once (``os._exit``), skipping the
+    interpreter's teardown of every loaded module: with torch and a model loaded that alone
+    takes 0.6-1.4 s, and a node must stop within 1 s of SIGINT. Everything the node writes is
+    closed by ``close`` / ``destroy_node`` before. ``False`` returns the status instead."""
     import sys
 
     import rclpy
@@ -134,7 +140,7 @@ def run_node(make_node, spin, args=None, close=None, **init_kwargs):
     except Exception as exc:  # noqa: BLE001 - refuse with the reason, no traceback
         print(f'{getattr(make_node, "__name__", "node")}: {exc}', file=sys.stderr)
         rclpy.try_shutdown()
-        return 2
+        return _end(2, exit_process)
     try:
         spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
@@ -144,7 +150,22 @@ def run_node(make_node, spin, args=None, close=None, **init_kwargs):
             close(node)
         node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    return _end(0, exit_process)
+
+
+def _end(status, exit_process):
+    if not exit_process:
+        return status
+    import atexit
+    import os
+    import sys
+    atexit._run_exitfuncs()   # logging.shutdown and friends, as a normal exit would
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
 
 
 def spin_until_done(node, done):

@@ -57,9 +57,17 @@ class PerceptionNode(Node):
         from diagnostic_msgs.msg import DiagnosticArray
         self.diagnostics = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
         self.create_timer(1.0 / self.p['diagnostics_rate'], self.publish_diagnostics)
+        self.add_post_set_parameters_callback(self._apply_parameters)
         self.get_logger().info(
             f"converting {self.p['camera_topic']} -> {self.p['output_topic']} at "
             f"{self.p['backbone.image_size']}px ({'cv_bridge' if _BRIDGE else 'aura_ros.imaging'})")
+
+    def _apply_parameters(self, params):
+        """Validated changes (``declare_params`` refused the invalid ones) apply from the next
+        image: the hot path reads ``self.p``, never ``get_parameter`` per frame."""
+        for param in params:
+            if param.name in self.p:
+                self.p[param.name] = param.value
 
     def convert(self, msg):
         fields = (msg.width, msg.height, msg.encoding, msg.step, msg.data)
@@ -70,7 +78,7 @@ class PerceptionNode(Node):
 
     def on_image(self, msg):
         self.counts['received'] += 1
-        max_age = self.get_parameter('max_frame_age').value
+        max_age = self.p['max_frame_age']
         if max_age > 0:
             age = self.get_clock().now().nanoseconds * 1e-9 - stamp_to_sec(msg.header.stamp)
             if age > max_age:
@@ -78,8 +86,7 @@ class PerceptionNode(Node):
                 return
         try:
             rgb = self.convert(msg)
-            frame = crop_resize(rgb, self.p['backbone.image_size'],
-                                self.get_parameter('crop').value)
+            frame = crop_resize(rgb, self.p['backbone.image_size'], self.p['crop'])
         except (ImageFormatError, ValueError, TypeError) as exc:
             self.counts['malformed'] += 1
             self.last_error = str(exc)

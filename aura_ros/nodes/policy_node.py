@@ -2,9 +2,9 @@
 
 configure  loads the backbone (adapter from the ``backbone.*`` parameters) and the memory
            checkpoint; a failure leaves the node unconfigured with the reason in the log.
-activate   ``execution: sync``: an inference thread takes the latest frame from a one-slot
-           buffer (a newer frame replaces an unprocessed one: no backlog), runs one
-           PolicyRunner step and publishes the command, a GateEvent and timing.
+activate   ``execution: sync``: an InferenceWorker (aura_ros.control) takes the newest frame
+           (a newer frame replaces an unprocessed one: no backlog), runs one PolicyRunner step
+           and publishes the command, a GateEvent and timing.
            ``execution: async`` (aura_ros.control.AsyncPolicy): a worker turns the newest frame
            into a time-stamped chunk (one memory step, a GateEvent), and a control thread
            publishes commands from the chunks at ``control_rate``.
@@ -37,6 +37,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from aura_ros import topics
+from aura_ros.control.loop import InferenceWorker
 from aura_ros.core.snapshot import state_digest
 from aura_ros.msg import GateEvent, MemoryStatus
 from aura_ros.nodes.common import (
@@ -63,13 +64,11 @@ class PolicyNode(LifecycleNode):
         torch.set_num_threads(self.p['torch_threads'])
         self.runner = None
         self.lock = threading.RLock()         # runner state: worker vs services/watchdog
-        self.slot = None                      # latest unprocessed frame
-        self.slot_event = threading.Event()
-        self.stop_event = threading.Event()
-        self.worker = None
+        self.worker = None                    # execution sync: InferenceWorker(_process_frame)
         self.async_policy = None              # execution: async
         self._told_scheduler = False           # the control thread's SCHED_FIFO refusal logged
         self._control_errors_seen = 0          # async control ticks that raised, reported
+        self._inference_errors_seen = 0        # async inference steps that raised, reported
         self.armed = self.p['start_armed']     # the one armed state (AsyncPolicy mirrors it)
         self.positions = None                 # latest valid joint positions (command order)
         self.positions_time = 0.0
@@ -108,10 +107,15 @@ class PolicyNode(LifecycleNode):
         self.diag.problem(message)
 
     def _value(self, name):
-        return self.get_parameter(name).value
+        return self.p[name]
 
     def _apply_parameters(self, params):
-        """Validated changes reach what uses them (the async control loop's settings)."""
+        """Validated changes reach what uses them: ``self.p`` (read by the hot paths, never
+        ``get_parameter`` per frame), the async control loop's settings and the runner."""
+        for param in params:
+            if param.name in self.p:
+                value = param.value
+                self.p[param.name] = list(value) if isinstance(value, (list, tuple)) else value
         names = {p.name for p in params}
         policy = self.async_policy
         if policy is not None and names & {'control_rate', 'chunk.transition', 'chunk.blend_s',
@@ -155,9 +159,9 @@ class PolicyNode(LifecycleNode):
             backbone = build_backbone(BackboneConfig.from_dict(block), base_dir=base_dir)
             memory = self._load_memory(base_dir)
             limits = CommandLimits(self.p['command.lower_limits'], self.p['command.upper_limits'],
-                                   self.get_parameter('command.max_delta').value,
+                                   self.p['command.max_delta'],
                                    self.p['command.action_type'],
-                                   self.get_parameter('command.max_velocity').value)
+                                   self.p['command.max_velocity'])
             if len(self.p['command.joint_names']) != len(limits.lower):
                 raise ValueError(f"{len(self.p['command.joint_names'])} joint names but "
                                  f'{len(limits.lower)} joint limits')
@@ -226,11 +230,11 @@ class PolicyNode(LifecycleNode):
         self._aura_timers = [self.create_timer(0.02, self.watchdog)]
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        self.stop_event.clear()
         if self.p['execution'] == 'async':
             from aura_ros.control.async_policy import AsyncPolicy
             get = self._value
-            self._told_scheduler, self._control_errors_seen = False, 0
+            self._told_scheduler = False
+            self._control_errors_seen = self._inference_errors_seen = 0
             self.async_policy = AsyncPolicy(
                 self.runner, self.publish_command, self._fresh_positions,
                 on_step=self._after_async_step, lock=self.lock,
@@ -240,9 +244,7 @@ class PolicyNode(LifecycleNode):
                 start_armed=self.armed, instruction=self._instruction,
                 control_priority=self.p['control_priority'])
         else:
-            self.worker = threading.Thread(target=self._inference_loop, name='aura_inference',
-                                           daemon=True)
-            self.worker.start()
+            self.worker = InferenceWorker(self._process_frame, lambda _: None)
         self.state_label = 'active'
         self.get_logger().info('active: commanding on ' + self.p['command.topic'])
         return super().on_activate(state)
@@ -266,10 +268,9 @@ class PolicyNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _stop_worker(self):
-        self.stop_event.set()
-        self.slot_event.set()
+        """Stop inference and control (each waits at most 1 s for a step in progress)."""
         if self.worker is not None:
-            self.worker.join(timeout=5.0)
+            self.worker.stop(timeout=1.0)
         self.worker = None
         if self.async_policy is not None:
             self.async_policy.stop()
@@ -293,14 +294,15 @@ class PolicyNode(LifecycleNode):
         self.counts['frames'] += 1
         self.last_frame_time = time.monotonic()
         self.diag.frame_rate.tick()
-        if self.slot is not None:
-            self.counts['skipped_frames'] += 1   # replaced before it was processed
         self.newest_stamp = max(self.newest_stamp, stamp_to_sec(msg.header.stamp))
+        worker = self.async_policy.worker if self.async_policy is not None else self.worker
+        dropped = worker.dropped if worker is not None else 0
         if self.async_policy is not None:
             self._submit_async(msg)
-            return
-        self.slot = msg
-        self.slot_event.set()
+        elif self.worker is not None:
+            self.worker.submit(msg)
+        if worker is not None:     # an unprocessed frame replaced by this one
+            self.counts['skipped_frames'] += worker.dropped - dropped
 
     def on_joint_state(self, msg):
         names = self.p['command.joint_names']
@@ -331,31 +333,25 @@ class PolicyNode(LifecycleNode):
         self.get_logger().info(f'instruction: {self.instruction!r}')
 
     # ---- the control loop --------------------------------------------------------------------
-    def _inference_loop(self):
-        while not self.stop_event.is_set():
-            if not self.slot_event.wait(timeout=0.1):
-                continue
-            self.slot_event.clear()
-            msg, self.slot = self.slot, None
-            if msg is None or self.stop_event.is_set():
-                continue
-            if stamp_to_sec(msg.header.stamp) < self.newest_stamp:
-                self.counts['stale_frames_used'] += 1   # a newer frame was already here
-            try:
-                self._process(msg)
-            except Exception as exc:  # noqa: BLE001 - never let one frame kill the loop
-                self.counts['step_errors'] += 1
-                self.problem(f'step failed: {exc}')
-                self.log('error', f'policy step failed: {type(exc).__name__}: {exc}')
+    def _process_frame(self, msg):
+        """Sync execution, worker thread: one frame -> one step (errors counted, not raised)."""
+        if stamp_to_sec(msg.header.stamp) < self.newest_stamp:
+            self.counts['stale_frames_used'] += 1   # a newer frame was already here
+        try:
+            self._process(msg)
+        except Exception as exc:  # noqa: BLE001 - never let one frame kill the loop
+            self.counts['step_errors'] += 1
+            self.problem(f'step failed: {exc}')
+            self.log('error', f'policy step failed: {type(exc).__name__}: {exc}')
 
     def _instruction(self):
-        return self.instruction or self.get_parameter('instruction').value
+        return self.instruction or self.p['instruction']
 
     def _fresh_positions(self):
         """The newest joint positions, or None when older than joint_state_timeout."""
         positions = self.positions
-        if positions is None or time.monotonic() - self.positions_time > self.get_parameter(
-                'joint_state_timeout').value:
+        if (positions is None
+                or time.monotonic() - self.positions_time > self.p['joint_state_timeout']):
             return None
         return positions
 
@@ -435,7 +431,7 @@ class PolicyNode(LifecycleNode):
         p = self.p
         if p['command.type'] == 'joint_trajectory':
             msg = JointTrajectory(joint_names=list(p['command.joint_names']))
-            t = self.get_parameter('command.time_from_start').value
+            t = self.p['command.time_from_start']
             point = JointTrajectoryPoint(positions=[float(x) for x in positions])
             point.time_from_start.sec = int(t)
             point.time_from_start.nanosec = int((t - int(t)) * 1e9)
@@ -470,7 +466,7 @@ class PolicyNode(LifecycleNode):
         if self.state_label != 'active' or self.last_frame_time is None:
             return
         silent = time.monotonic() - self.last_frame_time
-        if silent > self.get_parameter('frame_timeout').value and not self.holding:
+        if silent > self.p['frame_timeout'] and not self.holding:
             if self.async_policy is None and self.armed:
                 with self.lock:
                     held = self.runner.hold(self.positions)   # None without joint states
@@ -579,6 +575,9 @@ class PolicyNode(LifecycleNode):
         if stats and stats['control_errors'] > self._control_errors_seen:
             self._control_errors_seen = stats['control_errors']
             self.diag.problem('control tick failed: ' + stats['last_control_error'])
+        if stats and stats['inference_errors'] > self._inference_errors_seen:
+            self._inference_errors_seen = stats['inference_errors']
+            self.diag.problem('inference failed: ' + stats['last_inference_error'])
         if stats and 'refused' in stats['control_scheduler'] and not self._told_scheduler:
             self._told_scheduler = True
             self.log('warning', 'control thread: ' + stats['control_scheduler'] + '; grant '

@@ -95,7 +95,8 @@ def run_arms(namespaces, episodes, variant='memory', seed=1000, params=None, out
         start(ns, 'policy_node', '--params-file', params)
         start(ns, 'perception_node', '--params-file', params)
         start(ns, 'gate_recorder', '-p', f'output:={bags[ns]}', '-p',
-              f'topics:=[{topics.GATE_EVENTS}, {topics.MEMORY_STATUS}, {topics.EPISODE_RESULT}]')
+              f'topics:=[{topics.GATE_EVENTS}, {topics.MEMORY_STATUS}, {topics.EPISODE_RESULT}, '
+              f'{topics.JOINT_COMMANDS}]')
     time.sleep(1.0)
     sims = [start(ns, 'sim_arm_node', '-p', f'episodes:={episodes}', '-p', f'variant:={variant}',
                   '-p', f'seed:={seed + 1000 * i}') for i, ns in enumerate(namespaces)]

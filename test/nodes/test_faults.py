@@ -29,7 +29,7 @@ def pipeline(ros_context, tiny_models, tmp_path):
     procs = [spawn([executable('perception_node'), *args]),
              spawn([executable('policy_node'), *args])]
     node = rclpy.create_node('fault_test', context=ros_context)
-    state = {'commands': [], 'diag': []}
+    state = {'commands': [], 'diag': [], 'procs': procs}
     node.create_subscription(JointTrajectory, '/aura/joint_commands',
                              lambda m: state['commands'].append((time.monotonic(), m)), 100)
     node.create_subscription(
@@ -43,11 +43,27 @@ def pipeline(ros_context, tiny_models, tmp_path):
     assert spin_until(executor, lambda: camera.get_subscription_count() > 0 and
                       node.count_publishers('/aura/joint_commands') > 0, 60)
     yield node, executor, camera, joints, state
-    for p in procs:
+    running = [p for p in procs if p.poll() is None]     # a test may have stopped them
+    for p in running:
         p.send_signal(signal.SIGINT)
-    for p in procs:
+    for p in running:
         p.communicate(timeout=20)
     node.destroy_node()
+
+
+def test_policy_perception_and_recorder_stop_within_a_second_of_sigint(pipeline, tmp_path):
+    node, executor, camera, joints, state = pipeline
+    recorder = spawn([executable('gate_recorder'), '--ros-args', '-p',
+                      f'output:={tmp_path / "bag"}'])
+    stream(node, executor, camera, joints, 3.0)        # busy: frames, inference, commands
+    assert state['commands']
+    for proc in [*state['procs'], recorder]:
+        start = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=10)[0]
+        took = time.monotonic() - start
+        assert proc.returncode == 0 and 'Traceback' not in out, out[-2000:]
+        assert took < 1.0, (proc.args[0], took)
 
 
 def stream(node, executor, camera, joints, seconds, with_joints=True):

@@ -21,8 +21,15 @@ def test_two_namespaced_arms_each_drive_their_own_sim(tmp_path):
     assert left_steps == left.steps > 0 and right_steps == right.steps > 0
     for ns, result in (('left', left), ('right', right)):
         contents = read_bag(bags[ns])                 # the recorder saw only its arm's topics
-        assert set(contents.topics) >= {f'/{ns}/aura/gate_events', f'/{ns}/sim/episode_result'}
+        commands = f'/{ns}/aura/joint_commands'
+        assert set(contents.topics) >= {f'/{ns}/aura/gate_events', f'/{ns}/sim/episode_result',
+                                        commands}
         assert all(t.startswith(f'/{ns}/') for t in contents.topics), contents.topics
         assert len(contents.gate) == result.steps, ns
+        # its own policy commanded its own arm: one command per memory step (sync execution)
+        # plus the watchdog's hold when the frames stop, so a policy that also answered the
+        # other arm's frames would double the count
+        n_commands = contents.topics[commands][1]
+        assert result.steps <= n_commands <= result.steps + 2, (ns, n_commands, result.steps)
         # the shipped parameter file reached the namespaced policy: its memory is loaded
         assert {r.state_bytes for r in contents.gate} == {4224}, ns

@@ -59,14 +59,30 @@ def test_malformed_frames_are_dropped_and_counted_node_keeps_going(rig):
     assert node.counts['published'] >= 1
 
 
-def test_stale_frames_dropped(rig):
+def test_stale_frames_dropped_once_max_frame_age_is_set_at_run_time(rig):
     node, test, camera, frames, executor = rig
-    node.set_parameters([Parameter('max_frame_age', value=0.5)])
     old = camera_image(test)
     old.header.stamp.sec -= 10
+    assert spin_until(executor, lambda: camera.publish(old) or frames, 10)   # 0: no age check
+    assert node.counts['stale'] == 0
+    assert node.set_parameters([Parameter('max_frame_age', value=0.5)])[0].successful
+    published = node.counts['published']
     camera.publish(old)
     spin_until(executor, lambda: node.counts['stale'] > 0, 5)
-    assert node.counts['stale'] >= 1 and not frames
+    assert node.counts['stale'] >= 1 and node.counts['published'] == published
+
+
+def test_crop_change_at_run_time_applies_to_the_next_frame(rig):
+    node, test, camera, frames, executor = rig
+    rgb = np.zeros((48, 64, 3), np.uint8)
+    rgb[:, 8:56] = 200                           # bright centre, dark 8-pixel side bands
+    msg = camera_image(test, rgb)
+    assert spin_until(executor, lambda: camera.publish(msg) or frames, 10)
+    assert min(frames[-1].data) == 200           # 'center' crops the bands away
+    assert node.set_parameters([Parameter('crop', value='none')])[0].successful
+    frames.clear()
+    assert spin_until(executor, lambda: camera.publish(msg) or frames, 10)
+    assert min(frames[-1].data) < 50             # 'none' squashes: the bands are in
 
 
 def test_out_of_range_parameter_refused_with_reason(rig):
