@@ -76,6 +76,7 @@ from tqdm.auto import tqdm
 from aura_ros.bench.stats import wilson
 from aura_ros.control.async_policy import AsyncPolicy
 from aura_ros.control.loop import InferenceWorker
+from aura_ros.sim.process import cpu_seconds
 from aura_ros.sim.realtime import RealtimeArm, RealtimeTask
 
 LATENCIES_MS = (0, 50, 100, 200, 400)
@@ -148,11 +149,7 @@ class SyncPolicy:
 
 def thread_cpu_s(native_id):
     """CPU seconds (user + system) of one thread of this process."""
-    try:
-        fields = open(f'/proc/self/task/{native_id}/stat').read().rsplit(')', 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+    return cpu_seconds(f'/proc/self/task/{native_id}/stat')
 
 
 def stream_metrics(times, values):

@@ -47,6 +47,17 @@ _CMD, _POS = 0, J + 2
 _SLOTS = 2 * J + 3
 
 
+def cpu_seconds(stat_path):
+    """CPU seconds (user + system) of the process or thread whose /proc ``stat`` file this
+    is; 0 when it is gone."""
+    try:
+        with open(stat_path) as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
 def _f64(values):
     return np.asarray(values, np.float64).tobytes()
 
@@ -177,11 +188,7 @@ class SimProcess:
 
     def cpu_s(self):
         """CPU seconds (user + system) the child has used."""
-        try:
-            fields = open(f'/proc/{self.proc.pid}/stat').read().rsplit(')', 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+        return cpu_seconds(f'/proc/{self.proc.pid}/stat')
 
     # ---- one episode ---------------------------------------------------------------------------
     def episode(self, seed, ready, on_frame):

@@ -39,12 +39,15 @@ def test_commanded_goal_succeeds_frames_and_samples_come_back_in_real_time():
         assert success and ready[0] == pytest.approx(HOME)
         t = np.array([f[0] for f in frames])
         assert frames[0][1].shape == (64, 64, 3) and frames[0][1].dtype == np.uint8
-        assert np.all(np.diff(t) > 0) and t[-1] - t[0] == pytest.approx(
-            (len(t) - 1) / 30.0, rel=0.25)                       # 30 Hz on the wall clock
-        assert wall == pytest.approx(t[-1] - t[0], abs=0.5)      # no waiting around it
+        # 30 Hz on the wall clock (the median: a loaded machine may stretch a few intervals)
+        assert np.all(np.diff(t) > 0)
+        assert np.median(np.diff(t)) == pytest.approx(1 / 30.0, abs=0.006)
+        assert wall < t[-1] - t[0] + 2.0                         # no waiting around it
         assert len(samples) > 2 * len(frames) and samples.shape[1] == len(HOME)
         assert sim.positions() == pytest.approx(samples[-1])    # shared with the parent
-        assert np.abs(np.diff(samples, axis=0)).max() <= 0.15 * 30.0 * 0.05
+        # continuous motion at the arm's speed (4.5 rad/s) between samples, by their stamps
+        allowed = 0.15 * 30.0 * (np.diff(times) + 2 / 500.0) + 1e-6
+        assert (np.abs(np.diff(samples, axis=0)).max(axis=1) <= allowed).all()
         # a second episode with no command: the arm never leaves home, times out
         success, _, samples = sim.episode(8, lambda q: None, lambda *a: None)
         assert not success and np.allclose(samples, HOME)
