@@ -120,16 +120,19 @@ class ThrottledLog:
         getattr(self.logger, level)(message)
 
 
-def run_node(make_node, spin, args=None, close=None, exit_process=True, **init_kwargs):
+def run_node(make_node, spin, args=None, close=None, exit_process=False, **init_kwargs):
     """The life of a node executable: init, build the node (a refused parameter or a bad
     setting exits with status 2 and one line saying why), ``spin(node)`` until it returns or
     Ctrl-C / shutdown, then ``close(node)`` (if given), destroy and shut down.
 
-    ``exit_process`` (the executables): after that clean shutdown, run the atexit handlers,
-    flush, and end the process with the status at once (``os._exit``), skipping the
-    interpreter's teardown of every loaded module: with torch and a model loaded that alone
-    takes 0.6-1.4 s, and a node must stop within 1 s of SIGINT. Everything the node writes is
-    closed by ``close`` / ``destroy_node`` before. ``False`` returns the status instead."""
+    ``exit_process`` (the long-running nodes stopped by a signal: policy, perception,
+    recorder): after that clean shutdown, run the atexit handlers, flush, and end the process
+    with the status at once (``os._exit``), skipping the interpreter's teardown of every loaded
+    module: with torch and a model loaded that alone takes 0.6-1.4 s, and a node must stop
+    within 1 s of SIGINT. Everything the node writes is closed by ``close`` / ``destroy_node``
+    before. Not for nodes that publish a last message and end on their own (status_publisher,
+    a sim with a set number of episodes): the teardown's delay is what lets DDS deliver it.
+    ``False`` (default) returns the status."""
     import sys
 
     import rclpy

@@ -130,7 +130,7 @@ def spin(node):
 
 
 def main(args=None):
-    return run_node(GateRecorder, spin, args, close=GateRecorder.close,
+    return run_node(GateRecorder, spin, args, close=GateRecorder.close, exit_process=True,
                     signal_handler_options=SignalHandlerOptions.NO)
 
 

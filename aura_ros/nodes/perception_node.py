@@ -113,7 +113,7 @@ class PerceptionNode(Node):
 
 
 def main(args=None):
-    return run_node(PerceptionNode, rclpy.spin, args)
+    return run_node(PerceptionNode, rclpy.spin, args, exit_process=True)
 
 
 if __name__ == '__main__':

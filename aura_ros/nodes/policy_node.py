@@ -594,7 +594,7 @@ def spin(node):
 
 
 def main(args=None):
-    return run_node(PolicyNode, spin, args, close=PolicyNode._stop_worker)
+    return run_node(PolicyNode, spin, args, close=PolicyNode._stop_worker, exit_process=True)
 
 
 if __name__ == '__main__':
