@@ -309,8 +309,6 @@ def run_point(mode, latency_ms, settings, build_runner, progress=True):
     periods, steps, jerks, arm_jerks, target_steps = (
         np.concatenate(v) if v else np.zeros(0)
         for v in (periods, steps, jerks, arm_jerks, target_steps))
-    if mode == 'sync':            # sync sends the runner's limited command: no executor target
-        target_steps = np.zeros(0)
     n = settings.episodes
     return dict(
         mode=mode, latency_ms=latency_ms, episodes=n, successes=successes,
