@@ -248,6 +248,42 @@ RECORDER_PARAMS = [
               range=(0.01, 3600.0), read_only=True),
 ]
 
+EPISODE_RECORDER_PARAMS = [
+    ParamSpec('topics', STRING_ARRAY, list(topics.EPISODE_RECORDED), 'topics to record: the '
+              'camera (or aura/frames), joint states, the demonstrated commands (teleop or '
+              'leader arm: JointTrajectory, Float64MultiArray or JointState), the instruction '
+              'and the episode events (relative names resolve in the namespace)',
+              read_only=True),
+    ParamSpec('output', STRING, '', 'bag directory (empty: aura_episodes_<time>)',
+              read_only=True),
+    *RECORDER_PARAMS[2:],
+    ParamSpec('instruction', STRING, '', 'task instruction written into every START event '
+              '(a message on aura/instruction replaces it)'),
+]
+
+SIM_TELEOP_PARAMS = [
+    ParamSpec('variant', STRING, 'memory', "task variant (the sim's)",
+              choices=('visible', 'memory', 'memory_hard', 'colour'), read_only=True),
+    ParamSpec('noise', DOUBLE, 0.3, "operator noise: std of each command's deviation from the "
+              "expert, as a fraction of the arm's max joint speed per frame (DART)",
+              range=(0.0, 2.0), read_only=True),
+    ParamSpec('seed', INTEGER, 0, 'seed of the operator noise', range=(0, 2**31 - 1),
+              read_only=True),
+    ParamSpec('command_type', STRING, 'joint_trajectory', 'demonstrated command message',
+              choices=('joint_trajectory', 'float64_multi_array', 'joint_state'),
+              read_only=True),
+    ParamSpec('command_topic', STRING, topics.TELEOP_COMMANDS, 'demonstrated commands output',
+              read_only=True),
+    ParamSpec('camera_topic', STRING, topics.CAMERA, 'camera input (one command per frame)',
+              read_only=True),
+    ParamSpec('joint_states_topic', STRING, topics.JOINT_STATES, 'joint state input',
+              read_only=True),
+    ParamSpec('events_topic', STRING, topics.SIM_EPISODE_EVENTS, "the sim's episode events",
+              read_only=True),
+    ParamSpec('episodes', INTEGER, 0, 'exit after this many episodes ended (0 = never)',
+              range=(0, 2**31 - 1), read_only=True),
+]
+
 MONITOR_PARAMS = [
     ParamSpec('max_events', INTEGER, 0, 'exit after this many gate events (0 = never)',
               range=(0, 2**31 - 1), read_only=True),

@@ -49,14 +49,16 @@ def typestore_for(msgtypes):
 
 
 class GateRecorder(Node):
-    def __init__(self, **kwargs):
-        super().__init__('gate_recorder', **kwargs)
+    bag_prefix = 'aura_bag'
 
-        p = declare_params(self, RECORDER_PARAMS)
+    def __init__(self, node_name='gate_recorder', params=RECORDER_PARAMS, **kwargs):
+        super().__init__(node_name, **kwargs)
+
+        self.p = p = declare_params(self, params)
         # relative names resolve in the node's namespace (the graph lists full names)
         self.topics = [self.resolve_topic_name(t) for t in p['topics']]
         output, storage, self.flush_period = p['output'], p['storage'], p['flush_period']
-        self.path = Path(output or time.strftime('aura_bag_%Y%m%d_%H%M%S'))
+        self.path = Path(output or time.strftime(f'{self.bag_prefix}_%Y%m%d_%H%M%S'))
         from rosbags.rosbag2 import StoragePlugin, Writer
         plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
         self.writer = Writer(self.path, version=9, storage_plugin=plugin)

@@ -2,7 +2,10 @@
 
 Publishes camera/image_raw (rgb8) and joint_states, follows joint position commands
 (trajectory_msgs/JointTrajectory or std_msgs/Float64MultiArray, by ``command_type``), runs
-episodes back to back and publishes each result on sim/episode_result (and logs it).
+episodes back to back and publishes each result on sim/episode_result (and logs it). Episode
+boundaries go out on sim/episode_events (aura_ros/EpisodeEvent: START with the seed before the
+episode's first frame, END with the outcome after its last): what sim_teleop follows and what
+episode_recorder records next to the frames.
 
 ``lockstep`` (default): publish a frame, wait for the command that answers it (or
 ``command_timeout``), step. Results then do not depend on how fast the policy runs.
@@ -28,7 +31,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from aura_ros import topics
 from aura_ros.imaging import rgb_to_msg_fields
-from aura_ros.msg import EpisodeResult
+from aura_ros.msg import EpisodeEvent, EpisodeResult
 from aura_ros.nodes.common import declare_params, run_node
 from aura_ros.params import SIM_PARAMS
 from aura_ros.sim.arm import ArmEnv, ArmTaskConfig
@@ -46,6 +49,7 @@ class SimArmNode(Node):
         self.camera = self.create_publisher(Image, self.p['camera_topic'], 10)
         self.joints = self.create_publisher(JointState, self.p['joint_states_topic'], 10)
         self.results = self.create_publisher(EpisodeResult, topics.EPISODE_RESULT, 10)
+        self.events = self.create_publisher(EpisodeEvent, topics.SIM_EPISODE_EVENTS, 10)
         if self.p['command_type'] == 'joint_trajectory':
             self.create_subscription(JointTrajectory, self.p['command_topic'], self.on_trajectory,
                                      10)
@@ -145,10 +149,12 @@ class SimArmNode(Node):
             with self.lock:
                 frame = self.env.reset(seed)
                 self.command = None
+            self.publish_event(EpisodeEvent.START, index, seed)
             finished = (self._lockstep_episode(frame) if self.p['lockstep']
                         else self._realtime_episode(frame))
             if not finished:
                 return
+            self.publish_event(EpisodeEvent.END, index, seed, bool(self.env.success))
             self.publish_result(index, seed)
             index += 1
 
@@ -168,6 +174,11 @@ class SimArmNode(Node):
         return self.realtime.run(frame, lambda: self.command,
                                  lambda frame, _: self.publish_frame(frame),
                                  lambda _q, _t: self.publish_joints(), self.stop)
+
+    def publish_event(self, event, index, seed, success=False):
+        msg = EpisodeEvent(event=event, episode=index, seed=seed, success=success)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.events.publish(msg)
 
     def publish_result(self, index, seed):
         env = self.env

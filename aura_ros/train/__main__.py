@@ -2,6 +2,7 @@
 
     python -m aura_ros.train backbone --out models/pi0_sim --params config/default.yaml
     python -m aura_ros.train memory --params config/default.yaml --out models/aura_sim
+    python -m aura_ros.train episodes BAGS... --params my_arm.yaml --out DIR  # your robot
     python -m aura_ros.train backbone --out models/pi0_sim_rt --params config/realtime.yaml \
         --chunk-size 32 && python -m aura_ros.train memory --params config/realtime.yaml \
         --out models/aura_sim_rt --arms aura --chunk-horizon 32 --task realtime \
@@ -101,6 +102,30 @@ def cmd_memory(args):
     print(json.dumps(summary, indent=2))
 
 
+def cmd_episodes(args):
+    from aura_ros.train.bags import StreamTopics
+    from aura_ros.train.episodes import Settings, train_from_recordings
+    from aura_ros.train.recordings import RecordingError
+    settings = Settings(
+        topics=StreamTopics(args.camera_topic, args.joint_states_topic, args.command_topic,
+                            args.events_topic),
+        tolerance=args.tolerance, action_lag=args.action_lag, stamps=args.stamps,
+        val_fraction=args.val_fraction, arms=tuple(args.arms), steps=args.steps,
+        seed=args.seed, target_write_rate=args.target_write_rate, on_bad_bag=args.on_bad_bag,
+        cache_dir=args.cache_dir)
+    try:
+        report = train_from_recordings(args.bags, args.params, args.out, settings)
+    except (RecordingError, FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f'train episodes: {exc}') from None
+    val = report['validation']
+    print(json.dumps({'episodes': report['episodes'], 'frames': report['frames'],
+                      'frames_dropped_unsynced': report['frames_dropped_unsynced'],
+                      'feature_extraction': report['feature_extraction'],
+                      'validation': val}, indent=2))
+    print(f"wrote {args.out}/memory.safetensors, report.json, PNGs; load it with:\n"
+          f"{report['params_lines']}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='python -m aura_ros.train', description=__doc__)
     sub = parser.add_subparsers(dest='command', required=True)
@@ -142,6 +167,44 @@ def main(argv=None):
                    '~400 ms latency); DAgger rounds need 1')
     p.add_argument('--seed', type=int, default=0)
     p.set_defaults(run=cmd_memory)
+    p = sub.add_parser('episodes', help='train the memory from recorded episodes (rosbags)',
+                       description='Train AURA (and always_write / no_memory controls) from '
+                       'rosbags of demonstrations, on the backbone the parameter file names. '
+                       'See aura_ros/train/episodes.py and the README, "Train the memory for '
+                       'your robot".')
+    p.add_argument('bags', nargs='+', metavar='BAG_OR_DIR',
+                   help='bag directories (MCAP or sqlite3), or folders holding them')
+    p.add_argument('--params', required=True, help='the parameter file the robot runs')
+    p.add_argument('--out', required=True, help='output folder (checkpoint, report, PNGs)')
+    p.add_argument('--camera-topic', default='camera/image_raw',
+                   help='sensor_msgs/Image topic (the camera or aura/frames)')
+    p.add_argument('--joint-states-topic', default='joint_states')
+    p.add_argument('--command-topic', default='teleop/joint_commands',
+                   help='demonstrated commands: JointTrajectory, Float64MultiArray or '
+                   'JointState (a leader arm)')
+    p.add_argument('--events-topic', default='',
+                   help='aura_ros/EpisodeEvent topic ("": any topic of that type; a bag '
+                   'without events is one episode)')
+    p.add_argument('--tolerance', type=float, default=0.05,
+                   help='largest time offset (s) of a frame to its joint state and command')
+    p.add_argument('--action-lag', type=float, default=0.0,
+                   help='the command of a frame is looked up at frame time + this (s)')
+    p.add_argument('--stamps', default='header', choices=['header', 'receive'],
+                   help='message times: header stamps where set, or the recording time')
+    p.add_argument('--val-fraction', type=float, default=0.2)
+    p.add_argument('--arms', type=lambda s: [k for k in s.split(',') if k],
+                   default=['aura', 'always_write', 'no_memory'],
+                   help='memory arms to train (aura always first)')
+    p.add_argument('--steps', type=int, default=2000)
+    p.add_argument('--target-write-rate', type=float, default=0.08)
+    p.add_argument('--on-bad-bag', default='stop', choices=['stop', 'skip'],
+                   help='a damaged or truncated bag stops the run, or is skipped with a '
+                   'warning')
+    p.add_argument('--cache-dir', default=None,
+                   help='feature cache (default OUT/features); resumes, refuses another '
+                   "backbone's cache")
+    p.add_argument('--seed', type=int, default=0)
+    p.set_defaults(run=cmd_episodes)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     t0 = time.monotonic()

@@ -1,0 +1,407 @@
+"""Train AURA for your robot and backbone from recorded episodes (``train episodes``).
+
+    python -m aura_ros.train episodes BAG_OR_DIR... --params my_arm.yaml --out DIR
+
+1. Read: every bag is scanned (aura_ros.train.bags) and split into episodes; every frame of an
+   episode is matched with the nearest joint state and demonstrated command within
+   ``tolerance`` (aura_ros.train.recordings.align; unmatched frames are dropped and counted),
+   and the matched commands become actions in the parameter file's ``command.action_type``.
+   All checks run before any model work: a bad bag stops the run with one line (or, with
+   ``on_bad_bag='skip'``, is skipped with a warning).
+2. Features: every frame goes through the frozen backbone the parameter file names, exactly as
+   on the robot: perception's crop and resize, then ``PolicyRunner.step`` (features and the
+   chunked base action, chunk by chunk) with the measured joint positions. One safetensors
+   file per episode under ``cache_dir`` (default OUT/features), keyed by the backbone (its
+   block, the crop and the model files) and the bag (its files): a second run, or a run
+   resumed after an interruption, reads them instead. A cache folder of another backbone is
+   refused.
+3. Train: episodes are split into train and validation by episode (never by frame), seeded;
+   AURA and its controls (``always_write``, ``no_memory``: the residual head alone) are fitted
+   on the train episodes with the same objective as ``train memory`` (memory_fit.fit_memory).
+4. Report: OUT/memory.safetensors (AURA) and memory_<arm>.safetensors, report.json
+   (validation action error per arm and of the base, writes per episode, drops, feature
+   throughput), validation.png (error and writes per arm), gate_activity.png (the gate on a
+   few validation episodes) and params.yaml (the lines that load the checkpoint). Outputs are
+   written only once everything has been trained.
+"""
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from aura_ros.train.bags import BagError, StreamTopics, find_bags, iter_frames, scan
+from aura_ros.train.recordings import RecordingError, align, demonstrated_actions, nearest
+
+ARMS = ('aura', 'always_write', 'no_memory')
+CACHE_VERSION = 1
+
+
+@dataclass
+class Settings:
+    topics: StreamTopics = field(default_factory=StreamTopics)
+    tolerance: float = 0.05          # s
+    action_lag: float = 0.0          # s
+    stamps: str = 'header'
+    val_fraction: float = 0.2
+    arms: tuple = ARMS
+    steps: int = 2000
+    seed: int = 0
+    target_write_rate: float = 0.08
+    on_bad_bag: str = 'stop'         # 'stop' | 'skip'
+    cache_dir: str | None = None
+    progress: bool = True
+
+
+@dataclass
+class Deployment:
+    """What the parameter file says the policy node will run."""
+    backbone: object
+    block: dict
+    limits: object                   # CommandLimits
+    joint_names: list
+    image_size: int
+    crop: str
+    instruction: str
+    key: str                         # backbone identity for the feature cache
+
+
+def load_deployment(params_path):
+    """Backbone, limits, perception settings of a parameter file (as the nodes read them)."""
+    from aura_ros.backbones import build_backbone
+    from aura_ros.params import POLICY_PARAMS, backbone_block, read_params_file, with_defaults
+    from aura_ros.policy import CommandLimits
+    values, base_dir = read_params_file(params_path, 'policy_node')
+    policy = with_defaults(values, POLICY_PARAMS)
+    perception, _ = read_params_file(params_path, 'perception_node')
+    block = backbone_block(values)
+    backbone = build_backbone(block, base_dir=base_dir)
+    limits = CommandLimits(policy['command.lower_limits'], policy['command.upper_limits'],
+                           policy['command.max_delta'], policy['command.action_type'],
+                           policy['command.max_velocity'])
+    crop = perception.get('crop', 'center')
+    model_files = []
+    try:
+        from aura_ros.paths import resolve_path
+        folder = resolve_path(block['model_path'], base_dir)
+        model_files = [(p.name, p.stat().st_size) for p in sorted(Path(folder).rglob('*'))
+                       if p.is_file()]
+    except (FileNotFoundError, KeyError, TypeError, ValueError):
+        pass
+    identity = json.dumps({'block': block, 'crop': crop, 'files': model_files,
+                           'version': CACHE_VERSION}, sort_keys=True, default=str)
+    return Deployment(backbone, block, limits, list(policy['command.joint_names']),
+                      int(block['image_size']), crop, str(block.get('instruction', '')),
+                      hashlib.sha256(identity.encode()).hexdigest()[:16])
+
+
+# ---- 1. read ---------------------------------------------------------------------------------
+@dataclass
+class EpisodeData:
+    bag: str
+    bag_key: str
+    span: object                     # EpisodeSpan
+    frames: np.ndarray               # (F,) frame indices of the episode in the bag
+    positions_all: np.ndarray        # (F, J) nearest joint state of every frame
+    kept: np.ndarray                 # (K,) positions within ``frames`` that have labels
+    actions: np.ndarray              # (K, J) demonstrated actions (parameter file convention)
+    dropped: dict
+
+
+def read_recordings(paths, deployment, settings, log=print):
+    """(episodes, summary): every episode with labels, or a RecordingError saying why not."""
+    episodes, summary = [], {'bags': [], 'skipped_bags': [], 'frames': 0,
+                             'frames_dropped_unsynced': 0, 'dropped': {}, 'warnings': [],
+                             'offsets_s': []}
+    J = len(deployment.limits.lower)
+    for path in find_bags(paths):
+        try:
+            found = scan(path, settings.topics, deployment.joint_names, settings.stamps)
+            bag_episodes = _label(found, deployment, settings, J)
+        except BagError as exc:
+            if settings.on_bad_bag != 'skip':
+                raise
+            summary['skipped_bags'].append(str(exc))
+            log(f'warning: skipped {exc}')
+            continue
+        summary['bags'].append(str(path))
+        summary['warnings'] += [f'{path}: {w}' for w in found.warnings]
+        for ep in bag_episodes:
+            episodes.append(ep)
+            summary['frames'] += len(ep.frames)
+            for reason, n in ep.dropped.items():
+                summary['dropped'][reason] = summary['dropped'].get(reason, 0) + n
+                summary['frames_dropped_unsynced'] += n
+    if not episodes:
+        raise RecordingError('no episode with labelled frames in ' + ', '.join(map(str, paths)))
+    return episodes, summary
+
+
+def _label(found, deployment, settings, J):
+    if found.joint_positions.shape[1] not in (0, J):
+        raise RecordingError(f'{found.path}: joint states have {found.joint_positions.shape[1]} '
+                             f'joints, the parameter file commands {J}')
+    if found.demo_positions.shape[1] not in (0, J):
+        raise RecordingError(f'{found.path}: demonstrated commands have '
+                             f'{found.demo_positions.shape[1]} values, the parameter file '
+                             f'commands {J} joints')
+    out = []
+    for span in found.episodes:
+        frames = found.episode_frames(span)
+        where = f'{found.path} episode {span.index}'
+        if len(frames) == 0:
+            raise RecordingError(f'{where}: no frames between its START and END events')
+        if len(found.demo_times) == 0:
+            raise RecordingError(f'{found.path}: no demonstrated commands on '
+                                 f'{settings.topics.commands!r}')
+        try:
+            a = align(found.frame_times[frames], found.joint_times, found.joint_positions,
+                      found.demo_times, found.demo_positions, settings.tolerance,
+                      settings.action_lag)
+        except RecordingError as exc:
+            raise RecordingError(f'{where}: {exc}') from None
+        pick, _ = nearest(found.joint_times, found.frame_times[frames])
+        actions = demonstrated_actions(a.positions, a.targets, deployment.limits.action_type)
+        ep = EpisodeData(found.path, found.key, span, frames, found.joint_positions[pick],
+                         a.frames, actions, a.dropped)
+        out.append(ep)
+    return out
+
+
+# ---- 2. features (cached) --------------------------------------------------------------------
+def check_cache_dir(cache_dir, deployment):
+    """Create or reuse the cache folder; refuse one that holds another backbone's features."""
+    cache_dir = Path(cache_dir)
+    marker = cache_dir / 'backbone.json'
+    mine = {'key': deployment.key, 'adapter': deployment.block.get('adapter'),
+            'model_path': str(deployment.block.get('model_path')),
+            'image_size': deployment.image_size, 'crop': deployment.crop}
+    if marker.is_file():
+        theirs = json.loads(marker.read_text())
+        if theirs.get('key') != deployment.key:
+            raise RecordingError(
+                f"{cache_dir} holds features of another backbone ({theirs.get('adapter')} "
+                f"{theirs.get('model_path')}, key {theirs.get('key')}; this run: "
+                f"{mine['adapter']} {mine['model_path']}, key {deployment.key}): use another "
+                f'--out or --cache-dir, or delete it')
+    else:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps(mine, indent=2) + '\n')
+    return cache_dir
+
+
+def episode_seed(bag_key, index):
+    return int.from_bytes(hashlib.sha256(f'{bag_key}/{index}'.encode()).digest()[:4], 'little')
+
+
+def extract_features(episodes, deployment, settings, cache_dir):
+    """Fill each episode's features/base (all its frames) from the cache or the backbone.
+    Returns {'frames': n computed, 'seconds': s, 'frames_per_s': f, 'cached_episodes': n}."""
+    from safetensors.torch import load_file, save_file
+
+    from aura_ros.imaging import crop_resize
+    from aura_ros.policy import PolicyRunner
+    runner = PolicyRunner(deployment.backbone, None, deployment.limits)
+    todo, cached = {}, 0
+    for ep in episodes:
+        ep.cache = Path(cache_dir) / ep.bag_key / f'episode_{ep.span.index:05d}.safetensors'
+        if ep.cache.is_file():
+            data = load_file(str(ep.cache))
+            if len(data['features']) == len(ep.frames):
+                ep.features, ep.base = data['features'], data['base']
+                cached += 1
+                continue
+        todo.setdefault(ep.bag, []).append(ep)
+    total = sum(len(ep.frames) for eps in todo.values() for ep in eps)
+    computed, seconds = 0, 0.0
+    bar = tqdm(total=total, desc='backbone features', unit='frame',
+               disable=not settings.progress or total == 0)
+    for bag, eps in todo.items():
+        owner = {}
+        for ep in eps:
+            for k, frame_index in enumerate(ep.frames):
+                owner[int(frame_index)] = (ep, k)
+        current = None
+        for i, rgb in iter_frames(bag, settings.topics):
+            if i not in owner:
+                continue
+            ep, k = owner[i]
+            if ep is not current:
+                current = ep
+                runner.reset(episode_seed=episode_seed(ep.bag_key, ep.span.index))
+                feats, bases = [], []
+                instruction = ep.span.instruction or deployment.instruction
+            t0 = time.perf_counter()
+            frame = crop_resize(rgb, deployment.image_size, deployment.crop)
+            step = runner.step(frame, ep.positions_all[k], instruction)
+            seconds += time.perf_counter() - t0
+            feats.append(step.features.detach().float())
+            bases.append(torch.as_tensor(step.base_action, dtype=torch.float32))
+            computed += 1
+            bar.update(1)
+            if k == len(ep.frames) - 1:     # the episode is complete: cache it
+                ep.features, ep.base = torch.stack(feats), torch.stack(bases)
+                ep.cache.parent.mkdir(parents=True, exist_ok=True)
+                tmp = ep.cache.with_suffix('.tmp')
+                save_file({'features': ep.features.contiguous(), 'base': ep.base.contiguous()},
+                          str(tmp))
+                tmp.replace(ep.cache)
+        missing = [ep for ep in eps if not hasattr(ep, 'features')]
+        if missing:
+            raise BagError(f'{bag}: frames of episode {missing[0].span.index} could not be read '
+                           f'back (the bag changed during the run?)')
+    bar.close()
+    return {'frames': computed, 'seconds': seconds,
+            'frames_per_s': (computed / seconds) if seconds else None,
+            'cached_episodes': cached, 'computed_episodes': len(episodes) - cached}
+
+
+# ---- 3. train and 4. report -----------------------------------------------------------------
+def feature_episodes(episodes):
+    from aura_ros.train.memory_fit import FeatureEpisode
+    return [FeatureEpisode(ep.features[ep.kept], ep.base[ep.kept],
+                           torch.as_tensor(ep.actions, dtype=torch.float32))
+            for ep in episodes if len(ep.kept)]
+
+
+def split(episodes, val_fraction, seed):
+    """(train, val) by episode, seeded; at least one of each when there are two or more."""
+    order = np.random.default_rng(seed).permutation(len(episodes))
+    n_val = int(round(val_fraction * len(episodes)))
+    if len(episodes) >= 2:
+        n_val = min(max(n_val, 1), len(episodes) - 1)
+    else:
+        n_val = 0
+    val = sorted(order[:n_val].tolist())
+    train = sorted(order[n_val:].tolist())
+    return [episodes[i] for i in train], [episodes[i] for i in val]
+
+
+def evaluate(memory, data):
+    """Validation: mean squared action error per joint-step, writes per episode, and the
+    gate's trace of each episode."""
+    from aura_ros.train.memory_fit import padded
+    feats, base, target, mask = padded(data)
+    with torch.no_grad():
+        if memory is None:
+            actions, writes, probs = base, torch.zeros(mask.shape), torch.zeros(mask.shape)
+        else:
+            out = memory.forward_sequence(feats, base, gate_mode='hard')
+            actions, writes, probs = out.actions, out.writes, out.write_prob
+    err = ((actions - target) ** 2).mean(-1)
+    return {'action_mse': float(err[mask].mean()),
+            'writes_per_episode': float((writes * mask).sum(1).mean()),
+            'write_rate': float(writes[mask].mean()),
+            'trace': [{'write_probability': probs[i, :int(mask[i].sum())].tolist(),
+                       'wrote': writes[i, :int(mask[i].sum())].tolist()}
+                      for i in range(min(len(data), 4))]}
+
+
+def train_from_recordings(paths, params, out, settings=None, log=print):
+    """The whole pipeline (module docstring); returns the report dict."""
+    from aura_ros.train.memory_fit import fit_memory, write_rate_on
+    settings = settings or Settings()
+    t_start = time.monotonic()
+    out = Path(out)
+    deployment = load_deployment(params)
+    episodes, summary = read_recordings(paths, deployment, settings, log)
+    log(f"{len(episodes)} episodes, {summary['frames']} frames "
+        f"({summary['frames_dropped_unsynced']} dropped unsynchronised) from "
+        f"{len(summary['bags'])} bag(s)")
+    cache_dir = check_cache_dir(settings.cache_dir or out / 'features', deployment)
+    extraction = extract_features(episodes, deployment, settings, cache_dir)
+    train_eps, val_eps = split(episodes, settings.val_fraction, settings.seed)
+    train_data, val_data = feature_episodes(train_eps), feature_episodes(val_eps)
+    if not train_data:
+        raise RecordingError('no training episode has labelled frames')
+    cfg = deployment.backbone.config
+    action_std = cfg.action_std or [1.0] * cfg.action_dim
+    arms = ['aura'] + [a for a in settings.arms if a != 'aura']
+    memories, results, rate = {}, {}, None
+    for kind in arms:
+        memory = fit_memory(kind, train_data, action_std, steps=settings.steps,
+                            seed=settings.seed, write_rate=rate or 0.1,
+                            target_write_rate=settings.target_write_rate,
+                            progress=settings.progress)
+        if kind == 'aura':
+            rate = write_rate_on(memory, train_data)
+        memories[kind] = memory
+        results[kind] = evaluate(memory, val_data) if val_data else {}
+    base = evaluate(None, val_data) if val_data else {}
+    report = {
+        'params': str(params), 'bags': summary['bags'], 'skipped_bags': summary['skipped_bags'],
+        'episodes': {'total': len(episodes), 'train': len(train_eps), 'validation': len(val_eps),
+                     'successful': sum(bool(e.span.success) for e in episodes),
+                     'outcome_unknown': sum(e.span.success is None for e in episodes)},
+        'frames': summary['frames'], 'frames_labelled': int(sum(len(e.kept) for e in episodes)),
+        'frames_dropped_unsynced': summary['frames_dropped_unsynced'],
+        'dropped': summary['dropped'], 'warnings': summary['warnings'],
+        'feature_extraction': extraction, 'backbone_key': deployment.key,
+        'action_type': deployment.limits.action_type,
+        'settings': {'tolerance': settings.tolerance, 'action_lag': settings.action_lag,
+                     'stamps': settings.stamps, 'val_fraction': settings.val_fraction,
+                     'steps': settings.steps, 'seed': settings.seed},
+        'validation': {'base': {k: v for k, v in base.items() if k != 'trace'},
+                       **{k: {kk: vv for kk, vv in r.items() if kk != 'trace'}
+                          for k, r in results.items()}},
+    }
+    # every output at the end: a failed run leaves no half-written checkpoint
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for kind, memory in memories.items():
+        name = 'memory.safetensors' if kind == 'aura' else f'memory_{kind}.safetensors'
+        memory.save(out / name)
+        files[kind] = name
+    checkpoint = (out / 'memory.safetensors').resolve()
+    snippet = ('# load the memory trained from your recordings (add to your parameter file)\n'
+               '/**/policy_node:\n  ros__parameters:\n    memory:\n'
+               f'      checkpoint: {checkpoint}\n')
+    (out / 'params.yaml').write_text(snippet)
+    report.update(files=files, params_lines=snippet, elapsed_s=time.monotonic() - t_start)
+    plot(report, results, base, out)
+    (out / 'report.json').write_text(json.dumps(report, indent=2) + '\n')
+    return report
+
+
+def plot(report, results, base, out):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    if not results or not base:
+        return
+    names = ['base'] + list(results)
+    mse = [base['action_mse']] + [results[k]['action_mse'] for k in results]
+    writes = [0.0] + [results[k]['writes_per_episode'] for k in results]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
+    a.bar(names, mse, color=['grey'] + ['C0'] * len(results))
+    a.set_ylabel('validation action MSE (rad$^2$)')
+    b.bar(names, writes, color=['grey'] + ['C1'] * len(results))
+    b.set_ylabel('writes per validation episode')
+    for ax in (a, b):
+        ax.tick_params(axis='x', rotation=20)
+    fig.suptitle(f"{report['episodes']['train']} train / {report['episodes']['validation']} "
+                 f'validation episodes')
+    fig.tight_layout()
+    fig.savefig(out / 'validation.png', dpi=100)
+    plt.close(fig)
+    traces = results.get('aura', {}).get('trace', [])
+    if traces:
+        fig, axes = plt.subplots(len(traces), 1, figsize=(10, 1.6 * len(traces)), sharex=True,
+                                 squeeze=False)
+        for ax, tr in zip(axes[:, 0], traces):
+            p = np.asarray(tr['write_probability'])
+            ax.plot(p, color='C0', lw=1)
+            w = np.flatnonzero(np.asarray(tr['wrote']) > 0.5)
+            ax.scatter(w, p[w], color='C3', s=14, zorder=3, label='write')
+            ax.set_ylim(-0.05, 1.05)
+            ax.set_ylabel('p(write)')
+        axes[0, 0].legend(loc='upper right')
+        axes[-1, 0].set_xlabel('labelled frame')
+        fig.suptitle('AURA gate on validation episodes')
+        fig.tight_layout()
+        fig.savefig(out / 'gate_activity.png', dpi=100)
+        plt.close(fig)
