@@ -54,6 +54,13 @@ def cmd_closed_loop(args):
                             through_ros=args.through_ros), closed_loop.plot)
 
 
+def cmd_train_from_recordings(args):
+    from aura_ros.bench import train_from_recordings as tfr
+    return (tfr.run(episodes=args.episodes, eval_episodes=args.eval_episodes, steps=args.steps,
+                    seed=args.seed, work=args.work, through_ros=args.through_ros,
+                    noise=args.noise), tfr.plot)
+
+
 def cmd_soak(args):
     from aura_ros.bench import soak
     return soak.run(steps=args.steps, params=args.params), soak.plot
@@ -111,6 +118,18 @@ def main(argv=None):
     p.add_argument('--params', default=None, help='parameter file (default: the package\'s '
                    'config/default.yaml)')
     p.set_defaults(run=cmd_closed_loop)
+    p = sub.add_parser('train-from-recordings', help='record teleoperated sim episodes through '
+                       'ROS, train from the bags, compare with training in process')
+    p.add_argument('--episodes', type=int, default=600, help='episodes recorded (half memory, '
+                   'half memory_hard), and trained on in process')
+    p.add_argument('--eval-episodes', type=int, default=200, help='closed-loop episodes per arm')
+    p.add_argument('--steps', type=int, default=2000, help='training steps per memory')
+    p.add_argument('--noise', type=float, default=0.3, help="the operator's noise")
+    p.add_argument('--through-ros', type=int, default=20, help='episodes of the deployed '
+                   'checkpoint through the nodes (0 = skip)')
+    p.add_argument('--work', default='bench/results/tfr_work', help='bags, checkpoints, logs')
+    p.add_argument('--seed', type=int, default=0)
+    p.set_defaults(run=cmd_train_from_recordings)
     p = sub.add_parser('soak', help='one endless episode of the policy loop: RSS, state')
     p.add_argument('--steps', type=int, default=100_000)
     p.add_argument('--params', default=None)

@@ -236,7 +236,7 @@ def extract_features(episodes, deployment, settings, cache_dir):
                 feats, bases = [], []
                 instruction = ep.span.instruction or deployment.instruction
             t0 = time.perf_counter()
-            frame = crop_resize(rgb, deployment.image_size, deployment.crop)
+            frame = np.array(crop_resize(rgb, deployment.image_size, deployment.crop))
             step = runner.step(frame, ep.positions_all[k], instruction)
             seconds += time.perf_counter() - t0
             feats.append(step.features.detach().float())

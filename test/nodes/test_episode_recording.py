@@ -1,0 +1,103 @@
+"""Recording demonstrations on a (simulated) robot: episode_recorder's services put episodes and
+outcomes into the bag; sim_teleop + sim_arm_node + episode_recorder as processes record
+episodes that ``train episodes`` turns into a checkpoint the policy node loads from its
+parameter file."""
+import signal
+
+import numpy as np
+import pytest
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from std_srvs.srv import SetBool, Trigger
+
+from aura_ros.tools.processes import executable
+from conftest import spawn, write_params
+from helpers import spin_until
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+
+def call(executor, client, request, timeout=10.0):
+    assert spin_until(executor, client.service_is_ready, 30), client.srv_name
+    future = client.call_async(request)
+    assert spin_until(executor, future.done, timeout)
+    return future.result()
+
+
+def test_recorder_services_write_episodes_and_outcomes_readable_by_rosbags(ros_context,
+                                                                           tmp_path):
+    bag = tmp_path / 'bag'
+    proc = spawn([executable('episode_recorder'), '--ros-args', '-p', f'output:={bag}',
+                  '-p', 'instruction:=stack the cups'])
+    node = rclpy.create_node('recorder_test', context=ros_context)
+    start = node.create_client(Trigger, '/episode_recorder/start_episode')
+    end = node.create_client(SetBool, '/episode_recorder/end_episode')
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    try:
+        assert not call(executor, end, SetBool.Request(data=True)).success   # none running
+        first = call(executor, start, Trigger.Request())
+        assert first.success and first.message == 'episode 0 started'
+        again = call(executor, start, Trigger.Request())
+        assert not again.success and 'episode 0 is running' in again.message
+        assert call(executor, end, SetBool.Request(data=True)).message == \
+            'episode 0 ended: success'
+        assert call(executor, start, Trigger.Request()).success
+        assert call(executor, end, SetBool.Request(data=False)).message == \
+            'episode 1 ended: failure'
+    finally:
+        proc.send_signal(signal.SIGINT)
+        log = proc.communicate(timeout=20)[0]
+        node.destroy_node()
+    assert proc.returncode == 0, log
+    assert '2 episodes, 1 successful' in log
+    # an independent reader: rosbags with only the definitions stored in the bag
+    from rosbags.highlevel import AnyReader
+    with AnyReader([bag]) as reader:
+        conns = [c for c in reader.connections if c.topic == '/aura/episode_events']
+        assert conns and conns[0].msgtype == 'aura_ros/msg/EpisodeEvent'
+        events = [reader.deserialize(raw, c.msgtype)
+                  for c, _, raw in reader.messages(connections=conns)]
+    assert [(e.event, e.episode, e.success) for e in events] == [
+        (0, 0, False), (1, 0, True), (0, 1, False), (1, 1, False)]
+    assert events[0].instruction == 'stack the cups' and events[1].instruction == ''
+    assert events[0].header.stamp.sec > 0
+
+
+def test_teleop_recording_trains_a_checkpoint_the_policy_node_loads(ros_context, tiny_models,
+                                                                     tmp_path):
+    from aura_ros.bench.train_from_recordings import record_sim_demonstrations
+    from aura_ros.nodes.policy_node import PolicyNode
+    from aura_ros.params import read_params_file
+    from aura_ros.train.episodes import Settings, train_from_recordings
+    ok, outcomes = record_sim_demonstrations(tmp_path / 'bag', 2, progress=False)
+    assert ok and len(outcomes) == 2
+    params = write_params(tmp_path / 'arm.yaml', dict(tiny_models['pi0_block'],
+                                                      model_path=str(tiny_models['root'] /
+                                                                     'pi0')),
+                          '', extra_policy={'command': {
+                              'joint_names': ['joint_1', 'joint_2', 'joint_3'],
+                              'lower_limits': [-0.6, -2.6, -2.6],
+                              'upper_limits': [3.7416, 2.6, 2.6], 'max_delta': 0.15}})
+    report = train_from_recordings([str(tmp_path / 'bag')], params, tmp_path / 'out',
+                                   Settings(steps=60, progress=False))
+    assert report['episodes']['total'] == 2 and report['frames'] >= 40
+    # most frames have both a joint state and a command within 50 ms (the sim runs at 30 fps)
+    assert report['frames_labelled'] >= 0.9 * report['frames']
+    # the user's step: append the printed lines to the parameter file, start the node
+    params.write_text(params.read_text() + '\n' + (tmp_path / 'out' / 'params.yaml').read_text())
+    values, _ = read_params_file(params, 'policy_node')
+    assert values['memory.checkpoint'] == str((tmp_path / 'out' / 'memory.safetensors')
+                                              .resolve())
+    node = PolicyNode(context=ros_context, parameter_overrides=[
+        rclpy.parameter.Parameter(k, value=v) for k, v in values.items()])
+    try:
+        from rclpy.lifecycle import TransitionCallbackReturn
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        memory = node.runner.memory
+        assert memory is not None and memory.config.feature_dim == 128
+        step = node.runner.step(np.zeros((64, 64, 3), np.uint8), np.array([1.57, -2.5, 2.5]))
+        assert step.command is not None and np.all(np.isfinite(step.command))
+    finally:
+        node._stop_worker()
+        node.destroy_node()

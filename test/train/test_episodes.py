@@ -1,0 +1,263 @@
+"""Bags -> episodes -> trained memory (``train episodes``), without ROS processes: bags are
+written here with rosbags; the backbones are the tiny test models (two adapters)."""
+import json
+
+import numpy as np
+import pytest
+
+from aura_ros.train.bags import BagError, StreamTopics, scan
+from aura_ros.train.episodes import Settings, train_from_recordings
+from aura_ros.train.recordings import RecordingError
+
+JOINTS = ['joint_1', 'joint_2', 'joint_3']
+TYPES = {'image': 'sensor_msgs/msg/Image', 'joints': 'sensor_msgs/msg/JointState',
+         'joint_trajectory': 'trajectory_msgs/msg/JointTrajectory',
+         'float64_multi_array': 'std_msgs/msg/Float64MultiArray',
+         'joint_state': 'sensor_msgs/msg/JointState', 'event': 'aura_ros/msg/EpisodeEvent'}
+
+
+def stamp(t):
+    from builtin_interfaces.msg import Time
+    return Time(sec=int(t), nanosec=int(round((t - int(t)) * 1e9)))
+
+
+def write_bag(path, episodes=2, frames=12, demo_type='joint_trajectory', storage='mcap',
+              demo_shift=0.0, joints=3, demo_width=3, events=True, empty_episode=False,
+              seed=0, image=(40, 48)):
+    """Episodes at 30 fps with jittered stamps: joint states at 100 Hz, one demonstrated
+    command ~3 ms after each frame (the target = q + a known step), START/END events."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from sensor_msgs.msg import Image, JointState
+    from std_msgs.msg import Float64MultiArray
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+    from aura_ros.imaging import rgb_to_msg_fields
+    from aura_ros.msg import EpisodeEvent
+    from aura_ros.nodes.gate_recorder import typestore_for
+    rng = np.random.default_rng(seed)
+    plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
+    msgs = []     # (log time s, topic key, message)
+    t = 100.0
+    for e in range(episodes):
+        n = 0 if (empty_episode and e == 1) else frames
+        if events:
+            msgs.append((t, 'event', EpisodeEvent(header=_h(t), event=0, episode=e, seed=e)))
+        q0 = rng.uniform(-0.5, 0.5, joints)
+        for k in range(0 if n else 6):     # joint states keep coming in an empty episode
+            msgs.append((t + k / 100, 'joints', JointState(header=_h(t + k / 100),
+                                                           name=JOINTS[:joints],
+                                                           position=q0.tolist())))
+        for k in range(n):
+            tf = t + 0.01 + k / 30 + rng.uniform(-0.003, 0.003)
+            rgb = rng.integers(0, 256, (*image, 3), dtype=np.uint8)
+            msgs.append((tf, 'image', Image(header=_h(tf), **rgb_to_msg_fields(rgb))))
+            for j in range(4):
+                tj = tf - 0.01 + j / 100
+                q = q0 + 0.01 * (tj - t)
+                msgs.append((tj, 'joints', JointState(header=_h(tj), name=JOINTS[:joints],
+                                                      position=q.tolist())))
+            q = q0 + 0.01 * (tf - t)
+            target = (q + np.array([0.1, -0.2, 0.3])[:joints]).tolist() + [0.0] * (
+                demo_width - joints)
+            td = tf + 0.003 + demo_shift
+            if demo_type == 'joint_trajectory':
+                demo = JointTrajectory(header=_h(td), joint_names=(JOINTS + ['x'])[:demo_width],
+                                       points=[JointTrajectoryPoint(positions=target)])
+            elif demo_type == 'joint_state':
+                demo = JointState(header=_h(td), name=(JOINTS + ['x'])[:demo_width],
+                                  position=target)
+            else:
+                demo = Float64MultiArray(data=target)
+            msgs.append((td, 'demo', demo))
+        t += 0.02 + n / 30
+        if events:
+            msgs.append((t, 'event', EpisodeEvent(header=_h(t), event=1, episode=e, seed=e,
+                                                  success=e % 2 == 0)))
+        t += 0.5
+    topics = {'image': '/camera/image_raw', 'joints': '/joint_states',
+              'demo': '/teleop/joint_commands', 'event': '/aura/episode_events'}
+    types = dict(TYPES, demo=TYPES[demo_type])
+    store = typestore_for(set(types.values()))
+    with Writer(path, version=9, storage_plugin=plugin) as writer:
+        conns = {key: writer.add_connection(topic, types[key], typestore=store)
+                 for key, topic in topics.items() if key != 'event' or events}
+        for t_log, key, msg in sorted(msgs, key=lambda m: m[0]):
+            writer.write(conns[key], int(t_log * 1e9),
+                         store.serialize_cdr(to_rosbags(store, msg), types[key]))
+    return path
+
+
+_NUMPY = {'double': np.float64, 'float': np.float32, 'uint8': np.uint8, 'int8': np.int8,
+          'octet': np.uint8, 'int32': np.int32, 'uint32': np.uint32}
+
+
+def to_rosbags(store, msg):
+    """An rclpy message as the rosbags type (rclpy's serialize_message pads some messages,
+    e.g. a trailing empty float64 sequence, which rosbags' strict reader refuses; bags
+    recorded from DDS do not carry that padding)."""
+    typename = type(msg).__module__.split('.')[0] + '/msg/' + type(msg).__name__
+    values = {}
+    for name, kind in msg.get_fields_and_field_types().items():
+        value = getattr(msg, name)
+        inner = kind[len('sequence<'):-1] if kind.startswith('sequence<') else kind.split('[')[0]
+        if '/' in inner:
+            values[name] = ([to_rosbags(store, v) for v in value] if inner != kind
+                            else to_rosbags(store, value))
+        elif inner in ('uint8', 'octet') and inner != kind:
+            values[name] = np.frombuffer(bytes(value), np.uint8)
+        elif inner in _NUMPY and inner != kind:
+            values[name] = np.asarray(value, dtype=_NUMPY[inner])
+        else:
+            values[name] = list(value) if inner != kind else value
+    return store.types[typename](**values)
+
+
+def _h(t):
+    from std_msgs.msg import Header
+    return Header(stamp=stamp(t), frame_id='f')
+
+
+def quiet(**kwargs):
+    return Settings(steps=kwargs.pop('steps', 60), progress=False, **kwargs)
+
+
+@pytest.mark.parametrize('demo_type', ['joint_trajectory', 'float64_multi_array',
+                                       'joint_state'])
+def test_scan_splits_episodes_and_aligns_every_demo_type(tmp_path, demo_type):
+    from aura_ros.train.recordings import align, demonstrated_actions
+    bag = write_bag(tmp_path / 'bag', demo_type=demo_type)
+    found = scan(bag, StreamTopics(), JOINTS)
+    assert [(s.index, s.success, s.seed) for s in found.episodes] == [(0, True, 0),
+                                                                      (1, False, 1)]
+    for span in found.episodes:
+        frames = found.episode_frames(span)
+        assert len(frames) == 12
+        a = align(found.frame_times[frames], found.joint_times, found.joint_positions,
+                  found.demo_times, found.demo_positions, 0.02)
+        assert len(a.frames) == 12 and sum(a.dropped.values()) == 0
+        # delta = target - measured: the known step, to the joints' drift over <= 10 ms
+        actions = demonstrated_actions(a.positions, a.targets, 'delta')
+        assert np.abs(actions - [0.1, -0.2, 0.3]).max() < 1e-3
+
+
+def test_a_bag_without_events_is_one_episode(tmp_path):
+    found = scan(write_bag(tmp_path / 'bag', events=False), StreamTopics(), JOINTS)
+    assert len(found.episodes) == 1 and found.episodes[0].success is None
+    assert len(found.episode_frames(found.episodes[0])) == 24
+    assert any('no episode events' in w for w in found.warnings)
+
+
+@pytest.mark.parametrize('params_key', ['params_pi0', 'params_vision'])
+def test_train_episodes_end_to_end_and_the_cache_skips_the_backbone(tmp_path, tiny_models,
+                                                                    params_key):
+    bags = tmp_path / 'bags'
+    for i in range(3):
+        write_bag(bags / f'session_{i}', seed=i, storage='sqlite3' if i == 2 else 'mcap')
+    out = tmp_path / 'out'
+    report = train_from_recordings([str(bags)], tiny_models[params_key], out,
+                                   quiet(tolerance=0.02))
+    assert report['episodes'] == {'total': 6, 'train': 5, 'validation': 1, 'successful': 3,
+                                  'outcome_unknown': 0}
+    assert report['frames'] == report['frames_labelled'] == 72
+    assert report['feature_extraction']['frames'] == 72
+    for name in ('memory.safetensors', 'memory_always_write.safetensors',
+                 'memory_no_memory.safetensors', 'report.json', 'validation.png',
+                 'gate_activity.png', 'params.yaml'):
+        assert (out / name).is_file(), name
+    val = report['validation']
+    assert val['always_write']['write_rate'] == 1.0 and val['no_memory']['write_rate'] == 0.0
+    # the checkpoint loads into the runner the parameter file describes
+    from aura_ros.core import load_memory
+    from aura_ros.policy import PolicyRunner
+    from aura_ros.train.episodes import load_deployment
+    dep = load_deployment(tiny_models[params_key])
+    memory = load_memory(out / 'memory.safetensors')
+    assert memory.config.feature_dim == dep.backbone.feature_dim
+    runner = PolicyRunner(dep.backbone, memory, dep.limits)
+    step = runner.step(np.zeros((dep.image_size, dep.image_size, 3), np.uint8), np.zeros(3))
+    assert step.command is not None and np.all(np.isfinite(step.command))
+    assert str((out / 'memory.safetensors').resolve()) in (out / 'params.yaml').read_text()
+    # second run: every episode from the cache, no frame through the backbone
+    again = train_from_recordings([str(bags)], tiny_models[params_key], tmp_path / 'out2',
+                                  quiet(tolerance=0.02, cache_dir=str(out / 'features')))
+    assert again['feature_extraction']['frames'] == 0
+    assert again['feature_extraction']['cached_episodes'] == 6
+    assert json.loads((out / 'report.json').read_text())['frames'] == 72
+
+
+def test_absolute_convention_labels_are_the_targets(tmp_path, tiny_models):
+    from aura_ros.train.episodes import load_deployment, read_recordings
+    bag = write_bag(tmp_path / 'bag')
+    dep = load_deployment(tiny_models['params_pi0'])
+    dep.limits.action_type = 'absolute'
+    eps, _ = read_recordings([str(bag)], dep, quiet(tolerance=0.02))
+    ep = eps[0]
+    assert np.allclose(ep.actions - ep.positions_all[ep.kept], [0.1, -0.2, 0.3], atol=1e-3)
+
+
+# ---- bad input: one clear error, nothing written --------------------------------------------
+def _fails(tmp_path, tiny_models, match, bags, **settings):
+    out = tmp_path / 'out'
+    with pytest.raises(RecordingError, match=match):
+        train_from_recordings([str(b) for b in bags], tiny_models['params_pi0'], out,
+                              quiet(**settings))
+    assert not (out / 'memory.safetensors').exists()
+    assert not (out / 'report.json').exists()
+
+
+def test_missing_topic(tmp_path, tiny_models):
+    bag = write_bag(tmp_path / 'bag')
+    topics = StreamTopics(commands='leader/joint_states')
+    _fails(tmp_path, tiny_models, r"no demonstrated command topic 'leader/joint_states'; "
+           r'topics in the bag: /aura/episode_events', [bag], topics=topics)
+
+
+def test_wrong_type_on_the_command_topic(tmp_path, tiny_models):
+    bag = write_bag(tmp_path / 'bag')
+    _fails(tmp_path, tiny_models, r'topic /camera/image_raw has type sensor_msgs/msg/Image, '
+           r'expected', [bag], topics=StreamTopics(commands='camera/image_raw'))
+
+
+def test_unsynchronisable_streams_report_the_offsets(tmp_path, tiny_models):
+    bag = write_bag(tmp_path / 'bag', demo_shift=2.0)    # the teleop's clock is 2 s off
+    _fails(tmp_path, tiny_models, r'episode 0: no frame has both .* within 0\.05 s: median '
+           r'offset to the nearest joint state 0\.00\d s, to the nearest command [12]\.\d{3} s',
+           [bag])
+
+
+def test_mismatched_action_width(tmp_path, tiny_models):
+    bag = write_bag(tmp_path / 'bag', demo_type='float64_multi_array', demo_width=4)
+    _fails(tmp_path, tiny_models, r'demonstrated commands have 4 values, the parameter file '
+           r'commands 3 joints', [bag])
+
+
+def test_an_episode_with_no_frames(tmp_path, tiny_models):
+    bag = write_bag(tmp_path / 'bag', empty_episode=True)
+    _fails(tmp_path, tiny_models, r'episode 1: no frames between its START and END', [bag])
+
+
+def test_truncated_bag_stops_or_is_skipped(tmp_path, tiny_models):
+    good = write_bag(tmp_path / 'good')
+    bad = write_bag(tmp_path / 'bad', seed=3)
+    mcap = next(bad.glob('*.mcap'))
+    mcap.write_bytes(mcap.read_bytes()[:len(mcap.read_bytes()) // 2])
+    _fails(tmp_path, tiny_models, r'bad: (cannot read|damaged or truncated)', [good, bad])
+    report = train_from_recordings([str(good), str(bad)], tiny_models['params_pi0'],
+                                   tmp_path / 'out_skip', quiet(on_bad_bag='skip'))
+    assert report['episodes']['total'] == 2 and len(report['skipped_bags']) == 1
+
+
+def test_a_cache_of_another_backbone_is_refused(tmp_path, tiny_models):
+    bag = write_bag(tmp_path / 'bag')
+    out = tmp_path / 'out'
+    train_from_recordings([str(bag)], tiny_models['params_vision'], out, quiet())
+    with pytest.raises(RecordingError, match=r'holds features of another backbone '
+                       r'\(vision_features'):
+        train_from_recordings([str(bag)], tiny_models['params_pi0'], out, quiet())
+
+
+def test_not_a_bag(tmp_path, tiny_models):
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(BagError, match='no rosbag2 directory'):
+        train_from_recordings([str(tmp_path / 'empty')], tiny_models['params_pi0'],
+                              tmp_path / 'out', quiet())
