@@ -108,7 +108,7 @@ def cmd_episodes(args):
     from aura_ros.train.recordings import RecordingError
     settings = Settings(
         topics=StreamTopics(args.camera_topic, args.joint_states_topic, args.command_topic,
-                            args.events_topic),
+                            args.events_topic, args.correction_topic),
         tolerance=args.tolerance, action_lag=args.action_lag, stamps=args.stamps,
         val_fraction=args.val_fraction, arms=tuple(args.arms), steps=args.steps,
         seed=args.seed, target_write_rate=args.target_write_rate, on_bad_bag=args.on_bad_bag,
@@ -185,6 +185,9 @@ def main(argv=None):
     p.add_argument('--events-topic', default='',
                    help='aura_ros/EpisodeEvent topic ("": any topic of that type; a bag '
                    'without events is one episode)')
+    p.add_argument('--correction-topic', default='',
+                   help='DAgger: the policy drove (--command-topic aura/joint_commands) and this '
+                   "topic's corrections (same types) replace its commands where present")
     p.add_argument('--tolerance', type=float, default=0.05,
                    help='largest time offset (s) of a frame to its joint state and command')
     p.add_argument('--action-lag', type=float, default=0.0,

@@ -9,6 +9,9 @@ names match their absolute form):
     joint states    sensor_msgs/JointState                  the follower arm's positions
     demonstrations  trajectory_msgs/JointTrajectory         (last point), std_msgs/
                     Float64MultiArray or JointState          of the teleop / leader arm
+    corrections     the same types (optional, DAgger)       the policy drove (its commands
+                                                            are the demonstrations) and a
+                                                            person corrected it at times
     events          aura_ros/EpisodeEvent                   found by type; START/END split the
                                                             bag into episodes
 
@@ -49,6 +52,7 @@ class StreamTopics:
     joint_states: str = 'joint_states'
     commands: str = 'teleop/joint_commands'
     events: str = ''                 # '' = every aura_ros/EpisodeEvent topic in the bag
+    corrections: str = ''            # DAgger: a correction topic that overrides the commands
 
 
 @dataclass
@@ -70,6 +74,8 @@ class BagScan:
     joint_positions: np.ndarray       # (N, J)
     demo_times: np.ndarray            # (M,)
     demo_positions: np.ndarray        # (M, J)
+    correction_times: np.ndarray = None       # (C,) DAgger corrections (empty without)
+    correction_positions: np.ndarray = None   # (C, J)
     episodes: list = field(default_factory=list)   # EpisodeSpan
     warnings: list = field(default_factory=list)
 
@@ -194,8 +200,10 @@ def scan(path, topics=None, joint_names=None, stamps='header'):
         demos = find(topics.commands, COMMAND_TYPES, 'demonstrated command')
         events = ([find(topics.events, (EVENT,), 'episode event')] if topics.events
                   else [c for c in conns.values() if c.msgtype == EVENT])
-        frames, jt, jq, dt, dq, ev = [], [], [], [], [], []
-        wanted = [camera, joints, demos, *events]
+        fixes = (find(topics.corrections, COMMAND_TYPES, 'correction') if topics.corrections
+                 else None)
+        frames, jt, jq, dt, dq, ev, ct, cq = [], [], [], [], [], [], [], []
+        wanted = [camera, joints, demos, *events] + ([fixes] if fixes else [])
         try:
             for conn, log_ns, raw in reader.messages(connections=wanted):
                 msg = reader.deserialize(raw, conn.msgtype)
@@ -206,11 +214,11 @@ def scan(path, topics=None, joint_names=None, stamps='header'):
                     q = _named(msg.name, msg.position, joint_names, 'joint states')
                     jt.append(t)
                     jq.append(q)
-                elif conn is demos:
+                elif conn is demos or conn is fixes:
                     c = _command_positions(msg, conn.msgtype, joint_names)
                     if c is not None:
-                        dt.append(t)
-                        dq.append(c)
+                        (dt if conn is demos else ct).append(t)
+                        (dq if conn is demos else cq).append(c)
                 else:
                     ev.append((t, msg))
         except RecordingError:
@@ -220,15 +228,20 @@ def scan(path, topics=None, joint_names=None, stamps='header'):
                 from exc
     finally:
         reader.close()
-    for name, values in (('joint states', jq), ('demonstrated commands', dq)):
+    for name, values in (('joint states', jq), ('demonstrated commands', dq),
+                         ('corrections', cq)):
         widths = {len(v) for v in values}
         if len(widths) > 1:
             raise RecordingError(f'{path}: {name} change width within the bag: {sorted(widths)}')
     result = BagScan(str(path), bag_key(path), np.asarray(frames, np.float64),
-                     np.asarray(jt, np.float64), np.asarray(jq, np.float64).reshape(len(jt), -1),
-                     np.asarray(dt, np.float64), np.asarray(dq, np.float64).reshape(len(dt), -1))
+                     np.asarray(jt, np.float64), _matrix(jq), np.asarray(dt, np.float64),
+                     _matrix(dq), np.asarray(ct, np.float64), _matrix(cq))
     result.episodes = split_episodes(ev, result)
     return result
+
+
+def _matrix(rows):
+    return np.asarray(rows, np.float64) if rows else np.zeros((0, 0))
 
 
 def split_episodes(events, scan_):

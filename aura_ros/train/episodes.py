@@ -6,6 +6,9 @@
    episode is matched with the nearest joint state and demonstrated command within
    ``tolerance`` (aura_ros.train.recordings.align; unmatched frames are dropped and counted),
    and the matched commands become actions in the parameter file's ``command.action_type``.
+   DAgger recordings (the policy drove, a person corrected it at times): with a correction
+   topic, a frame's label is the correction within ``tolerance`` where there is one, else the
+   command that was sent.
    All checks run before any model work: a bad bag stops the run with one line (or, with
    ``on_bad_bag='skip'``, is skipped with a warning).
 2. Features: every frame goes through the frozen backbone the parameter file names, exactly as
@@ -110,6 +113,7 @@ class EpisodeData:
     kept: np.ndarray                 # (K,) positions within ``frames`` that have labels
     actions: np.ndarray              # (K, J) demonstrated actions (parameter file convention)
     dropped: dict
+    corrected: int = 0               # DAgger: labels taken from a correction
 
 
 def read_recordings(paths, deployment, settings, log=print):
@@ -165,9 +169,20 @@ def _label(found, deployment, settings, J):
         except RecordingError as exc:
             raise RecordingError(f'{where}: {exc}') from None
         pick, _ = nearest(found.joint_times, found.frame_times[frames])
-        actions = demonstrated_actions(a.positions, a.targets, deployment.limits.action_type)
+        targets, corrected = a.targets, 0
+        if len(found.correction_times):     # DAgger: a correction replaces the command
+            if found.correction_positions.shape[1] != J:
+                raise RecordingError(f'{found.path}: corrections have '
+                                     f'{found.correction_positions.shape[1]} values, the '
+                                     f'parameter file commands {J} joints')
+            idx, off = nearest(found.correction_times,
+                               found.frame_times[frames[a.frames]] + settings.action_lag)
+            near = np.abs(off) <= settings.tolerance
+            targets = np.where(near[:, None], found.correction_positions[idx], targets)
+            corrected = int(near.sum())
+        actions = demonstrated_actions(a.positions, targets, deployment.limits.action_type)
         ep = EpisodeData(found.path, found.key, span, frames, found.joint_positions[pick],
-                         a.frames, actions, a.dropped)
+                         a.frames, actions, a.dropped, corrected)
         out.append(ep)
     return out
 
@@ -338,6 +353,7 @@ def train_from_recordings(paths, params, out, settings=None, log=print):
                      'successful': sum(bool(e.span.success) for e in episodes),
                      'outcome_unknown': sum(e.span.success is None for e in episodes)},
         'frames': summary['frames'], 'frames_labelled': int(sum(len(e.kept) for e in episodes)),
+        'frames_corrected': int(sum(e.corrected for e in episodes)),
         'frames_dropped_unsynced': summary['frames_dropped_unsynced'],
         'dropped': summary['dropped'], 'warnings': summary['warnings'],
         'feature_extraction': extraction, 'backbone_key': deployment.key,

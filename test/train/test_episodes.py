@@ -23,7 +23,7 @@ def stamp(t):
 
 def write_bag(path, episodes=2, frames=12, demo_type='joint_trajectory', storage='mcap',
               demo_shift=0.0, joints=3, demo_width=3, events=True, empty_episode=False,
-              seed=0, image=(40, 48)):
+              seed=0, image=(40, 48), corrections=0, demos=True):
     """Episodes at 30 fps with jittered stamps: joint states at 100 Hz, one demonstrated
     command ~3 ms after each frame (the target = q + a known step), START/END events."""
     from rosbags.rosbag2 import StoragePlugin, Writer
@@ -68,7 +68,11 @@ def write_bag(path, episodes=2, frames=12, demo_type='joint_trajectory', storage
                                   position=target)
             else:
                 demo = Float64MultiArray(data=target)
-            msgs.append((td, 'demo', demo))
+            if demos:
+                msgs.append((td, 'demo', demo))
+            if k < corrections:        # a person takes over: a different target
+                msgs.append((td + 0.001, 'fix', JointState(header=_h(td + 0.001), name=JOINTS,
+                                                           position=(q + 0.5).tolist())))
         t += 0.02 + n / 30
         if events:
             msgs.append((t, 'event', EpisodeEvent(header=_h(t), event=1, episode=e, seed=e,
@@ -76,7 +80,9 @@ def write_bag(path, episodes=2, frames=12, demo_type='joint_trajectory', storage
         t += 0.5
     topics = {'image': '/camera/image_raw', 'joints': '/joint_states',
               'demo': '/teleop/joint_commands', 'event': '/aura/episode_events'}
-    types = dict(TYPES, demo=TYPES[demo_type])
+    if corrections:
+        topics['fix'] = '/teleop/corrections'
+    types = dict(TYPES, demo=TYPES[demo_type], fix=TYPES['joints'])
     store = typestore_for(set(types.values()))
     with Writer(path, version=9, storage_plugin=plugin) as writer:
         conns = {key: writer.add_connection(topic, types[key], typestore=store)
@@ -195,6 +201,20 @@ def test_absolute_convention_labels_are_the_targets(tmp_path, tiny_models):
     assert np.allclose(ep.actions - ep.positions_all[ep.kept], [0.1, -0.2, 0.3], atol=1e-3)
 
 
+def test_dagger_corrections_replace_the_commands_where_present(tmp_path, tiny_models):
+    from aura_ros.train.episodes import load_deployment, read_recordings
+    bag = write_bag(tmp_path / 'bag', corrections=5)
+    dep = load_deployment(tiny_models['params_pi0'])
+    topics = StreamTopics(corrections='teleop/corrections')
+    eps, _ = read_recordings([str(bag)], dep, quiet(tolerance=0.02, topics=topics))
+    for ep in eps:
+        assert ep.corrected == 5
+        assert np.allclose(ep.actions[:5], 0.5, atol=1e-3)              # the corrections
+        assert np.allclose(ep.actions[5:], [0.1, -0.2, 0.3], atol=1e-3)  # the policy's
+    plain, _ = read_recordings([str(bag)], dep, quiet(tolerance=0.02))
+    assert np.allclose(plain[0].actions, [0.1, -0.2, 0.3], atol=1e-3)
+
+
 # ---- bad input: one clear error, nothing written --------------------------------------------
 def _fails(tmp_path, tiny_models, match, bags, **settings):
     out = tmp_path / 'out'
@@ -222,6 +242,12 @@ def test_unsynchronisable_streams_report_the_offsets(tmp_path, tiny_models):
     bag = write_bag(tmp_path / 'bag', demo_shift=2.0)    # the teleop's clock is 2 s off
     _fails(tmp_path, tiny_models, r'episode 0: no frame has both .* within 0\.05 s: median '
            r'offset to the nearest joint state 0\.00\d s, to the nearest command [12]\.\d{3} s',
+           [bag])
+
+
+def test_no_demonstrated_commands(tmp_path, tiny_models):
+    bag = write_bag(tmp_path / 'bag', demos=False)    # the topic is there, never published
+    _fails(tmp_path, tiny_models, r"bag: no demonstrated commands on 'teleop/joint_commands'",
            [bag])
 
 
