@@ -189,6 +189,15 @@ def test_train_episodes_end_to_end_and_the_cache_skips_the_backbone(tmp_path, ti
     assert again['feature_extraction']['frames'] == 0
     assert again['feature_extraction']['cached_episodes'] == 6
     assert json.loads((out / 'report.json').read_text())['frames'] == 72
+    # an interrupted run resumes: only the episode whose file is missing is computed
+    from aura_ros.train.episodes import extract_features, read_recordings
+    files = sorted((out / 'features').rglob('episode_*.safetensors'))
+    assert len(files) == 6
+    files[3].unlink()
+    eps, _ = read_recordings([str(bags)], dep, quiet(tolerance=0.02))
+    resumed = extract_features(eps, dep, quiet(), out / 'features')
+    assert resumed['frames'] == 12 and resumed['cached_episodes'] == 5
+    assert files[3].is_file()
 
 
 def test_absolute_convention_labels_are_the_targets(tmp_path, tiny_models):
