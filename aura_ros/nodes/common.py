@@ -11,6 +11,7 @@ from rcl_interfaces.msg import (
 )
 from rclpy.exceptions import ParameterException
 from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from aura_ros.params import BOOL, DOUBLE, DOUBLE_ARRAY, INTEGER, STRING, STRING_ARRAY
 
@@ -82,6 +83,13 @@ def declare_params(node, specs, on_refuse=None):
     node.add_pre_set_parameters_callback(log_refusals)
     node.add_on_set_parameters_callback(validate)
     return values
+
+
+# Episode boundaries are state, not a stream: reliable and transient-local (latched), so a
+# subscriber whose connection completes just after a START (discovery is per topic) still gets
+# it. Subscribers use the same profile; gate_recorder matches it (see its ``discover``).
+EVENTS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def stamp_to_sec(stamp):

@@ -22,7 +22,7 @@ from std_srvs.srv import SetBool, Trigger
 
 from aura_ros import topics
 from aura_ros.msg import EpisodeEvent
-from aura_ros.nodes.common import run_node
+from aura_ros.nodes.common import EVENTS_QOS, run_node
 from aura_ros.nodes.gate_recorder import GateRecorder, spin, typestore_for
 from aura_ros.params import EPISODE_RECORDER_PARAMS
 
@@ -40,7 +40,7 @@ class EpisodeRecorder(GateRecorder):
         self.event_connection = self.writer.add_connection(
             self.events_topic, EVENT_TYPE, typestore=typestore_for([EVENT_TYPE]))
         self.counts[self.events_topic] = 0
-        self.events = self.create_publisher(EpisodeEvent, topics.EPISODE_EVENTS, 10)
+        self.events = self.create_publisher(EpisodeEvent, topics.EPISODE_EVENTS, EVENTS_QOS)
         self.create_subscription(String, topics.INSTRUCTION, self.on_instruction, 10)
         self.create_service(Trigger, '~/start_episode', self.on_start)
         self.create_service(SetBool, '~/end_episode', self.on_end)

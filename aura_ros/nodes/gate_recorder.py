@@ -16,7 +16,7 @@ from pathlib import Path
 
 import rclpy
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
 from aura_ros.nodes.common import declare_params, run_node
@@ -73,11 +73,22 @@ class GateRecorder(Node):
         self.get_logger().info(f'recording {self.topics} to {self.path} ({storage})')
 
     def discover(self):
-        """Subscribe to each requested topic once its type is known on the graph."""
+        """Subscribe to each requested topic once it has a publisher, with a QoS every
+        publisher can serve (as ``ros2 bag record`` adapts it): best effort when one of them
+        is (a camera driver's sensor-data QoS), transient-local when all are (latched topics
+        such as episode events: what was published before the connection completed is
+        recorded too)."""
         types = dict(self.get_topic_names_and_types())
         for topic in self.topics:
             if topic in self.connections or topic not in types:
                 continue
+            publishers = self.get_publishers_info_by_topic(topic)
+            if not publishers:
+                continue
+            latched = all(p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
+                          for p in publishers)
+            best_effort = any(p.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+                              for p in publishers)   # a camera driver's sensor-data QoS
             msgtype = types[topic][0]
             try:
                 store = typestore_for([msgtype])
@@ -89,7 +100,10 @@ class GateRecorder(Node):
                 continue
             self.connections[topic] = conn
             self.counts[topic] = 0
-            qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+            qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT if best_effort
+                             else ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL if latched
+                             else DurabilityPolicy.VOLATILE)
             self.create_subscription(cls, topic, lambda data, t=topic: self.on_message(t, data),
                                      qos, raw=True)
             self.get_logger().info(f'recording {topic} [{msgtype}]')

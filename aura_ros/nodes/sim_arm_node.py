@@ -32,7 +32,7 @@ from trajectory_msgs.msg import JointTrajectory
 from aura_ros import topics
 from aura_ros.imaging import rgb_to_msg_fields
 from aura_ros.msg import EpisodeEvent, EpisodeResult
-from aura_ros.nodes.common import declare_params, run_node
+from aura_ros.nodes.common import EVENTS_QOS, declare_params, run_node
 from aura_ros.params import SIM_PARAMS
 from aura_ros.sim.arm import ArmEnv, ArmTaskConfig
 from aura_ros.sim.realtime import RealtimeArm
@@ -49,7 +49,7 @@ class SimArmNode(Node):
         self.camera = self.create_publisher(Image, self.p['camera_topic'], 10)
         self.joints = self.create_publisher(JointState, self.p['joint_states_topic'], 10)
         self.results = self.create_publisher(EpisodeResult, topics.EPISODE_RESULT, 10)
-        self.events = self.create_publisher(EpisodeEvent, topics.SIM_EPISODE_EVENTS, 10)
+        self.events = self.create_publisher(EpisodeEvent, topics.SIM_EPISODE_EVENTS, EVENTS_QOS)
         if self.p['command_type'] == 'joint_trajectory':
             self.create_subscription(JointTrajectory, self.p['command_topic'], self.on_trajectory,
                                      10)

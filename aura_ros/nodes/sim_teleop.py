@@ -11,7 +11,11 @@ It knows the task the way an operator does: sim_arm_node's START event (sim/epis
 gives the episode's seed, from which a replica of the episode (pads, target, go time) is built;
 frames since START give the task clock. Frames and joint states are paired by stamp (a frame is
 answered once a joint state at least as new has arrived); a frame that arrives before its
-episode's START waits for it. Works with the sim in lockstep and in real time.
+episode's START waits for it (the events are latched: a START that goes out while the
+connection is still being set up is delivered when it completes). Start it before the sim: a
+teleop that joins mid-run replays the latched events. Works with the sim in lockstep and in
+real time; record in real time, as on a robot (in lockstep, frames follow each other as fast
+as commands answer them, a few ms apart, too close to tell which command answered which).
 """
 import sys
 import threading
@@ -25,7 +29,7 @@ from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from aura_ros.msg import EpisodeEvent
-from aura_ros.nodes.common import declare_params, run_node
+from aura_ros.nodes.common import EVENTS_QOS, declare_params, run_node
 from aura_ros.nodes.sim_arm_node import JOINTS
 from aura_ros.params import SIM_TELEOP_PARAMS
 from aura_ros.sim.arm import ArmEnv, ArmTaskConfig
@@ -46,7 +50,8 @@ class SimTeleop(Node):
         self.rng = np.random.default_rng(self.p['seed'])
         self.publisher = self.create_publisher(MESSAGES[self.p['command_type']],
                                                self.p['command_topic'], 10)
-        self.create_subscription(EpisodeEvent, self.p['events_topic'], self.on_event, 10)
+        self.create_subscription(EpisodeEvent, self.p['events_topic'], self.on_event,
+                                 EVENTS_QOS)
         self.create_subscription(JointState, self.p['joint_states_topic'], self.on_joints, 10)
         self.create_subscription(Image, self.p['camera_topic'], self.on_frame, 10)
         self.episode = None      # (start stamp ns, seed) of the running episode

@@ -64,6 +64,45 @@ def test_recorder_services_write_episodes_and_outcomes_readable_by_rosbags(ros_c
     assert events[0].header.stamp.sec > 0
 
 
+def test_recorder_matches_a_camera_s_best_effort_qos_and_gets_latched_events(ros_context,
+                                                                              tmp_path):
+    """A camera driver publishes best effort (a reliable subscription would get nothing); an
+    event published before the recorder connected is still recorded (latched)."""
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    from aura_ros.msg import EpisodeEvent
+    from aura_ros.nodes.common import EVENTS_QOS
+    from helpers import camera_image
+    node = rclpy.create_node('camera_driver', context=ros_context)
+    camera = node.create_publisher(Image, '/camera/image_raw', qos_profile_sensor_data)
+    events = node.create_publisher(EpisodeEvent, '/sim/episode_events', EVENTS_QOS)
+    events.publish(EpisodeEvent(event=EpisodeEvent.START, seed=7))   # nobody listens yet
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    bag = tmp_path / 'bag'
+    proc = spawn([executable('episode_recorder'), '--ros-args', '-p', f'output:={bag}', '-p',
+                  'topics:=[camera/image_raw, sim/episode_events]'])
+    try:
+        assert spin_until(executor, lambda: camera.get_subscription_count() > 0, 30)
+        for _ in range(20):
+            camera.publish(camera_image(node))
+            spin_until(executor, lambda: False, 0.05)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        log = proc.communicate(timeout=20)[0]
+        node.destroy_node()
+    assert proc.returncode == 0, log
+    from rosbags.highlevel import AnyReader
+    with AnyReader([bag]) as reader:
+        counts = {c.topic: c.msgcount for c in reader.connections}
+        conn = next(c for c in reader.connections if c.topic == '/sim/episode_events')
+        seeds = [reader.deserialize(raw, conn.msgtype).seed
+                 for _, _, raw in reader.messages(connections=[conn])]
+    assert counts['/camera/image_raw'] >= 15, counts
+    assert seeds == [7]
+
+
 def test_teleop_recording_trains_a_checkpoint_the_policy_node_loads(ros_context, tiny_models,
                                                                      tmp_path):
     from aura_ros.bench.train_from_recordings import record_sim_demonstrations
