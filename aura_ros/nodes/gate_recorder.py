@@ -65,6 +65,7 @@ class GateRecorder(Node):
         self.writer.open()
         self.storage = storage
         self.connections = {}
+        self.subscribed = {}         # topic -> (subscription, (best_effort, latched), class)
         self.counts = {}
         self.dirty = False
         self.closed = False
@@ -73,22 +74,28 @@ class GateRecorder(Node):
         self.get_logger().info(f'recording {self.topics} to {self.path} ({storage})')
 
     def discover(self):
-        """Subscribe to each requested topic once it has a publisher, with a QoS every
-        publisher can serve (as ``ros2 bag record`` adapts it): best effort when one of them
-        is (a camera driver's sensor-data QoS), transient-local when all are (latched topics
-        such as episode events: what was published before the connection completed is
-        recorded too)."""
+        """Subscribe to each requested topic as soon as its type is known on the graph, with a
+        QoS every publisher can serve (as ``ros2 bag record`` adapts it): best effort when one
+        of them is (a camera driver's sensor-data QoS), transient-local when all are (latched
+        topics such as episode events: what was published before the connection completed is
+        recorded too). A subscription made before the publishers appeared is remade when they
+        need another QoS (a latched topic's history may then be recorded twice; readers drop
+        repeated events)."""
         types = dict(self.get_topic_names_and_types())
         for topic in self.topics:
-            if topic in self.connections or topic not in types:
+            if topic not in types:
                 continue
             publishers = self.get_publishers_info_by_topic(topic)
-            if not publishers:
-                continue
-            latched = all(p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
-                          for p in publishers)
+            latched = bool(publishers) and all(
+                p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for p in publishers)
             best_effort = any(p.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
-                              for p in publishers)   # a camera driver's sensor-data QoS
+                              for p in publishers)
+            want = (best_effort, latched)
+            if topic in self.connections:
+                if publishers and self.subscribed[topic][1] != want:
+                    self.destroy_subscription(self.subscribed[topic][0])
+                    self._subscribe(topic, self.subscribed[topic][2], want)
+                continue
             msgtype = types[topic][0]
             try:
                 store = typestore_for([msgtype])
@@ -100,13 +107,18 @@ class GateRecorder(Node):
                 continue
             self.connections[topic] = conn
             self.counts[topic] = 0
-            qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT if best_effort
-                             else ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL if latched
-                             else DurabilityPolicy.VOLATILE)
-            self.create_subscription(cls, topic, lambda data, t=topic: self.on_message(t, data),
-                                     qos, raw=True)
+            self._subscribe(topic, cls, want)
             self.get_logger().info(f'recording {topic} [{msgtype}]')
+
+    def _subscribe(self, topic, cls, want):
+        best_effort, latched = want
+        qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT if best_effort
+                         else ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL if latched
+                         else DurabilityPolicy.VOLATILE)
+        sub = self.create_subscription(cls, topic, lambda data, t=topic: self.on_message(t, data),
+                                       qos, raw=True)
+        self.subscribed[topic] = (sub, want, cls)
 
     def on_message(self, topic, data):
         if self.closed:

@@ -247,8 +247,14 @@ def _matrix(rows):
 def split_episodes(events, scan_):
     """EpisodeSpans from (time, EpisodeEvent) pairs (see the module)."""
     events = sorted(events, key=lambda e: e[0])
+    seen, unique = set(), []
+    for t, msg in events:      # a latched event recorded twice (a re-made subscription)
+        key = (t, msg.event, msg.episode, msg.seed)
+        if key not in seen:
+            seen.add(key)
+            unique.append((t, msg))
     spans, current = [], None
-    for t, msg in events:
+    for t, msg in unique:
         if msg.event == START:
             if current is not None:           # START without END: ends at the next START
                 current.end = t

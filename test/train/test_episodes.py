@@ -146,6 +146,18 @@ def test_scan_splits_episodes_and_aligns_every_demo_type(tmp_path, demo_type):
         assert np.abs(actions - [0.1, -0.2, 0.3]).max() < 1e-3
 
 
+def test_an_event_recorded_twice_counts_once():
+    from aura_ros.msg import EpisodeEvent
+    from aura_ros.train.bags import split_episodes
+
+    class Found:
+        warnings = []
+    start, end = EpisodeEvent(event=0, episode=0, seed=3), EpisodeEvent(event=1, episode=0)
+    spans = split_episodes([(1.0, start), (1.0, start), (2.0, end), (2.0, end)], Found)
+    assert [(s.start, s.end, s.seed) for s in spans] == [(1.0, 2.0, 3)]
+    assert Found.warnings == []
+
+
 def test_a_bag_without_events_is_one_episode(tmp_path):
     found = scan(write_bag(tmp_path / 'bag', events=False), StreamTopics(), JOINTS)
     assert len(found.episodes) == 1 and found.episodes[0].success is None
@@ -296,3 +308,15 @@ def test_not_a_bag(tmp_path, tiny_models):
     with pytest.raises(BagError, match='no rosbag2 directory'):
         train_from_recordings([str(tmp_path / 'empty')], tiny_models['params_pi0'],
                               tmp_path / 'out', quiet())
+
+
+def test_cli_bad_input_is_one_line_and_a_nonzero_exit(tmp_path, tiny_models):
+    from aura_ros.train.__main__ import main
+    bag = write_bag(tmp_path / 'bag', demo_shift=2.0)
+    with pytest.raises(SystemExit) as exc:
+        main(['episodes', str(bag), '--params', str(tiny_models['params_pi0']), '--out',
+              str(tmp_path / 'out'), '--steps', '60'])
+    message = str(exc.value.code)
+    assert message.startswith('train episodes: ') and '\n' not in message
+    assert 'to the nearest command' in message
+    assert not (tmp_path / 'out' / 'memory.safetensors').exists()
