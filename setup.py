@@ -113,7 +113,7 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.10',
     packages=find_packages(include=[PACKAGE, f'{PACKAGE}.*']),
-    package_data={PACKAGE: ['py.typed']},
+    package_data={PACKAGE: ['py.typed', 'backbones/proto/*.proto']},
     include_package_data=False,
     cmdclass={'build_py': BuildWithMessages},
     entry_points={'console_scripts': [f'{k} = {v}' for k, v in EXECUTABLES.items()]},

@@ -91,10 +91,20 @@ def _backbone():
                   range=(0.0, 60000.0), read_only=True),
         ParamSpec(b + 'options.host', STRING, '127.0.0.1', 'remote/openvla_oft: server host',
                   read_only=True),
-        ParamSpec(b + 'options.port', INTEGER, 5600, 'remote/openvla_oft: server port',
-                  range=(1, 65535), read_only=True),
-        ParamSpec(b + 'options.timeout_s', DOUBLE, 10.0, 'remote/openvla_oft: reply timeout',
-                  range=(0.1, 600.0), read_only=True),
+        ParamSpec(b + 'options.port', INTEGER, 5601, 'remote/openvla_oft: server port '
+                  '(gRPC, aura_ros.backbones.server)', range=(1, 65535), read_only=True),
+        ParamSpec(b + 'options.timeout_s', DOUBLE, 10.0, 'remote/openvla_oft: deadline of '
+                  'every call (s)', range=(0.1, 600.0), read_only=True),
+        ParamSpec(b + 'options.tls_ca', STRING, '', 'remote/openvla_oft: CA certificate (PEM) '
+                  'to verify the server with: TLS ("" = plaintext, loopback only)',
+                  read_only=True),
+        ParamSpec(b + 'options.tls_cert', STRING, '', 'remote/openvla_oft: client certificate '
+                  '(PEM), for servers that verify clients', read_only=True),
+        ParamSpec(b + 'options.tls_key', STRING, '', 'remote/openvla_oft: client private key '
+                  '(PEM)', read_only=True),
+        ParamSpec(b + 'options.token_file', STRING, '', 'remote/openvla_oft: file holding the '
+                  "server's bearer token (\"\": the AURA_BACKBONE_TOKEN environment variable, "
+                  'if set)', read_only=True),
         ParamSpec(b + 'options.connect_timeout_s', DOUBLE, 60.0, 'remote/openvla_oft: wait '
                   'for the server to accept', range=(0.1, 3600.0), read_only=True),
         ParamSpec(b + 'options.server_command', STRING_ARRAY, [], 'remote/openvla_oft: argv '

@@ -134,11 +134,14 @@ class PolicyRunner:
     def step(self, image, positions, instruction=''):
         t0 = time.perf_counter()
         positions = np.asarray(positions, np.float64)
-        encoding = self.backbone.encode(image, positions.astype(np.float32), instruction)
         H = self.memory_horizon
         new_chunk = not self._queue or H > 1   # a chunk memory reads a fresh chunk each step
+        encoding, chunk = self.backbone.infer(image, positions.astype(np.float32), instruction,
+                                              want_chunk=new_chunk,
+                                              noise_seed=self.noise_seed() if new_chunk
+                                              else None)
         if new_chunk:  # predict a chunk, execute its first steps_per_chunk actions
-            chunk = np.asarray(self.backbone.act(encoding, self.noise_seed()), np.float32)
+            chunk = np.asarray(chunk, np.float32)
             self._queue = [a for a in chunk[:self.steps_per_chunk]]
             memory_base = chunk[:H].reshape(-1)
         base = np.asarray(self._queue.pop(0), np.float32)
@@ -177,8 +180,9 @@ class PolicyRunner:
         positions = self.limits.measured(positions)
         if positions is None:
             raise ValueError('joint positions missing or not finite')
-        encoding = self.backbone.encode(image, positions.astype(np.float32), instruction)
-        chunk = np.asarray(self.backbone.act(encoding, self.noise_seed()), np.float32)
+        encoding, chunk = self.backbone.infer(image, positions.astype(np.float32), instruction,
+                                              want_chunk=True, noise_seed=self.noise_seed())
+        chunk = np.asarray(chunk, np.float32)
         self.t += 1
         t1 = time.perf_counter()
         base, H = chunk[0], self.memory_horizon

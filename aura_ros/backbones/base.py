@@ -142,6 +142,13 @@ class Backbone:
         the backbone's own generator. Deterministic adapters ignore it."""
         raise NotImplementedError
 
+    def infer(self, image, state, instruction='', want_chunk=True, noise_seed=None):
+        """One observation -> (Encoding, chunk or None): ``encode``, then ``act`` when a chunk
+        is wanted. What the policy runner calls; a remote backbone answers both in one round
+        trip."""
+        encoding = self.encode(image, state, instruction)
+        return encoding, (self.act(encoding, noise_seed) if want_chunk else None)
+
     def close(self):
         """Free the model (lifecycle cleanup)."""
 
@@ -165,6 +172,11 @@ class DelayedBackbone(Backbone):
 
     def act(self, encoding, noise_seed=None):
         return self.inner.act(encoding, noise_seed)
+
+    def infer(self, image, state, instruction='', want_chunk=True, noise_seed=None):
+        result = self.inner.infer(image, state, instruction, want_chunk, noise_seed)
+        time.sleep(self.delay_s)
+        return result
 
     def close(self):
         self.inner.close()

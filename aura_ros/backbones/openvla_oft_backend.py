@@ -3,7 +3,7 @@
 That env needs the openvla-oft repository installed (``pip install -e openvla-oft``, which
 brings transformers 4.40.1, and its ``prismatic`` and ``experiments`` packages). Serve it with
 
-    python -m aura_ros.backbones.remote_server --params config/openvla_oft.yaml \\
+    python -m aura_ros.backbones.server --params config/openvla_oft.yaml \\
         --backend openvla_oft
 
 The backbone block's ``options`` carry what the OFT helpers take: ``pretrained_checkpoint``
@@ -13,8 +13,8 @@ file: OpenVLA's modelling code ships with its checkpoint.
 
 Features for the memory: the mean of the language model's last hidden states over the prompt
 (image patches + instruction), from the same forward pass that predicts the action chunk.
-This module is not exercised in aura_ros's CI (no OpenVLA weights or env here); the wire
-protocol it speaks is, through the ``remote`` adapter.
+This module is not exercised in aura_ros's CI (no OpenVLA weights or env here); the gRPC
+service it is served by is, through the ``remote`` adapter.
 """
 from types import SimpleNamespace
 

@@ -1,127 +1,135 @@
-"""Backbones that live in another process (their own Python env), e.g. OpenVLA-OFT, which
-needs transformers 4.40.1 and ``trust_remote_code``.
+"""Backbones served by another process or host over gRPC (``aura_ros.backbones.server``, the
+service in ``proto/backbone.proto``): a big VLA on a GPU host, or OpenVLA-OFT in its own
+Python env (transformers 4.40.1, ``trust_remote_code``).
 
-Wire protocol (TCP on loopback by default), one request -> one reply, each frame:
-    4-byte big-endian header length | JSON header | raw array bytes
-A header lists its arrays as [name, dtype, shape]; their bytes follow in that order.
-    info                          -> feature_dim, action_dim, chunk_size, adapter
-    encode  image, state, instr.  -> features, handle (the server keeps the latest encoding)
-    act     handle                -> actions (chunk, action_dim), already un-normalised
-Errors come back as {"ok": false, "error": "..."} and are raised as RuntimeError here.
+The call is stateless: ``infer`` sends the frame, proprioception and instruction and gets the
+features (and the un-normalised chunk when one is wanted) in one round trip, so the memory
+stays on the robot and any server process can answer. Options (``backbone.options``):
 
-``remote_server.py`` serves any adapter; ``openvla_oft`` is this client pointed at a server
-running ``aura_ros.backbones.openvla_oft_backend`` in the OpenVLA-OFT env.
+    host, port          the server (127.0.0.1:5601)
+    timeout_s           deadline of every call (10 s); a missed deadline raises, and the
+                        policy node holds the arm (its inference-error path)
+    connect_timeout_s   wait this long for the server at start (60 s; gRPC reconnects with
+                        back-off after that)
+    server_command      argv that starts the server (empty: already running); stopped on close
+    tls_ca              CA certificate (PEM): connect with TLS and verify the server
+    tls_cert, tls_key   client certificate and key (PEM) for servers that verify clients
+    token_file          file holding the bearer token the server expects (or the
+                        AURA_BACKBONE_TOKEN environment variable)
+
+On connect the client checks ``Info`` against the parameter file (action_dim, chunk_size).
 """
-import json
-import socket
-import struct
+import os
 import subprocess
-import time
+from pathlib import Path
 
+import grpc
 import numpy as np
 import torch
 
 from aura_ros.backbones.base import Backbone, Encoding, register_backbone
 
-MAX_HEADER = 1 << 20
-MAX_PAYLOAD = 256 << 20
+DEFAULT_PORT = 5601
 
 
-def send_frame(sock, header, arrays=()):
-    arrays = [np.ascontiguousarray(a) for a in arrays]
-    header = dict(header, arrays=[[str(a.dtype), list(a.shape)] for a in arrays])
-    blob = json.dumps(header).encode()
-    sock.sendall(struct.pack('>I', len(blob)) + blob + b''.join(a.tobytes() for a in arrays))
-
-
-def _recv_exact(sock, n):
-    chunks, got = [], 0
-    while got < n:
-        chunk = sock.recv(min(n - got, 1 << 20))
-        if not chunk:
-            raise ConnectionError('backbone connection closed mid-frame')
-        chunks.append(chunk)
-        got += len(chunk)
-    return b''.join(chunks)
-
-
-def recv_frame(sock):
-    (length,) = struct.unpack('>I', _recv_exact(sock, 4))
-    if length > MAX_HEADER:
-        raise ValueError(f'frame header of {length} bytes is too large')
-    header = json.loads(_recv_exact(sock, length))
-    arrays = []
-    for dtype, shape in header.pop('arrays', []):
-        dt = np.dtype(dtype)
-        if dt.kind not in 'biuf':
-            raise ValueError(f'refusing array dtype {dtype}')
-        size = int(np.prod(shape)) * dt.itemsize
-        if size > MAX_PAYLOAD:
-            raise ValueError(f'array of {size} bytes is too large')
-        arrays.append(np.frombuffer(_recv_exact(sock, size), dtype=dt).reshape(shape))
-    return header, arrays
+def _read(path):
+    return Path(path).expanduser().read_bytes() if path else None
 
 
 class RemoteBackbone(Backbone):
-    """Client side. options: host (127.0.0.1), port (5600), timeout_s (10), server_command
-    (optional argv that starts the server; it is started on configure and stopped on close)."""
-
     def __init__(self, config, base_dir=None):
         super().__init__(config)
+        from aura_ros.backbones.proto import backbone_pb2 as pb
+        from aura_ros.backbones.proto import backbone_pb2_grpc as pb_grpc
+        self.pb = pb
         opts = config.options
-        self.address = (opts.get('host', '127.0.0.1'), int(opts.get('port', 5600)))
+        self.target = f"{opts.get('host', '127.0.0.1')}:{int(opts.get('port', DEFAULT_PORT))}"
         self.timeout = float(opts.get('timeout_s', 10.0))
+        token = (Path(opts['token_file']).expanduser().read_text().strip()
+                 if opts.get('token_file') else os.environ.get('AURA_BACKBONE_TOKEN', ''))
+        self.metadata = [('authorization', f'Bearer {token}')] if token else None
         self.server = None
         if opts.get('server_command'):
             self.server = subprocess.Popen(list(opts['server_command']))
-        self.sock = self._connect(float(opts.get('connect_timeout_s', 60.0)))
-        info = self.call({'op': 'info'})[0]
-        problems = [f'{k}: server {info[k]} != parameter file {getattr(config, k)}'
-                    for k in ('action_dim', 'chunk_size') if info[k] != getattr(config, k)]
+        channel_options = [('grpc.max_receive_message_length', 64 << 20),
+                           ('grpc.max_send_message_length', 64 << 20),
+                           ('grpc.initial_reconnect_backoff_ms', 200),
+                           ('grpc.max_reconnect_backoff_ms', 2000)]
+        if opts.get('tls_ca'):
+            credentials = grpc.ssl_channel_credentials(_read(opts['tls_ca']),
+                                                       _read(opts.get('tls_key')),
+                                                       _read(opts.get('tls_cert')))
+            self.channel = grpc.secure_channel(self.target, credentials, channel_options)
+        else:
+            self.channel = grpc.insecure_channel(self.target, channel_options)
+        self.stub = pb_grpc.BackboneStub(self.channel)
+        try:
+            self._wait_ready(float(opts.get('connect_timeout_s', 60.0)))
+            info = self._call(self.stub.Info, pb.InfoRequest())
+        except BaseException:
+            self.close()
+            raise
+        problems = [f'{k}: server {getattr(info, k)} != parameter file {getattr(config, k)}'
+                    for k in ('action_dim', 'chunk_size')
+                    if getattr(info, k) != getattr(config, k)]
         if problems:
             self.close()
             raise ValueError(f'remote backbone does not match the parameter file: {problems}')
-        self.feature_dim = int(info['feature_dim'])
-        self.server_adapter = info.get('adapter', '?')
+        self.feature_dim = int(info.feature_dim)
+        self.server_adapter = info.adapter
+        self.server_model = info.model_id
 
-    def _connect(self, wait):
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                sock = socket.create_connection(self.address, timeout=self.timeout)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                return sock
-            except OSError as exc:
-                if self.server is not None and self.server.poll() is not None:
-                    raise RuntimeError(f'backbone server exited with {self.server.returncode} '
-                                       f'before accepting connections') from exc
-                if time.monotonic() > deadline:
-                    raise ConnectionError(f'no backbone server at {self.address[0]}:'
-                                          f'{self.address[1]} after {wait:.0f} s') from exc
-                time.sleep(0.2)
+    def _wait_ready(self, wait):
+        try:
+            grpc.channel_ready_future(self.channel).result(timeout=wait)
+        except grpc.FutureTimeoutError:
+            if self.server is not None and self.server.poll() is not None:
+                raise RuntimeError(f'backbone server exited with {self.server.returncode} '
+                                   f'before accepting connections') from None
+            raise ConnectionError(f'no backbone server at {self.target} after {wait:.0f} s') \
+                from None
 
-    def call(self, header, arrays=()):
-        send_frame(self.sock, header, arrays)
-        reply, out = recv_frame(self.sock)
-        if not reply.get('ok', False):
-            raise RuntimeError(f"remote backbone error: {reply.get('error', 'unknown')}")
-        return reply, out
+    def _call(self, method, request):
+        try:
+            return method(request, timeout=self.timeout, metadata=self.metadata)
+        except grpc.RpcError as exc:
+            raise RuntimeError(f'remote backbone {self.target}: {exc.code().name}: '
+                               f'{exc.details()}') from None
+
+    def _request(self, image, state, instruction, want_chunk, noise_seed):
+        image = np.ascontiguousarray(image, np.uint8)
+        return self.pb.InferRequest(
+            image=image.tobytes(), height=image.shape[0], width=image.shape[1],
+            state=np.asarray(state, np.float32).ravel().tolist(),
+            instruction=instruction or self.config.instruction, want_chunk=want_chunk,
+            has_seed=noise_seed is not None, seed=int(noise_seed or 0))
+
+    def infer(self, image, state, instruction='', want_chunk=True, noise_seed=None):
+        """Features and (optionally) the chunk in one round trip."""
+        request = self._request(image, state, instruction, want_chunk, noise_seed)
+        reply = self._call(self.stub.Infer, request)
+        encoding = Encoding(features=torch.tensor(reply.features, dtype=torch.float32),
+                            cache=request)
+        chunk = (np.asarray(reply.chunk, np.float32).reshape(self.config.chunk_size, -1)
+                 if want_chunk else None)
+        return encoding, chunk
 
     def encode(self, image, state, instruction=''):
-        reply, (features,) = self.call(
-            {'op': 'encode', 'instruction': instruction or self.config.instruction},
-            [np.asarray(image, np.uint8), np.asarray(state, np.float32)])
-        return Encoding(features=torch.from_numpy(features.astype(np.float32)),
-                        cache=reply['handle'])
+        return self.infer(image, state, instruction, want_chunk=False)[0]
 
-    def act(self, encoding, noise_seed=None):   # the server samples with its own generator
-        _, (actions,) = self.call({'op': 'act', 'handle': encoding.cache})
-        return actions.astype(np.float32)
+    def act(self, encoding, noise_seed=None):
+        """The chunk for an earlier ``encode`` (the request is sent again: the server keeps no
+        state); ``infer`` gets both at once."""
+        request = encoding.cache
+        request.want_chunk = True
+        request.has_seed, request.seed = noise_seed is not None, int(noise_seed or 0)
+        reply = self._call(self.stub.Infer, request)
+        return np.asarray(reply.chunk, np.float32).reshape(self.config.chunk_size, -1)
 
     def close(self):
-        if getattr(self, 'sock', None) is not None:
-            self.sock.close()
-            self.sock = None
+        if getattr(self, 'channel', None) is not None:
+            self.channel.close()
+            self.channel = None
         if self.server is not None:
             self.server.terminate()
             try:
@@ -133,9 +141,9 @@ class RemoteBackbone(Backbone):
 
 @register_backbone('remote')
 class GenericRemoteBackbone(RemoteBackbone):
-    """Any adapter served by ``python -m aura_ros.backbones.remote_server``."""
+    """Any adapter served by ``python -m aura_ros.backbones.server``."""
 
 
 @register_backbone('openvla_oft')
 class OpenVLAOFTBackbone(RemoteBackbone):
-    """OpenVLA-OFT served from its own env by ``remote_server --backend openvla_oft``."""
+    """OpenVLA-OFT served from its own env by ``server --backend openvla_oft``."""

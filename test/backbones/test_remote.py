@@ -1,59 +1,70 @@
-"""The out-of-process backbone protocol (used by openvla_oft): a real server process serving
-the tiny PI0, a real client; results equal the in-process adapter's."""
-import socket
+"""The robot-side client of the backbone server (``remote`` / ``openvla_oft`` adapters): a real
+server process serving the tiny PI0, a real client; results equal the in-process adapter's,
+through the policy runner too; mismatches, a missing server, errors and TLS are clear."""
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from test_server import free_port
 
 from aura_ros.backbones import build_backbone
 from aura_ros.params import backbone_block, read_params_file
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope='module')
 def server(tiny_models):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, '-m', 'aura_ros.backbones.remote_server',
-                             '--params', str(tiny_models['params_pi0']), '--port', str(port)],
+    proc = subprocess.Popen([sys.executable, '-m', 'aura_ros.backbones.server', '--params',
+                             str(tiny_models['params_pi0']), '--bind', f'127.0.0.1:{port}'],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     yield port
     proc.terminate()
     proc.wait(timeout=10)
 
 
-def test_remote_equals_local(server, tiny_models):
+def blocks(tiny_models, port, **options):
     params, base_dir = read_params_file(tiny_models['params_pi0'], 'policy_node')
     block = backbone_block(params)
+    remote = dict(block, adapter='remote', options=dict(block['options'], port=port, **options))
+    return block, base_dir, remote
+
+
+def test_remote_equals_local_through_the_runner(server, tiny_models):
+    from aura_ros.policy import PolicyRunner
+    from aura_ros.sim.rollout import sim_limits
+    block, base_dir, remote_block = blocks(tiny_models, server)
     local = build_backbone(block, base_dir=base_dir)
-    remote = build_backbone(dict(block, adapter='remote',
-                                 options=dict(block['options'], port=server)))
+    remote = build_backbone(remote_block)
     try:
+        assert remote.feature_dim == local.feature_dim and remote.server_adapter == 'hf_pi0'
         image = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
         state = np.array([0.1, -0.2, 0.3], np.float32)
-        enc_r = remote.encode(image, state, 'reach the marked pad')
-        enc_l = local.encode(image, state, 'reach the marked pad')
+        enc_r, enc_l = remote.encode(image, state), local.encode(image, state)
         np.testing.assert_allclose(enc_r.features.numpy(), enc_l.features.numpy(), atol=1e-5)
-        assert remote.feature_dim == 128 and remote.server_adapter == 'hf_pi0'
-        assert remote.act(enc_r).shape == (8, 3)
-        with pytest.raises(RuntimeError, match='64x64'):   # errors cross the wire as text
+        np.testing.assert_allclose(remote.act(enc_r, 5), local.act(enc_l, 5), atol=1e-5)
+        # the runner: one Infer per step, the same features and base actions with a seed
+        runs = []
+        for backbone in (local, remote):
+            runner = PolicyRunner(backbone, None, sim_limits())
+            runner.reset(episode_seed=3)
+            rng = np.random.default_rng(2)
+            steps = [runner.step(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8),
+                                 np.array([1.5, -2.4, 2.4])) for _ in range(6)]
+            runs.append(steps)
+        for a, b in zip(*runs):
+            np.testing.assert_allclose(a.base_action, b.base_action, atol=1e-5)
+            np.testing.assert_allclose(a.features.numpy(), b.features.numpy(), atol=1e-5)
+        with pytest.raises(RuntimeError, match='INVALID_ARGUMENT: image is 8x8'):
             remote.encode(np.zeros((8, 8, 3), np.uint8), state)
     finally:
         remote.close()
 
 
 def test_mismatched_server_refused(server, tiny_models):
-    params, _ = read_params_file(tiny_models['params_pi0'], 'policy_node')
-    block = backbone_block(params)
+    _, _, remote_block = blocks(tiny_models, server)
     with pytest.raises(ValueError, match='does not match'):
-        build_backbone(dict(block, adapter='remote', action_dim=3, chunk_size=4,
-                            steps_per_chunk=2, options=dict(block['options'], port=server)))
+        build_backbone(dict(remote_block, chunk_size=4, steps_per_chunk=2))
 
 
 def test_no_server_is_a_clear_error():

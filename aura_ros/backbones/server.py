@@ -1,0 +1,205 @@
+"""Serve any backbone over gRPC to robot arms (``aura_ros/backbones/proto/backbone.proto``).
+
+    python -m aura_ros.backbones.server --params config/pi0.yaml --bind 127.0.0.1:5601
+
+The ``backbone:`` block of the parameter file names the adapter and model, as for the policy
+node. The service is stateless: ``Info`` (widths, chunk size, adapter, model), ``Infer`` (one
+frame + proprioception + instruction -> features, and the un-normalised action chunk when
+asked; its sampling noise seeded by the caller's seed when given), plus the standard
+``grpc.health.v1`` health service. AURA's memory stays on the robot.
+
+Security: a loopback bind may run without TLS. Any other bind needs TLS (``--tls-cert``,
+``--tls-key``, optionally ``--client-ca`` to verify client certificates) and a bearer token
+(``--token-file`` or the ``AURA_BACKBONE_TOKEN`` environment variable), unless ``--insecure``
+is given, which is logged loudly. Requests with a wrong image size, state width or an
+oversized message are refused with a status message; the server keeps serving.
+
+In the OpenVLA-OFT env: ``--params config/openvla_oft.yaml --backend openvla_oft``
+(``openvla_oft_backend.py``). The robot side is the ``remote`` / ``openvla_oft`` adapter
+(``remote.py``).
+
+Status (issue 15): one request at a time through the backbone (a lock); batching of concurrent
+requests comes next.
+"""
+import argparse
+import ipaddress
+import os
+import sys
+import threading
+import time
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from aura_ros.backbones.proto import backbone_pb2 as pb
+from aura_ros.backbones.proto import backbone_pb2_grpc as pb_grpc
+
+SERVICE = 'aura_ros.backbone.v1.Backbone'
+MAX_MESSAGE = 64 << 20
+
+
+class BackboneService(pb_grpc.BackboneServicer):
+    def __init__(self, backbone, model_id=''):
+        self.backbone = backbone
+        self.model_id = model_id
+        self.lock = threading.Lock()       # adapters are not thread-safe
+
+    def Info(self, request, context):
+        cfg = self.backbone.config
+        return pb.InfoReply(feature_dim=self.backbone.feature_dim, action_dim=cfg.action_dim,
+                            chunk_size=cfg.chunk_size, adapter=cfg.adapter,
+                            model_id=self.model_id, image_size=cfg.image_size, max_batch=1)
+
+    def Infer(self, request, context):
+        t0 = time.perf_counter()
+        cfg = self.backbone.config
+        size = cfg.image_size
+        problem = None
+        if (request.height, request.width) != (size, size):
+            problem = (f'image is {request.height}x{request.width}, the backbone takes '
+                       f'{size}x{size} rgb8')
+        elif len(request.image) != size * size * 3:
+            problem = f'image has {len(request.image)} bytes, {size}x{size}x3 = {size * size * 3}'
+        elif len(request.state) != cfg.action_dim:
+            problem = f'state has {len(request.state)} values, the backbone takes {cfg.action_dim}'
+        elif not np.all(np.isfinite(request.state)):
+            problem = 'state is not finite'
+        if problem:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        image = np.frombuffer(request.image, np.uint8).reshape(size, size, 3).copy()
+        state = np.asarray(request.state, np.float32)
+        with self.lock:
+            encoding, chunk = self.backbone.infer(
+                image, state, request.instruction, want_chunk=request.want_chunk,
+                noise_seed=int(request.seed) if request.has_seed else None)
+        reply = pb.InferReply(features=encoding.features.numpy().astype(np.float32).ravel(),
+                              batch_size=1)
+        if chunk is not None:
+            reply.chunk.extend(np.asarray(chunk, np.float32).ravel())
+        reply.server_ms = 1e3 * (time.perf_counter() - t0)
+        return reply
+
+
+class TokenCheck(grpc.ServerInterceptor):
+    """Refuse every call without ``authorization: Bearer <token>`` (health checks included)."""
+
+    def __init__(self, token):
+        self.expected = f'Bearer {token}'
+
+        def refuse(request, context):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, 'missing or wrong bearer token')
+        self.refusal = grpc.unary_unary_rpc_method_handler(refuse)
+
+    def intercept_service(self, continuation, details):
+        metadata = dict(details.invocation_metadata)
+        if metadata.get('authorization') != self.expected:
+            return self.refusal
+        return continuation(details)
+
+
+def is_loopback(bind):
+    host = bind.rsplit(':', 1)[0].strip('[]')
+    if host == 'localhost':
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def build_server(backbone, bind, model_id='', token=None, credentials=None, max_workers=16):
+    """A started-ready grpc.Server (call .start()); raises ValueError when the port cannot be
+    bound."""
+    interceptors = [TokenCheck(token)] if token else []
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
+                         interceptors=interceptors,
+                         options=[('grpc.max_receive_message_length', MAX_MESSAGE),
+                                  ('grpc.max_send_message_length', MAX_MESSAGE)])
+    pb_grpc.add_BackboneServicer_to_server(BackboneService(backbone, model_id), server)
+    checker = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(checker, server)
+    for name in ('', SERVICE):
+        checker.set(name, health_pb2.HealthCheckResponse.SERVING)
+    port = (server.add_secure_port(bind, credentials) if credentials is not None
+            else server.add_insecure_port(bind))
+    if port == 0:
+        raise ValueError(f'cannot bind {bind}')
+    return server, port
+
+
+def load_backbone(params, backend=None):
+    """The adapter of the file's backbone block (a client block, ``remote`` / ``openvla_oft``,
+    serves ``--backend``, default hf_pi0), and the model's name."""
+    from aura_ros.params import backbone_block, read_params_file
+    values, base_dir = read_params_file(params, 'policy_node')
+    block = backbone_block(values)
+    name = Path(str(block['model_path'])).name
+    if backend == 'openvla_oft':        # in the OpenVLA-OFT env (openvla_oft_backend.py)
+        from aura_ros.backbones.openvla_oft_backend import OpenVLAOFTLocal
+        return OpenVLAOFTLocal.from_block(dict(block, adapter='openvla_oft'), base_dir), name
+    from aura_ros.backbones import build_backbone
+    if backend:
+        block = dict(block, adapter=backend)
+    elif block['adapter'] in ('remote', 'openvla_oft'):
+        block = dict(block, adapter='hf_pi0')
+    return build_backbone(block, base_dir=base_dir), name
+
+
+def security(args):
+    """(credentials or None, token or None) for the bind, or SystemExit with the reason."""
+    token = None
+    if args.token_file:
+        token = Path(args.token_file).read_text().strip()
+    elif os.environ.get('AURA_BACKBONE_TOKEN'):
+        token = os.environ['AURA_BACKBONE_TOKEN'].strip()
+    credentials = None
+    if args.tls_cert or args.tls_key:
+        if not (args.tls_cert and args.tls_key):
+            raise SystemExit('backbone server: --tls-cert and --tls-key go together')
+        ca = Path(args.client_ca).read_bytes() if args.client_ca else None
+        credentials = grpc.ssl_server_credentials(
+            [(Path(args.tls_key).read_bytes(), Path(args.tls_cert).read_bytes())],
+            root_certificates=ca, require_client_auth=ca is not None)
+    if not is_loopback(args.bind) and not args.insecure and (credentials is None or not token):
+        raise SystemExit(f'backbone server: {args.bind} is not a loopback address: it needs TLS '
+                         f'(--tls-cert, --tls-key) and a bearer token (--token-file or '
+                         f'AURA_BACKBONE_TOKEN), or --insecure to serve anyone on the network')
+    return credentials, token
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='python -m aura_ros.backbones.server',
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument('--params', required=True, help='parameter file with a backbone block')
+    parser.add_argument('--backend', default=None, help="adapter to serve (default: the file's)")
+    parser.add_argument('--bind', default='127.0.0.1:5601', help='host:port to listen on')
+    parser.add_argument('--tls-cert', default=None, help='server certificate (PEM)')
+    parser.add_argument('--tls-key', default=None, help='server private key (PEM)')
+    parser.add_argument('--client-ca', default=None,
+                        help='CA (PEM) that client certificates must be signed by (mutual TLS)')
+    parser.add_argument('--token-file', default=None,
+                        help='file holding the bearer token clients must send')
+    parser.add_argument('--insecure', action='store_true',
+                        help='allow a non-loopback bind without TLS and token (not advised)')
+    args = parser.parse_args(argv)
+    credentials, token = security(args)
+    if args.insecure and not is_loopback(args.bind):
+        print(f'WARNING: serving {args.bind} WITHOUT TLS or authentication: anyone who reaches '
+              f'this port can use the backbone', file=sys.stderr, flush=True)
+    backbone, model_id = load_backbone(args.params, args.backend)
+    server, port = build_server(backbone, args.bind, model_id, token, credentials)
+    server.start()
+    print(f'backbone server ({backbone.config.adapter}, {model_id}) listening on {args.bind} '
+          f"({'TLS' if credentials else 'plaintext'}{', token' if token else ''})", flush=True)
+    try:
+        server.wait_for_termination()
+    except KeyboardInterrupt:
+        server.stop(grace=1.0)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

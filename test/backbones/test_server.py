@@ -1,0 +1,195 @@
+"""The gRPC backbone server: a real server process serving the tiny PI0; answers equal the
+in-process adapter's; bad requests refused with a status; non-loopback binds need TLS+token."""
+import socket
+import subprocess
+import sys
+import time
+
+import grpc
+import numpy as np
+import pytest
+
+from aura_ros.backbones import build_backbone
+from aura_ros.backbones.proto import backbone_pb2 as pb
+from aura_ros.backbones.proto import backbone_pb2_grpc as pb_grpc
+from aura_ros.params import backbone_block, read_params_file
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope='module')
+def served(tiny_models):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, '-m', 'aura_ros.backbones.server', '--params',
+                             str(tiny_models['params_pi0']), '--bind', f'127.0.0.1:{port}'],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    channel = grpc.insecure_channel(f'127.0.0.1:{port}')
+    grpc.channel_ready_future(channel).result(timeout=60)
+    yield pb_grpc.BackboneStub(channel), channel
+    channel.close()
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def local_backbone(tiny_models):
+    params, base_dir = read_params_file(tiny_models['params_pi0'], 'policy_node')
+    return build_backbone(backbone_block(params), base_dir=base_dir)
+
+
+def request(image, state, **kw):
+    return pb.InferRequest(image=image.tobytes(), height=image.shape[0], width=image.shape[1],
+                           state=state.tolist(), instruction='reach the marked pad', **kw)
+
+
+def test_info_and_health(served, tiny_models):
+    stub, channel = served
+    info = stub.Info(pb.InfoRequest(), timeout=10)
+    local = local_backbone(tiny_models)
+    assert (info.feature_dim, info.action_dim, info.chunk_size, info.adapter, info.image_size) \
+        == (local.feature_dim, 3, 8, 'hf_pi0', 64)
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    status = health_pb2_grpc.HealthStub(channel).Check(
+        health_pb2.HealthCheckRequest(service='aura_ros.backbone.v1.Backbone'), timeout=10)
+    assert status.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_features_and_seeded_chunk_equal_the_in_process_adapter(served, tiny_models):
+    stub, _ = served
+    local = local_backbone(tiny_models)
+    image = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    state = np.array([0.1, -0.2, 0.3], np.float32)
+    reply = stub.Infer(request(image, state, want_chunk=True, has_seed=True, seed=42),
+                       timeout=30)
+    enc = local.encode(image, state, 'reach the marked pad')
+    np.testing.assert_allclose(reply.features, enc.features.numpy(), rtol=1e-5, atol=1e-5)
+    chunk = np.asarray(reply.chunk).reshape(8, 3)
+    np.testing.assert_allclose(chunk, local.act(enc, 42), rtol=1e-5, atol=1e-5)
+    other = stub.Infer(request(image, state, want_chunk=True, has_seed=True, seed=43), timeout=30)
+    assert not np.allclose(np.asarray(other.chunk).reshape(8, 3), chunk)   # the seed matters
+    plain = stub.Infer(request(image, state), timeout=30)
+    assert len(plain.chunk) == 0 and len(plain.features) == local.feature_dim
+
+
+@pytest.mark.parametrize('make, message', [
+    (lambda img, st: request(img[:32], st), 'image is 32x64, the backbone takes 64x64'),
+    (lambda img, st: pb.InferRequest(image=img.tobytes()[:100], height=64, width=64,
+                                     state=st.tolist()), 'image has 100 bytes'),
+    (lambda img, st: request(img, st[:2]), 'state has 2 values, the backbone takes 3'),
+    (lambda img, st: request(img, np.array([np.nan, 0, 0], np.float32)), 'state is not finite'),
+])
+def test_malformed_requests_are_refused_and_the_server_keeps_serving(served, make, message):
+    stub, _ = served
+    image = np.zeros((64, 64, 3), np.uint8)
+    state = np.zeros(3, np.float32)
+    with pytest.raises(grpc.RpcError) as exc:
+        stub.Infer(make(image, state), timeout=10)
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in exc.value.details()
+    assert len(stub.Infer(request(image, state), timeout=30).features) > 0
+
+
+def test_a_network_bind_needs_tls_and_a_token(tiny_models):
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, '-m', 'aura_ros.backbones.server', '--params',
+                           str(tiny_models['params_pi0']), '--bind', f'0.0.0.0:{free_port()}'],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert 'is not a loopback address: it needs TLS' in proc.stderr
+    assert time.monotonic() - t0 < 30      # refused before the model loads
+
+
+def test_a_wrong_token_is_refused(tiny_models):
+    from aura_ros.backbones.server import build_server
+    server, port = build_server(local_backbone(tiny_models), '127.0.0.1:0', token='s3cret')
+    server.start()
+    try:
+        channel = grpc.insecure_channel(f'127.0.0.1:{port}')
+        stub = pb_grpc.BackboneStub(channel)
+        with pytest.raises(grpc.RpcError) as exc:
+            stub.Info(pb.InfoRequest(), timeout=10, metadata=[('authorization', 'Bearer no')])
+        assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        info = stub.Info(pb.InfoRequest(), timeout=10,
+                         metadata=[('authorization', 'Bearer s3cret')])
+        assert info.action_dim == 3
+        channel.close()
+    finally:
+        server.stop(grace=0)
+
+
+def make_certs(folder):
+    """A CA and a server certificate for 127.0.0.1 / localhost (openssl CLI), and a token."""
+    import shutil
+    if shutil.which('openssl') is None:
+        pytest.skip('openssl is not installed: cannot make test certificates')
+
+    def run(*args):
+        subprocess.run(['openssl', *args], check=True, capture_output=True, cwd=folder)
+    run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem',
+        '-days', '2', '-subj', '/CN=aura test CA')
+    run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr',
+        '-subj', '/CN=localhost')
+    (folder / 'san.ext').write_text('subjectAltName=IP:127.0.0.1,DNS:localhost\n')
+    run('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key',
+        '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'san.ext')
+    (folder / 'token').write_text('t0k3n-for-tests\n')
+    return folder
+
+
+def test_tls_and_token_on_a_network_bind(tiny_models, tmp_path):
+    certs = make_certs(tmp_path)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, '-m', 'aura_ros.backbones.server', '--params',
+                             str(tiny_models['params_pi0']), '--bind', f'0.0.0.0:{port}',
+                             '--tls-cert', str(certs / 'server.pem'), '--tls-key',
+                             str(certs / 'server.key'), '--token-file', str(certs / 'token')],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        creds = grpc.ssl_channel_credentials((certs / 'ca.pem').read_bytes())
+        channel = grpc.secure_channel(f'127.0.0.1:{port}', creds)
+        grpc.channel_ready_future(channel).result(timeout=60)
+        stub = pb_grpc.BackboneStub(channel)
+        with pytest.raises(grpc.RpcError) as exc:       # TLS but no token
+            stub.Info(pb.InfoRequest(), timeout=10)
+        assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        info = stub.Info(pb.InfoRequest(), timeout=10,
+                         metadata=[('authorization', 'Bearer t0k3n-for-tests')])
+        assert info.action_dim == 3
+        plain = grpc.insecure_channel(f'127.0.0.1:{port}')   # no TLS: no connection at all
+        with pytest.raises(grpc.RpcError) as exc:
+            pb_grpc.BackboneStub(plain).Info(pb.InfoRequest(), timeout=3,
+                                             metadata=[('authorization',
+                                                        'Bearer t0k3n-for-tests')])
+        assert exc.value.code() in (grpc.StatusCode.UNAVAILABLE,
+                                    grpc.StatusCode.DEADLINE_EXCEEDED)
+        # the robot-side adapter with TLS and the token file
+        params, base_dir = read_params_file(tiny_models['params_pi0'], 'policy_node')
+        block = backbone_block(params)
+        remote = build_backbone(dict(block, adapter='remote', options=dict(
+            block['options'], port=port, tls_ca=str(certs / 'ca.pem'),
+            token_file=str(certs / 'token'))))
+        assert remote.feature_dim == local_backbone(tiny_models).feature_dim
+        remote.close()
+        channel.close()
+        plain.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_committed_stubs_match_the_proto(tmp_path):
+    """backbone_pb2*.py are generated from backbone.proto by the command the .proto gives."""
+    pytest.importorskip('grpc_tools')
+    from conftest import REPO
+    proto = 'aura_ros/backbones/proto/backbone.proto'
+    out = tmp_path / 'gen'
+    out.mkdir()
+    subprocess.run([sys.executable, '-m', 'grpc_tools.protoc', '-I', str(REPO),
+                    f'--python_out={out}', f'--grpc_python_out={out}', str(REPO / proto)],
+                   check=True)
+    for name in ('backbone_pb2.py', 'backbone_pb2_grpc.py'):
+        generated = (out / 'aura_ros/backbones/proto' / name).read_text()
+        assert generated == (REPO / 'aura_ros/backbones/proto' / name).read_text(), name
