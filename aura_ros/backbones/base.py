@@ -98,6 +98,16 @@ class BackboneConfig:
 
 
 @dataclass
+class InferRequest:
+    """One observation for ``infer_batch``."""
+    image: np.ndarray
+    state: np.ndarray
+    instruction: str = ''
+    want_chunk: bool = True
+    noise_seed: int | None = None
+
+
+@dataclass
 class Encoding:
     features: torch.Tensor   # (F,) float32 features for the memory
     cache: Any = None        # whatever act() needs to reuse (e.g. the prefix KV cache)
@@ -148,6 +158,17 @@ class Backbone:
         trip."""
         encoding = self.encode(image, state, instruction)
         return encoding, (self.act(encoding, noise_seed) if want_chunk else None)
+
+    def infer_batch(self, requests):
+        """[InferRequest] -> [(features (F,), chunk or None)]. One by one here; adapters that
+        can run a batch in one pass (hf_pi0) override it (a backbone server batches the
+        requests of many arms)."""
+        out = []
+        for r in requests:
+            encoding, chunk = self.infer(r.image, r.state, r.instruction, r.want_chunk,
+                                         r.noise_seed)
+            out.append((encoding.features, chunk))
+        return out
 
     def close(self):
         """Free the model (lifecycle cleanup)."""

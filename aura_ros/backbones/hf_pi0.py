@@ -72,19 +72,25 @@ class HFPI0Backbone(Backbone):
 
     def model_inputs(self, image, state, instruction):
         """Tensors for the model, batch 1 (shared with training code)."""
+        return self.batch_inputs([image], [state], instruction)
+
+    def batch_inputs(self, images, states, instruction):
+        """Tensors for B observations that share one instruction (one prompt length)."""
         mc = self.model.config
-        ids = self.prompt_ids(instruction or self.config.instruction)
-        state = torch.from_numpy(self.normalise_state(state))
-        padded = torch.zeros(1, mc.max_state_dim)
-        padded[0, :min(len(state), mc.max_state_dim)] = state[:mc.max_state_dim]
+        ids = self.prompt_ids(instruction or self.config.instruction).expand(len(images), -1)
+        padded = torch.zeros(len(states), mc.max_state_dim)
+        for i, state in enumerate(states):
+            state = torch.from_numpy(self.normalise_state(state))
+            padded[i, :min(len(state), mc.max_state_dim)] = state[:mc.max_state_dim]
+        pixels = torch.cat([image_to_pixels(im, self.config.image_size) for im in images])
         return dict(input_ids=ids, attention_mask=torch.ones_like(ids),
-                    pixel_values=image_to_pixels(image, self.config.image_size).to(self.dtype),
-                    pixel_attention_mask=torch.ones(1, 1, dtype=torch.bool),
+                    pixel_values=pixels.to(self.dtype),
+                    pixel_attention_mask=torch.ones(len(images), 1, dtype=torch.bool),
                     state=padded.to(self.device, self.dtype))
 
     @torch.inference_mode()
-    def encode(self, image, state, instruction=''):
-        inputs = self.model_inputs(image, state, instruction)
+    def _encode(self, inputs):
+        """One prefix pass for a batch: (features (B, F), KV cache)."""
         pi0 = self.model.model
         embeds = pi0.embed_prefix(inputs['input_ids'], inputs['pixel_values'],
                                   inputs['pixel_attention_mask'])
@@ -92,40 +98,74 @@ class HFPI0Backbone(Backbone):
         out = pi0.vlm(inputs_embeds=embeds, attention_mask=mask,
                       position_ids=mask.cumsum(-1) - 1,  # without these, actions drift
                       token_type_ids=torch.zeros_like(mask), use_cache=True)
-        hidden = out.last_hidden_state[0].float()                       # (L, H)
+        hidden = out.last_hidden_state.float()                          # (B, L, H)
         n_img = self.image_tokens
         source = self.config.feature_source
         if source == 'prefix_mean':
-            features = hidden.mean(0)
+            features = hidden.mean(1)
         elif source == 'image_mean':
-            features = hidden[:n_img].mean(0)
+            features = hidden[:, :n_img].mean(1)
         elif source == 'text_mean':
-            features = hidden[n_img:].mean(0)
+            features = hidden[:, n_img:].mean(1)
         else:
-            features = torch.cat([hidden[:n_img].mean(0), hidden[n_img:].mean(0)])
-        return Encoding(features=features.cpu(), cache=(out.past_key_values, inputs))
+            features = torch.cat([hidden[:, :n_img].mean(1), hidden[:, n_img:].mean(1)], -1)
+        return features.cpu(), out.past_key_values
 
-    @torch.inference_mode()
-    def act(self, encoding, noise_seed=None):
-        cache, inputs = encoding.cache
+    def _noise(self, noise_seed):
+        """(chunk, max_action_dim) start noise: the seed's, or the backbone's generator's."""
         mc = self.model.config
-        prefix_length = cache.get_seq_length()
-        steps = self.config.num_inference_steps
         generator = self.generator if noise_seed is None else torch.Generator(
             device=self.device).manual_seed(int(noise_seed))
-        x = torch.randn(1, mc.chunk_size, mc.max_action_dim, generator=generator,
-                        device=self.device)
-        x = (self.config.noise_scale * x).to(self.dtype)     # 0: from the noise's mean
+        return torch.randn(mc.chunk_size, mc.max_action_dim, generator=generator,
+                           device=self.device)
+
+    @torch.inference_mode()
+    def _act(self, cache, inputs, noise):
+        """Flow matching for a batch: noise (B, chunk, max_action_dim) -> (B, chunk, A)."""
+        prefix_length = cache.get_seq_length()
+        steps = self.config.num_inference_steps
+        x = (self.config.noise_scale * noise).to(self.dtype)     # 0: from the noise's mean
         dt = -1.0 / steps
+        B = x.shape[0]
         for i in range(steps):  # integrate the flow from t = 1 (noise) to t = 0 (actions)
-            t = torch.full((1,), 1.0 + i * dt, dtype=torch.float32, device=self.device)
+            t = torch.full((B,), 1.0 + i * dt, dtype=torch.float32, device=self.device)
             velocity = self.model(state=inputs['state'], noise=x, timestep=t,
                                   attention_mask=inputs['attention_mask'],
                                   pixel_attention_mask=inputs['pixel_attention_mask'],
                                   past_key_values=cache).logits
             cache.crop(prefix_length - cache.get_seq_length())  # drop the suffix just added
             x = x + dt * velocity
-        return self.unnormalise_actions(x[0].float().cpu().numpy())
+        return np.stack([self.unnormalise_actions(a) for a in x.float().cpu().numpy()])
+
+    def encode(self, image, state, instruction=''):
+        inputs = self.model_inputs(image, state, instruction)
+        features, cache = self._encode(inputs)
+        return Encoding(features=features[0], cache=(cache, inputs))
+
+    def act(self, encoding, noise_seed=None):
+        cache, inputs = encoding.cache
+        return self._act(cache, inputs, self._noise(noise_seed)[None])[0]
+
+    def infer_batch(self, requests):
+        """Many observations at once: one prefix pass and one flow integration per group of
+        requests sharing an instruction (the same arithmetic as encode/act, batched)."""
+        results = [None] * len(requests)
+        groups = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(r.instruction or self.config.instruction, []).append(i)
+        for instruction, index in groups.items():
+            inputs = self.batch_inputs([requests[i].image for i in index],
+                                       [requests[i].state for i in index], instruction)
+            features, cache = self._encode(inputs)
+            chunks = [None] * len(index)
+            if any(requests[i].want_chunk for i in index):   # the batch shares one cache
+                noise = torch.stack([self._noise(requests[i].noise_seed) for i in index])
+                actions = self._act(cache, inputs, noise)
+                chunks = [a if requests[i].want_chunk else None
+                          for a, i in zip(actions, index)]
+            for k, i in enumerate(index):
+                results[i] = (features[k], chunks[k])
+        return results
 
     def close(self):
         self.model = None

@@ -18,12 +18,15 @@ In the OpenVLA-OFT env: ``--params config/openvla_oft.yaml --backend openvla_oft
 (``openvla_oft_backend.py``). The robot side is the ``remote`` / ``openvla_oft`` adapter
 (``remote.py``).
 
-Status (issue 15): one request at a time through the backbone (a lock); batching of concurrent
-requests comes next.
+Batching: concurrent ``Infer`` calls (many arms) are collected into one batch (``--max-batch``,
+``--max-wait-ms``) and run through the backbone once (``infer_batch``: hf_pi0 runs one prefix
+pass and one flow integration for the batch; other adapters one by one); each caller gets its
+own answer, its chunk noise seeded by its own seed.
 """
 import argparse
 import ipaddress
 import os
+import queue
 import sys
 import threading
 import time
@@ -41,17 +44,67 @@ SERVICE = 'aura_ros.backbone.v1.Backbone'
 MAX_MESSAGE = 64 << 20
 
 
+class Batcher:
+    """Concurrent requests -> one ``infer_batch``: the first request of a batch waits at most
+    ``max_wait_s`` for up to ``max_batch - 1`` others (``max_batch`` 1: one at a time, no
+    wait). One thread runs the backbone (adapters are not thread-safe)."""
+
+    def __init__(self, backbone, max_batch=8, max_wait_s=0.005):
+        self.backbone, self.max_batch, self.max_wait_s = backbone, max_batch, max_wait_s
+        self.queue = queue.Queue()
+        self.thread = threading.Thread(target=self._run, daemon=True, name='batcher')
+        self.thread.start()
+
+    def submit(self, request):
+        """-> (features, chunk or None, batch size); raises what the backbone raised."""
+        item = {'request': request, 'done': threading.Event()}
+        self.queue.put(item)
+        item['done'].wait()
+        if 'error' in item:
+            raise item['error']
+        return item['result']
+
+    def _run(self):
+        while True:
+            batch = [self.queue.get()]
+            if batch[0] is None:
+                return
+            deadline = time.monotonic() + self.max_wait_s
+            while len(batch) < self.max_batch:
+                try:
+                    item = self.queue.get(timeout=max(deadline - time.monotonic(), 0.0))
+                except queue.Empty:
+                    break
+                if item is None:
+                    self.queue.put(None)
+                    break
+                batch.append(item)
+            try:
+                results = self.backbone.infer_batch([i['request'] for i in batch])
+                for item, (features, chunk) in zip(batch, results):
+                    item['result'] = (features, chunk, len(batch))
+            except Exception as exc:  # noqa: BLE001 - every caller of the batch gets it
+                for item in batch:
+                    item['error'] = exc
+            for item in batch:
+                item['done'].set()
+
+    def stop(self):
+        self.queue.put(None)
+
+
 class BackboneService(pb_grpc.BackboneServicer):
-    def __init__(self, backbone, model_id=''):
+    def __init__(self, backbone, model_id='', max_batch=8, max_wait_s=0.005):
         self.backbone = backbone
         self.model_id = model_id
-        self.lock = threading.Lock()       # adapters are not thread-safe
+        self.batcher = Batcher(backbone, max_batch, max_wait_s)
 
     def Info(self, request, context):
         cfg = self.backbone.config
         return pb.InfoReply(feature_dim=self.backbone.feature_dim, action_dim=cfg.action_dim,
                             chunk_size=cfg.chunk_size, adapter=cfg.adapter,
-                            model_id=self.model_id, image_size=cfg.image_size, max_batch=1)
+                            model_id=self.model_id, image_size=cfg.image_size,
+                            max_batch=self.batcher.max_batch)
 
     def Infer(self, request, context):
         t0 = time.perf_counter()
@@ -69,14 +122,17 @@ class BackboneService(pb_grpc.BackboneServicer):
             problem = 'state is not finite'
         if problem:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        from aura_ros.backbones.base import InferRequest
         image = np.frombuffer(request.image, np.uint8).reshape(size, size, 3).copy()
         state = np.asarray(request.state, np.float32)
-        with self.lock:
-            encoding, chunk = self.backbone.infer(
-                image, state, request.instruction, want_chunk=request.want_chunk,
-                noise_seed=int(request.seed) if request.has_seed else None)
-        reply = pb.InferReply(features=encoding.features.numpy().astype(np.float32).ravel(),
-                              batch_size=1)
+        try:
+            features, chunk, batch = self.batcher.submit(InferRequest(
+                image, state, request.instruction, request.want_chunk,
+                int(request.seed) if request.has_seed else None))
+        except Exception as exc:  # noqa: BLE001 - the caller gets the reason, serving goes on
+            context.abort(grpc.StatusCode.INTERNAL, f'{type(exc).__name__}: {exc}')
+        reply = pb.InferReply(features=features.numpy().astype(np.float32).ravel(),
+                              batch_size=batch)
         if chunk is not None:
             reply.chunk.extend(np.asarray(chunk, np.float32).ravel())
         reply.server_ms = 1e3 * (time.perf_counter() - t0)
@@ -110,15 +166,17 @@ def is_loopback(bind):
         return False
 
 
-def build_server(backbone, bind, model_id='', token=None, credentials=None, max_workers=16):
-    """A started-ready grpc.Server (call .start()); raises ValueError when the port cannot be
+def build_server(backbone, bind, model_id='', token=None, credentials=None, max_batch=8,
+                 max_wait_ms=5.0, max_workers=32):
+    """A grpc.Server ready to .start() and its port; raises ValueError when the port cannot be
     bound."""
     interceptors = [TokenCheck(token)] if token else []
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
                          interceptors=interceptors,
                          options=[('grpc.max_receive_message_length', MAX_MESSAGE),
                                   ('grpc.max_send_message_length', MAX_MESSAGE)])
-    pb_grpc.add_BackboneServicer_to_server(BackboneService(backbone, model_id), server)
+    pb_grpc.add_BackboneServicer_to_server(
+        BackboneService(backbone, model_id, max_batch, max_wait_ms / 1e3), server)
     checker = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checker, server)
     for name in ('', SERVICE):
@@ -182,6 +240,12 @@ def main(argv=None):
                         help='CA (PEM) that client certificates must be signed by (mutual TLS)')
     parser.add_argument('--token-file', default=None,
                         help='file holding the bearer token clients must send')
+    parser.add_argument('--max-batch', type=int, default=8,
+                        help='requests run through the backbone together (1 = one at a time)')
+    parser.add_argument('--max-wait-ms', type=float, default=5.0,
+                        help='how long a request waits for others to join its batch')
+    parser.add_argument('--threads', type=int, default=0,
+                        help='torch threads (0 = torch default)')
     parser.add_argument('--insecure', action='store_true',
                         help='allow a non-loopback bind without TLS and token (not advised)')
     args = parser.parse_args(argv)
@@ -189,11 +253,18 @@ def main(argv=None):
     if args.insecure and not is_loopback(args.bind):
         print(f'WARNING: serving {args.bind} WITHOUT TLS or authentication: anyone who reaches '
               f'this port can use the backbone', file=sys.stderr, flush=True)
+    if args.max_batch < 1 or args.max_wait_ms < 0:
+        raise SystemExit('backbone server: --max-batch must be >= 1 and --max-wait-ms >= 0')
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
     backbone, model_id = load_backbone(args.params, args.backend)
-    server, port = build_server(backbone, args.bind, model_id, token, credentials)
+    server, port = build_server(backbone, args.bind, model_id, token, credentials,
+                                args.max_batch, args.max_wait_ms)
     server.start()
     print(f'backbone server ({backbone.config.adapter}, {model_id}) listening on {args.bind} '
-          f"({'TLS' if credentials else 'plaintext'}{', token' if token else ''})", flush=True)
+          f"({'TLS' if credentials else 'plaintext'}{', token' if token else ''}; batches of "
+          f'up to {args.max_batch}, {args.max_wait_ms:g} ms wait)', flush=True)
     try:
         server.wait_for_termination()
     except KeyboardInterrupt:

@@ -73,3 +73,22 @@ def test_noise_scale_zero_integrates_from_the_noise_mean(pi0, tiny_models):
     np.testing.assert_allclose(a, ref * 0.05, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match='noise_scale'):
         build_backbone(dict(block, noise_scale=-1.0))
+
+
+def test_a_batch_equals_one_by_one(pi0):
+    """infer_batch (one prefix pass, one flow for the batch; two instructions: two groups)
+    gives each request what encode + act give it alone, chunks seeded per request."""
+    from aura_ros.backbones.base import InferRequest
+    rng = np.random.default_rng(5)
+    requests = [InferRequest(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8),
+                             rng.normal(size=3).astype(np.float32),
+                             'reach the marked pad' if i % 3 else 'go home',
+                             want_chunk=i != 2, noise_seed=100 + i) for i in range(5)]
+    batched = pi0.infer_batch(requests)
+    for r, (features, chunk) in zip(requests, batched):
+        enc = pi0.encode(r.image, r.state, r.instruction)
+        torch.testing.assert_close(features, enc.features, rtol=1e-4, atol=1e-4)
+        if r.want_chunk:
+            np.testing.assert_allclose(chunk, pi0.act(enc, r.noise_seed), rtol=1e-4, atol=1e-4)
+        else:
+            assert chunk is None

@@ -193,3 +193,38 @@ def test_committed_stubs_match_the_proto(tmp_path):
     for name in ('backbone_pb2.py', 'backbone_pb2_grpc.py'):
         generated = (out / 'aura_ros/backbones/proto' / name).read_text()
         assert generated == (REPO / 'aura_ros/backbones/proto' / name).read_text(), name
+
+
+@pytest.mark.parametrize('max_batch', [1, 8])
+def test_concurrent_callers_each_get_their_own_answer(tiny_models, max_batch):
+    """Six arms at once: batched (one pass for several) or one at a time, every reply is the
+    in-process answer for that caller's frame and seed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from aura_ros.backbones.server import build_server
+    local = local_backbone(tiny_models)
+    server, port = build_server(local_backbone(tiny_models), '127.0.0.1:0',
+                                max_batch=max_batch, max_wait_ms=100.0)
+    server.start()
+    rng = np.random.default_rng(9)
+    frames = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(6)]
+    states = [rng.normal(size=3).astype(np.float32) for _ in range(6)]
+    try:
+        channel = grpc.insecure_channel(f'127.0.0.1:{port}')
+        stub = pb_grpc.BackboneStub(channel)
+
+        def call(i):
+            return stub.Infer(request(frames[i], states[i], want_chunk=True, has_seed=True,
+                                      seed=i), timeout=60)
+        with ThreadPoolExecutor(6) as pool:
+            replies = list(pool.map(call, range(6)))
+        channel.close()
+    finally:
+        server.stop(grace=0)
+    sizes = [r.batch_size for r in replies]
+    assert max(sizes) == 1 if max_batch == 1 else max(sizes) > 1, sizes
+    for i, reply in enumerate(replies):
+        enc = local.encode(frames[i], states[i], 'reach the marked pad')
+        np.testing.assert_allclose(reply.features, enc.features.numpy(), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(np.asarray(reply.chunk).reshape(8, 3), local.act(enc, i),
+                                   rtol=1e-4, atol=1e-4)
