@@ -52,6 +52,8 @@ class Batcher:
     def __init__(self, backbone, max_batch=8, max_wait_s=0.005):
         self.backbone, self.max_batch, self.max_wait_s = backbone, max_batch, max_wait_s
         self.queue = queue.Queue()
+        import torch
+        self.torch_threads = torch.get_num_threads()   # OpenMP's setting is per thread
         self.thread = threading.Thread(target=self._run, daemon=True, name='batcher')
         self.thread.start()
 
@@ -65,6 +67,8 @@ class Batcher:
         return item['result']
 
     def _run(self):
+        import torch
+        torch.set_num_threads(self.torch_threads)
         while True:
             batch = [self.queue.get()]
             if batch[0] is None:

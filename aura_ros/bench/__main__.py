@@ -61,6 +61,14 @@ def cmd_train_from_recordings(args):
                     noise=args.noise), tfr.plot)
 
 
+def cmd_backbone_server(args):
+    from aura_ros.bench import backbone_server
+    clients = [int(c) for c in args.clients.split(',') if c]
+    return (backbone_server.run(params=args.params, clients=clients, seconds=args.seconds,
+                                max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                                threads=args.threads), backbone_server.plot)
+
+
 def cmd_soak(args):
     from aura_ros.bench import soak
     return soak.run(steps=args.steps, params=args.params), soak.plot
@@ -130,6 +138,16 @@ def main(argv=None):
     p.add_argument('--work', default='bench/results/tfr_work', help='bags, checkpoints, logs')
     p.add_argument('--seed', type=int, default=0)
     p.set_defaults(run=cmd_train_from_recordings)
+    p = sub.add_parser('backbone-server', help='1-16 arms against one gRPC backbone server, '
+                       'batching on and off')
+    p.add_argument('--clients', default='1,2,4,8,16')
+    p.add_argument('--seconds', type=float, default=10.0, help='measured seconds per point')
+    p.add_argument('--max-batch', type=int, default=8)
+    p.add_argument('--max-wait-ms', type=float, default=5.0)
+    p.add_argument('--threads', type=int, default=1, help="the server's torch threads (1: the "
+                   'simulated arms run on the same 2 cores; --threads 2 is the ablation)')
+    p.add_argument('--params', default=None)
+    p.set_defaults(run=cmd_backbone_server)
     p = sub.add_parser('soak', help='one endless episode of the policy loop: RSS, state')
     p.add_argument('--steps', type=int, default=100_000)
     p.add_argument('--params', default=None)
