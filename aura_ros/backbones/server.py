@@ -35,8 +35,10 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import torch
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from aura_ros.backbones.base import InferRequest
 from aura_ros.backbones.proto import backbone_pb2 as pb
 from aura_ros.backbones.proto import backbone_pb2_grpc as pb_grpc
 
@@ -52,7 +54,6 @@ class Batcher:
     def __init__(self, backbone, max_batch=8, max_wait_s=0.005):
         self.backbone, self.max_batch, self.max_wait_s = backbone, max_batch, max_wait_s
         self.queue = queue.Queue()
-        import torch
         self.torch_threads = torch.get_num_threads()   # OpenMP's setting is per thread
         self.thread = threading.Thread(target=self._run, daemon=True, name='batcher')
         self.thread.start()
@@ -67,7 +68,6 @@ class Batcher:
         return item['result']
 
     def _run(self):
-        import torch
         torch.set_num_threads(self.torch_threads)
         while True:
             batch = [self.queue.get()]
@@ -126,7 +126,6 @@ class BackboneService(pb_grpc.BackboneServicer):
             problem = 'state is not finite'
         if problem:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
-        from aura_ros.backbones.base import InferRequest
         image = np.frombuffer(request.image, np.uint8).reshape(size, size, 3).copy()
         state = np.asarray(request.state, np.float32)
         try:
@@ -260,7 +259,6 @@ def main(argv=None):
     if args.max_batch < 1 or args.max_wait_ms < 0:
         raise SystemExit('backbone server: --max-batch must be >= 1 and --max-wait-ms >= 0')
     if args.threads:
-        import torch
         torch.set_num_threads(args.threads)
     backbone, model_id = load_backbone(args.params, args.backend)
     server, port = build_server(backbone, args.bind, model_id, token, credentials,

@@ -97,10 +97,10 @@ class EpisodeRecorder(GateRecorder):
         return response
 
     def close(self):
-        if not self.closed and self.running:
-            self.get_logger().warning(f'episode {self.episode} was not ended: it stays in the '
-                                      f'bag without an outcome')
         if not self.closed:
+            if self.running:
+                self.get_logger().warning(f'episode {self.episode} was not ended: it stays in '
+                                          f'the bag without an outcome')
             self.get_logger().info(f'{len(self.outcomes)} episodes, {sum(self.outcomes)} '
                                    f'successful')
         super().close()

@@ -275,9 +275,10 @@ def split_episodes(events, scan_):
     return spans
 
 
-def iter_frames(path, topics=None):
+def iter_frames(path, topics=None, wanted=None):
     """(frame index, (H, W, 3) uint8 RGB) of the camera topic, in recording order (the order
-    of ``scan``'s frame_times)."""
+    of ``scan``'s frame_times); with ``wanted`` (a container of indices), only those frames
+    are decoded and yielded."""
     topics = topics or StreamTopics()
     reader = _open(path)
     try:
@@ -286,6 +287,8 @@ def iter_frames(path, topics=None):
         if camera is None:
             raise RecordingError(f'{path}: no camera topic {topics.camera!r}')
         for i, (conn, _, raw) in enumerate(reader.messages(connections=[camera])):
+            if wanted is not None and i not in wanted:
+                continue
             msg = reader.deserialize(raw, conn.msgtype)
             yield i, image_to_rgb(msg.width, msg.height, msg.encoding, msg.step,
                                   bytes(msg.data), bool(msg.is_bigendian))

@@ -114,6 +114,8 @@ class EpisodeData:
     actions: np.ndarray              # (K, J) demonstrated actions (parameter file convention)
     dropped: dict
     corrected: int = 0               # DAgger: labels taken from a correction
+    features: torch.Tensor | None = None   # (F, feature_dim) of every frame (extract_features)
+    base: torch.Tensor | None = None       # (F, A) the frozen policy's actions
 
 
 def read_recordings(paths, deployment, settings, log=print):
@@ -213,6 +215,10 @@ def episode_seed(bag_key, index):
     return int.from_bytes(hashlib.sha256(f'{bag_key}/{index}'.encode()).digest()[:4], 'little')
 
 
+def cache_path(cache_dir, ep):
+    return Path(cache_dir) / ep.bag_key / f'episode_{ep.span.index:05d}.safetensors'
+
+
 def extract_features(episodes, deployment, settings, cache_dir):
     """Fill each episode's features/base (all its frames) from the cache or the backbone.
     Returns {'frames': n computed, 'seconds': s, 'frames_per_s': f, 'cached_episodes': n}."""
@@ -223,9 +229,9 @@ def extract_features(episodes, deployment, settings, cache_dir):
     runner = PolicyRunner(deployment.backbone, None, deployment.limits)
     todo, cached = {}, 0
     for ep in episodes:
-        ep.cache = Path(cache_dir) / ep.bag_key / f'episode_{ep.span.index:05d}.safetensors'
-        if ep.cache.is_file():
-            data = load_file(str(ep.cache))
+        path = cache_path(cache_dir, ep)
+        if path.is_file():
+            data = load_file(str(path))
             if len(data['features']) == len(ep.frames):
                 ep.features, ep.base = data['features'], data['base']
                 cached += 1
@@ -241,9 +247,7 @@ def extract_features(episodes, deployment, settings, cache_dir):
             for k, frame_index in enumerate(ep.frames):
                 owner[int(frame_index)] = (ep, k)
         current = None
-        for i, rgb in iter_frames(bag, settings.topics):
-            if i not in owner:
-                continue
+        for i, rgb in iter_frames(bag, settings.topics, wanted=owner):
             ep, k = owner[i]
             if ep is not current:
                 current = ep
@@ -260,12 +264,13 @@ def extract_features(episodes, deployment, settings, cache_dir):
             bar.update(1)
             if k == len(ep.frames) - 1:     # the episode is complete: cache it
                 ep.features, ep.base = torch.stack(feats), torch.stack(bases)
-                ep.cache.parent.mkdir(parents=True, exist_ok=True)
-                tmp = ep.cache.with_suffix('.tmp')
+                path = cache_path(cache_dir, ep)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix('.tmp')
                 save_file({'features': ep.features.contiguous(), 'base': ep.base.contiguous()},
                           str(tmp))
-                tmp.replace(ep.cache)
-        missing = [ep for ep in eps if not hasattr(ep, 'features')]
+                tmp.replace(path)
+        missing = [ep for ep in eps if ep.features is None]
         if missing:
             raise BagError(f'{bag}: frames of episode {missing[0].span.index} could not be read '
                            f'back (the bag changed during the run?)')

@@ -1,12 +1,9 @@
 """The robot-side client of the backbone server (``remote`` / ``openvla_oft`` adapters): a real
 server process serving the tiny PI0, a real client; results equal the in-process adapter's,
 through the policy runner too; mismatches, a missing server, errors and TLS are clear."""
-import subprocess
-import sys
-
 import numpy as np
 import pytest
-from test_server import free_port
+from test_server import free_port, spawn_server
 
 from aura_ros.backbones import build_backbone
 from aura_ros.params import backbone_block, read_params_file
@@ -14,10 +11,7 @@ from aura_ros.params import backbone_block, read_params_file
 
 @pytest.fixture(scope='module')
 def server(tiny_models):
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, '-m', 'aura_ros.backbones.server', '--params',
-                             str(tiny_models['params_pi0']), '--bind', f'127.0.0.1:{port}'],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc, port = spawn_server(tiny_models['params_pi0'])
     yield port
     proc.terminate()
     proc.wait(timeout=10)

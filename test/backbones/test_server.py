@@ -21,12 +21,18 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope='module')
-def served(tiny_models):
+def spawn_server(params, *args):
+    """A server process for ``params`` on a free loopback port: (process, port)."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, '-m', 'aura_ros.backbones.server', '--params',
-                             str(tiny_models['params_pi0']), '--bind', f'127.0.0.1:{port}'],
+                             str(params), '--bind', f'127.0.0.1:{port}', *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return proc, port
+
+
+@pytest.fixture(scope='module')
+def served(tiny_models):
+    proc, port = spawn_server(tiny_models['params_pi0'])
     channel = grpc.insecure_channel(f'127.0.0.1:{port}')
     grpc.channel_ready_future(channel).result(timeout=60)
     yield pb_grpc.BackboneStub(channel), channel
