@@ -7,6 +7,7 @@ from aura_ros.backbones.base import (
                                      ADAPTER_MODULES,
                                      Backbone,
                                      BackboneConfig,
+                                     BackboneUnavailable,
                                      Encoding,
                                      build_backbone,
                                      register_backbone,
@@ -14,5 +15,5 @@ from aura_ros.backbones.base import (
                                      resolve_path,
 )
 
-__all__ = ['Backbone', 'BackboneConfig', 'Encoding', 'build_backbone', 'register_backbone',
-           'registered_backbones', 'resolve_path', 'ADAPTER_MODULES']
+__all__ = ['Backbone', 'BackboneConfig', 'BackboneUnavailable', 'Encoding', 'build_backbone',
+           'register_backbone', 'registered_backbones', 'resolve_path', 'ADAPTER_MODULES']

@@ -97,6 +97,11 @@ class BackboneConfig:
         return asdict(self)
 
 
+class BackboneUnavailable(ConnectionError):
+    """The backbone could not answer in time (server down or restarting, deadline missed). The
+    policy node holds the arm, reports ERROR and keeps trying; the memory has not stepped."""
+
+
 @dataclass
 class InferRequest:
     """One observation for ``infer_batch``."""

@@ -18,6 +18,10 @@ stays on the robot and any server process can answer. Options (``backbone.option
                         AURA_BACKBONE_TOKEN environment variable)
 
 On connect the client checks ``Info`` against the parameter file (action_dim, chunk_size).
+A server that stops answering (UNAVAILABLE, a missed deadline) raises ``BackboneUnavailable``:
+the policy node holds the arm and reports ERROR while gRPC reconnects with back-off (0.2 s
+doubling to 2 s); the first call after that checks ``Info`` again (a server restarted with
+another model is refused, and the arm keeps holding) and the node resumes.
 """
 import os
 import subprocess
@@ -27,9 +31,10 @@ import grpc
 import numpy as np
 import torch
 
-from aura_ros.backbones.base import Backbone, Encoding, register_backbone
+from aura_ros.backbones.base import Backbone, BackboneUnavailable, Encoding, register_backbone
 
 DEFAULT_PORT = 5601
+UNAVAILABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 def _read(path):
@@ -63,21 +68,36 @@ class RemoteBackbone(Backbone):
         else:
             self.channel = grpc.insecure_channel(self.target, channel_options)
         self.stub = pb_grpc.BackboneStub(self.channel)
+        self.feature_dim, self.checked = None, False
         try:
             self._wait_ready(float(opts.get('connect_timeout_s', 60.0)))
-            info = self._call(self.stub.Info, pb.InfoRequest())
+            info = self._check_info()
+        except BackboneUnavailable as exc:
+            self.close()
+            raise ConnectionError(str(exc)) from None
         except BaseException:
             self.close()
             raise
-        problems = [f'{k}: server {getattr(info, k)} != parameter file {getattr(config, k)}'
-                    for k in ('action_dim', 'chunk_size')
-                    if getattr(info, k) != getattr(config, k)]
-        if problems:
-            self.close()
-            raise ValueError(f'remote backbone does not match the parameter file: {problems}')
-        self.feature_dim = int(info.feature_dim)
         self.server_adapter = info.adapter
         self.server_model = info.model_id
+
+    def _check_info(self):
+        """``Info`` against the parameter file (and, after a reconnect, against the feature
+        width the memory was built for): ValueError at start, BackboneUnavailable later."""
+        info = self._call(self.stub.Info, self.pb.InfoRequest())
+        expected = {'action_dim': (self.config.action_dim, 'parameter file'),
+                    'chunk_size': (self.config.chunk_size, 'parameter file')}
+        if self.feature_dim is not None:
+            expected['feature_dim'] = (self.feature_dim, 'the memory')
+        problems = [f'{k}: server {getattr(info, k)} != {source} {v}'
+                    for k, (v, source) in expected.items() if getattr(info, k) != v]
+        if problems:
+            message = f'remote backbone {self.target} does not match: {"; ".join(problems)}'
+            if self.feature_dim is None:
+                raise ValueError(message)
+            raise BackboneUnavailable(message + ' (refused until the right server answers)')
+        self.feature_dim, self.checked = int(info.feature_dim), True
+        return info
 
     def _wait_ready(self, wait):
         try:
@@ -93,8 +113,16 @@ class RemoteBackbone(Backbone):
         try:
             return method(request, timeout=self.timeout, metadata=self.metadata)
         except grpc.RpcError as exc:
-            raise RuntimeError(f'remote backbone {self.target}: {exc.code().name}: '
-                               f'{exc.details()}') from None
+            message = f'remote backbone {self.target}: {exc.code().name}: {exc.details()}'
+            if exc.code() in UNAVAILABLE:
+                self.checked = False      # whoever answers next is checked first
+                raise BackboneUnavailable(message) from None
+            raise RuntimeError(message) from None
+
+    def _infer(self, request):
+        if not self.checked:
+            self._check_info()
+        return self._call(self.stub.Infer, request)
 
     def _request(self, image, state, instruction, want_chunk, noise_seed):
         image = np.ascontiguousarray(image, np.uint8)
@@ -107,7 +135,7 @@ class RemoteBackbone(Backbone):
     def infer(self, image, state, instruction='', want_chunk=True, noise_seed=None):
         """Features and (optionally) the chunk in one round trip."""
         request = self._request(image, state, instruction, want_chunk, noise_seed)
-        reply = self._call(self.stub.Infer, request)
+        reply = self._infer(request)
         encoding = Encoding(features=torch.tensor(reply.features, dtype=torch.float32),
                             cache=request)
         chunk = (np.asarray(reply.chunk, np.float32).reshape(self.config.chunk_size, -1)
@@ -123,7 +151,7 @@ class RemoteBackbone(Backbone):
         request = encoding.cache
         request.want_chunk = True
         request.has_seed, request.seed = noise_seed is not None, int(noise_seed or 0)
-        reply = self._call(self.stub.Infer, request)
+        reply = self._infer(request)
         return np.asarray(reply.chunk, np.float32).reshape(self.config.chunk_size, -1)
 
     def close(self):

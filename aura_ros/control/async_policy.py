@@ -102,6 +102,11 @@ class AsyncPolicy:
     def armed(self):
         return self.loop.armed
 
+    @property
+    def inference_failing(self):
+        """The exception the inference raised since its last success (None: working)."""
+        return self.worker.failing
+
     def reset(self, episode_seed=None):
         """New episode: the memory and the noise schedule reset (``runner.reset``), pending
         frames and chunks dropped (a chunk still being inferred from the old episode is not

@@ -94,6 +94,7 @@ class InferenceWorker:
         self.pending, self.stopped = None, False
         self.processed = self.dropped = self.errors = 0
         self.last_error = ''
+        self.failing = None            # the exception raised since the last success (or None)
         self.last_latency_s = 0.0
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
@@ -124,7 +125,9 @@ class InferenceWorker:
             except Exception as exc:  # noqa: BLE001 - count, report, keep serving
                 self.errors += 1
                 self.last_error = f'{type(exc).__name__}: {exc}'
+                self.failing = exc
                 continue
+            self.failing = None
             self.last_latency_s = time.monotonic() - start
             self.processed += 1
             if chunk is not None:

@@ -2,9 +2,9 @@
 /diagnostics (level, message, key-values). No ROS here: the node publishes what this builds.
 
 Status, first match wins: not active (WARN, the lifecycle state); disarmed (WARN); frames
-stopped and holding (ERROR); no joint states (ERROR); no frame yet (WARN); a problem in the
-last PROBLEM_WINDOW seconds (WARN, the problem); async control loop held recently (WARN, why);
-else OK "commanding".
+stopped and holding (ERROR); backbone unavailable and holding (ERROR); no joint states
+(ERROR); no frame yet (WARN); a problem in the last PROBLEM_WINDOW seconds (WARN, the
+problem); async control loop held recently (WARN, why); else OK "commanding".
 """
 import time
 from collections import deque
@@ -19,7 +19,7 @@ COUNTERS = ('frames', 'skipped_frames', 'steps', 'commands', 'holds', 'refused_n
             'invalid_actions', 'bad_joint_states', 'bad_instructions', 'step_errors',
             'snapshots', 'snapshot_errors', 'corrupt_snapshots', 'stale_frames_used',
             'bad_frames', 'configure_failures', 'refused_parameters', 'disarmed_frames',
-            'clock_jumps')
+            'clock_jumps', 'backbone_unavailable')
 
 
 class PolicyDiagnostics:
@@ -47,9 +47,11 @@ class PolicyDiagnostics:
         level = ERROR if self.counts['configure_failures'] else WARN
         return level, self.last_problem or state, {'state': state, **self._counters()}
 
-    def status(self, state, armed, holding, has_positions, has_frames, async_hold=None):
+    def status(self, state, armed, holding, has_positions, has_frames, async_hold=None,
+               backbone_down=None):
         """(level, message) of a configured node; ``async_hold`` = (time, reason) of the
-        async control loop's latest hold (None in sync execution)."""
+        async control loop's latest hold (None in sync execution); ``backbone_down`` = why the
+        backbone does not answer (None when it does)."""
         now = time.monotonic()
         if state != 'active':
             return WARN, state
@@ -57,6 +59,8 @@ class PolicyDiagnostics:
             return WARN, 'disarmed: call ~/arm to command'
         if holding:
             return ERROR, 'no frames: holding position'
+        if backbone_down:
+            return ERROR, f'backbone unavailable: holding position ({backbone_down})'
         if not has_positions:
             return ERROR, 'no joint states: not commanding'
         if not has_frames:

@@ -37,6 +37,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from aura_ros import topics
+from aura_ros.backbones.base import BackboneUnavailable
 from aura_ros.control.loop import InferenceWorker
 from aura_ros.core.snapshot import state_digest
 from aura_ros.msg import GateEvent, MemoryStatus
@@ -74,6 +75,7 @@ class PolicyNode(LifecycleNode):
         self.positions_time = 0.0
         self.last_frame_time = None
         self.holding = False
+        self.backbone_down = None             # why the backbone does not answer (None: it does)
         self.instruction = ''
         self.newest_stamp = 0.0               # newest frame stamp received so far
         self.durable = None                   # DurableMemory when memory.durable
@@ -259,7 +261,7 @@ class PolicyNode(LifecycleNode):
         self._destroy_interfaces()
         if self.runner is not None:
             self.runner.backbone.close()
-        self.runner = self.durable = None
+        self.runner = self.durable = self.backbone_down = None
         self.state_label = 'unconfigured'
         return TransitionCallbackReturn.SUCCESS
 
@@ -339,10 +341,32 @@ class PolicyNode(LifecycleNode):
             self.counts['stale_frames_used'] += 1   # a newer frame was already here
         try:
             self._process(msg)
+        except BackboneUnavailable as exc:
+            self._backbone_lost(exc)
         except Exception as exc:  # noqa: BLE001 - never let one frame kill the loop
             self.counts['step_errors'] += 1
             self.problem(f'step failed: {exc}')
             self.log('error', f'policy step failed: {type(exc).__name__}: {exc}')
+
+    def _backbone_lost(self, exc):
+        """The backbone stopped answering (server down, deadline missed): hold the measured
+        positions once, report ERROR, keep trying on every frame. The memory has not stepped."""
+        self.counts['backbone_unavailable'] += 1
+        if self.backbone_down is None:
+            if self.async_policy is None and self.armed:
+                with self.lock:
+                    held = self.runner.hold(self.positions) if self.runner else None
+                if held is not None:
+                    self.publish_command(held)
+                    self.counts['holds'] += 1
+            self.get_logger().error(f'backbone unavailable: holding position until it answers '
+                                    f'({exc})')
+        self.backbone_down = str(exc)
+
+    def _backbone_back(self):
+        if self.backbone_down is not None:
+            self.backbone_down = None
+            self.get_logger().warning('backbone answers again: resuming')
 
     def _instruction(self):
         return self.instruction or self.p['instruction']
@@ -407,6 +431,7 @@ class PolicyNode(LifecycleNode):
                 return
             t0 = time.perf_counter()
             step = runner.step(image, positions, instruction)
+            self._backbone_back()
             if step.wrote and self.durable is not None:  # storage writes = gate writes
                 self._save_snapshot()
             if step.command is not None:
@@ -568,16 +593,24 @@ class PolicyNode(LifecycleNode):
         if self.status_pub is not None:
             self.status_pub.publish(status)
         policy = self.async_policy
+        if policy is not None:   # async: the control loop holds by itself; say why
+            failing = policy.inference_failing
+            if isinstance(failing, BackboneUnavailable):
+                self._backbone_lost(failing)
+            elif failing is None:
+                self._backbone_back()
         level, message = self.diag.status(
             self.state_label, self.armed, self.holding, self.positions is not None,
-            self.last_frame_time is not None, policy.loop.last_hold if policy else None)
+            self.last_frame_time is not None, policy.loop.last_hold if policy else None,
+            self.backbone_down)
         stats = policy.stats() if policy else None
         if stats and stats['control_errors'] > self._control_errors_seen:
             self._control_errors_seen = stats['control_errors']
             self.diag.problem('control tick failed: ' + stats['last_control_error'])
         if stats and stats['inference_errors'] > self._inference_errors_seen:
             self._inference_errors_seen = stats['inference_errors']
-            self.diag.problem('inference failed: ' + stats['last_inference_error'])
+            if not stats['last_inference_error'].startswith(BackboneUnavailable.__name__):
+                self.diag.problem('inference failed: ' + stats['last_inference_error'])
         if stats and 'refused' in stats['control_scheduler'] and not self._told_scheduler:
             self._told_scheduler = True
             self.log('warning', 'control thread: ' + stats['control_scheduler'] + '; grant '

@@ -1,11 +1,13 @@
 """The robot-side client of the backbone server (``remote`` / ``openvla_oft`` adapters): a real
 server process serving the tiny PI0, a real client; results equal the in-process adapter's,
 through the policy runner too; mismatches, a missing server, errors and TLS are clear."""
+import time
+
 import numpy as np
 import pytest
 from test_server import free_port, spawn_server
 
-from aura_ros.backbones import build_backbone
+from aura_ros.backbones import BackboneUnavailable, build_backbone
 from aura_ros.params import backbone_block, read_params_file
 
 
@@ -65,3 +67,46 @@ def test_no_server_is_a_clear_error():
     with pytest.raises(ConnectionError, match='no backbone server'):
         build_backbone(dict(adapter='openvla_oft', action_dim=3, chunk_size=8,
                             options=dict(port=free_port(), connect_timeout_s=0.5)))
+
+
+def answer_within(remote, seconds, *args, **kw):
+    """The first answer once a server is reachable (gRPC reconnects with back-off meanwhile);
+    raises what the first reachable server says, or UNAVAILABLE after ``seconds``."""
+    end = time.monotonic() + seconds
+    while True:
+        try:
+            return remote.infer(*args, **kw)
+        except BackboneUnavailable as exc:
+            if 'UNAVAILABLE' not in str(exc) or time.monotonic() > end:
+                raise
+            time.sleep(0.2)
+
+
+def test_server_killed_is_unavailable_then_answers_again_checked(tiny_models):
+    """Killed: BackboneUnavailable (the caller holds). Another model on the port: refused until
+    the right one is back (the memory was built for its features). Back: the same answers."""
+    proc, port = spawn_server(tiny_models['params_pi0'])
+    remote = build_backbone(blocks(tiny_models, port, timeout_s=5.0)[2])
+    image = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    state = np.array([0.1, -0.2, 0.3], np.float32)
+    procs = [proc]
+    try:
+        enc, chunk = remote.infer(image, state, noise_seed=7)
+        proc.kill()
+        proc.wait(timeout=10)
+        with pytest.raises(BackboneUnavailable, match='UNAVAILABLE'):
+            remote.infer(image, state, noise_seed=7)
+        procs.append(spawn_server(tiny_models['params_vision'], port=port)[0])
+        with pytest.raises(BackboneUnavailable, match='chunk_size: server 4 != parameter file 8'):
+            answer_within(remote, 60, image, state, noise_seed=7)
+        procs[-1].kill()
+        procs[-1].wait(timeout=10)
+        procs.append(spawn_server(tiny_models['params_pi0'], port=port)[0])
+        enc2, chunk2 = answer_within(remote, 60, image, state, noise_seed=7)
+        np.testing.assert_allclose(enc2.features.numpy(), enc.features.numpy(), atol=1e-5)
+        np.testing.assert_allclose(chunk2, chunk, atol=1e-5)
+    finally:
+        remote.close()
+        for p in procs:
+            p.kill()
+            p.wait(timeout=10)

@@ -21,9 +21,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def spawn_server(params, *args):
-    """A server process for ``params`` on a free loopback port: (process, port)."""
-    port = free_port()
+def spawn_server(params, *args, port=None):
+    """A server process for ``params`` on a loopback port (a free one by default):
+    (process, port)."""
+    port = port or free_port()
     proc = subprocess.Popen([sys.executable, '-m', 'aura_ros.backbones.server', '--params',
                              str(params), '--bind', f'127.0.0.1:{port}', *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -22,6 +22,9 @@ def test_status_conditions_in_order():
     assert status(diag, armed=False, holding=True) == (WARN, 'disarmed: call ~/arm to command')
     assert status(diag, holding=True, has_positions=False)[0] == ERROR
     assert status(diag, has_positions=False) == (ERROR, 'no joint states: not commanding')
+    assert status(diag, backbone_down='UNAVAILABLE', has_positions=False) == (
+        ERROR, 'backbone unavailable: holding position (UNAVAILABLE)')
+    assert status(diag, backbone_down='UNAVAILABLE', armed=False)[0] == WARN   # disarmed first
     assert status(diag, has_frames=False) == (WARN, 'waiting for frames')
     now = time.monotonic()
     assert status(diag, async_hold=(now, 'chunk too old')) == (WARN, 'holding: chunk too old')
