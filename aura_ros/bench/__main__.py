@@ -66,7 +66,8 @@ def cmd_backbone_server(args):
     clients = [int(c) for c in args.clients.split(',') if c]
     return (backbone_server.run(params=args.params, clients=clients, seconds=args.seconds,
                                 max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-                                threads=args.threads), backbone_server.plot)
+                                threads=args.threads, arms=args.arms, repeats=args.repeats),
+            backbone_server.plot)
 
 
 def cmd_soak(args):
@@ -146,6 +147,10 @@ def main(argv=None):
     p.add_argument('--max-wait-ms', type=float, default=5.0)
     p.add_argument('--threads', type=int, default=1, help="the server's torch threads (1: the "
                    'simulated arms run on the same 2 cores; --threads 2 is the ablation)')
+    p.add_argument('--repeats', type=int, default=3, help='runs of every point, batched and '
+                   'unbatched interleaved; medians reported')
+    p.add_argument('--arms', choices=['processes', 'threads'], default='processes',
+                   help='each simulated arm a process of its own, or a thread of this one')
     p.add_argument('--params', default=None)
     p.set_defaults(run=cmd_backbone_server)
     p = sub.add_parser('soak', help='one endless episode of the policy loop: RSS, state')

@@ -3,14 +3,16 @@
     python -m aura_ros.bench backbone-server --json bench/results/backbone_server.json
 
 The server (``python -m aura_ros.backbones.server``, the embedded tiny PI0 of
-config/default.yaml) runs in its own process with ``--threads`` torch threads; the arms are
-threads of this process, each a robot with one request in flight: it asks for features and a
-chunk (asynchronous execution: every observation a chunk) at 30 Hz, or as soon as the previous
-answer came back when the server is slower. Per point (clients, mode): throughput (answers per
-second), p50/p99 latency per request, the server's CPU use (CPU-seconds per wall second) and
-its mean batch size. ``unbatched`` is the server with ``--max-batch 1``: one request at a time
+config/default.yaml) runs in its own process with ``--threads`` torch threads; each arm is a
+process of its own (``arms='threads'``: threads of this process), a robot with one request in
+flight: it asks for features and a chunk (asynchronous execution: every observation a chunk)
+at 30 Hz, or as soon as the previous answer came back when the server is slower. Per point
+(clients, mode): throughput (answers per second), p50/p99 latency per request, the server's
+CPU use (CPU-seconds per wall second) and its mean batch size, each the median of
+``repeats`` runs. ``unbatched`` is the server with ``--max-batch 1``: one request at a time
 through the backbone, what the retired one-client TCP server did.
 """
+import json
 import subprocess
 import sys
 import threading
@@ -28,6 +30,27 @@ def _free_port():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
+
+
+def _arm_main(target, seed, image_size):
+    """One arm as a process of its own (``python -m aura_ros.bench.backbone_server TARGET SEED
+    SIZE``): connect, print 'ready', run until a line arrives on stdin, print the log (JSON)."""
+    import grpc
+
+    from aura_ros.backbones.proto import backbone_pb2 as pb
+    from aura_ros.backbones.proto import backbone_pb2_grpc as pb_grpc
+    channel = grpc.insecure_channel(target)
+    grpc.channel_ready_future(channel).result(timeout=120)
+    stop, log = threading.Event(), []
+    arm = threading.Thread(target=_arm, args=(pb_grpc.BackboneStub(channel), pb, seed, stop,
+                                              log, image_size))
+    arm.start()
+    print('ready', flush=True)
+    sys.stdin.readline()
+    stop.set()
+    arm.join()
+    channel.close()
+    print(json.dumps(log), flush=True)
 
 
 def _arm(stub, pb, seed, stop, out, image_size):
@@ -48,7 +71,40 @@ def _arm(stub, pb, seed, stop, out, image_size):
         next_tick = max(next_tick + period, time.monotonic() - period)
 
 
-def run_point(params, clients, max_batch, max_wait_ms, seconds, threads, warmup=1.0):
+def _start_arms(kind, clients, target, stub, pb, size):
+    """Start the arms; -> (stop(), [each arm's log getter]) once every arm is connected."""
+    if kind == 'threads':
+        stop, logs = threading.Event(), [[] for _ in range(clients)]
+        arms = [threading.Thread(target=_arm, args=(stub, pb, i + 1, stop, logs[i], size),
+                                 daemon=True) for i in range(clients)]
+        for arm in arms:
+            arm.start()
+
+        def thread_log(i):
+            arms[i].join(timeout=120)
+            return logs[i]
+        return stop.set, [lambda i=i: thread_log(i) for i in range(clients)]
+    procs = [subprocess.Popen([sys.executable, '-m', 'aura_ros.bench.backbone_server', target,
+                               str(i + 1), str(size)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True) for i in range(clients)]
+    for proc in procs:
+        if proc.stdout.readline().strip() != 'ready':
+            raise RuntimeError(f'arm process exited with {proc.wait()} before connecting')
+
+    def stop():
+        for proc in procs:
+            proc.stdin.write('stop\n')
+            proc.stdin.flush()
+
+    def process_log(i):
+        log = json.loads(procs[i].stdout.readline())
+        procs[i].wait(timeout=30)
+        return log
+    return stop, [lambda i=i: process_log(i) for i in range(clients)]
+
+
+def run_point(params, clients, max_batch, max_wait_ms, seconds, threads, warmup=1.0,
+              arms='processes'):
     import grpc
 
     from aura_ros.backbones.proto import backbone_pb2 as pb
@@ -65,19 +121,14 @@ def run_point(params, clients, max_batch, max_wait_ms, seconds, threads, warmup=
         grpc.channel_ready_future(channel).result(timeout=120)
         stub = pb_grpc.BackboneStub(channel)
         size = stub.Info(pb.InfoRequest(), timeout=30).image_size
-        stop, logs = threading.Event(), [[] for _ in range(clients)]
-        arms = [threading.Thread(target=_arm, args=(stub, pb, i + 1, stop, logs[i], size),
-                                 daemon=True) for i in range(clients)]
-        for arm in arms:
-            arm.start()
+        stop, logs = _start_arms(arms, clients, f'127.0.0.1:{port}', stub, pb, size)
         time.sleep(warmup)
         stat = f'/proc/{server.pid}/stat'
-        t0, cpu0 = time.monotonic(), cpu_seconds(stat)
+        t0, cpu0 = time.monotonic(), cpu_seconds(stat)     # CLOCK_MONOTONIC: one per machine
         time.sleep(seconds)
         t1, cpu1 = time.monotonic(), cpu_seconds(stat)
-        stop.set()
-        for arm in arms:
-            arm.join(timeout=120)
+        stop()
+        logs = [log() for log in logs]
         channel.close()
     finally:
         server.terminate()
@@ -94,25 +145,36 @@ def run_point(params, clients, max_batch, max_wait_ms, seconds, threads, warmup=
 
 
 def run(params=None, clients=CLIENTS, seconds=10.0, max_batch=8, max_wait_ms=5.0, threads=1,
-        progress=True):
+        progress=True, arms='processes', repeats=3):
+    """Every (clients, mode) point ``repeats`` times, batched and unbatched interleaved (so slow
+    spells of the machine hit both); the blocks hold medians over the repeats, ``repeats`` the
+    raw runs, and the ratios are medians of the paired ones."""
     from aura_ros.paths import package_share
     params = params or f"{package_share('aura_ros')}/config/default.yaml"
     result = {'clients': list(clients), 'rate_hz': RATE_HZ, 'seconds': seconds,
               'max_batch': max_batch, 'max_wait_ms': max_wait_ms, 'server_threads': threads,
-              'params': str(params)}
-    points = [(mode, n) for mode in ('unbatched', 'batched') for n in clients]
-    blocks = {'batched': {}, 'unbatched': {}}
-    for mode, n in tqdm(points, desc='backbone server', disable=not progress):
-        point = run_point(params, n, max_batch if mode == 'batched' else 1,
-                          max_wait_ms if mode == 'batched' else 0.0, seconds, threads)
-        for key, value in point.items():
-            blocks[mode].setdefault(key, []).append(value)
-    result.update(blocks)
-    b, u = blocks['batched'], blocks['unbatched']
+              'params': str(params), 'arms': arms, 'repeats': repeats}
+    points = [(r, n, mode) for r in range(repeats) for n in clients
+              for mode in ('unbatched', 'batched')]
+    raw = {mode: [[] for _ in clients] for mode in ('batched', 'unbatched')}
+    for _, n, mode in tqdm(points, desc='backbone server', disable=not progress):
+        raw[mode][list(clients).index(n)].append(run_point(
+            params, n, max_batch if mode == 'batched' else 1,
+            max_wait_ms if mode == 'batched' else 0.0, seconds, threads, arms=arms))
+    for mode, runs in raw.items():
+        result[mode] = {key: [float(np.median([run[key] for run in point])) for point in runs]
+                        for key in runs[0][0]}
+    result['runs'] = raw
+    ratios = [[b['throughput'] / u['throughput'] for b, u in zip(bs, us)]
+              for bs, us in zip(raw['batched'], raw['unbatched'])]
+    result['throughput_ratio'] = [float(np.median(r)) for r in ratios]
+    result['throughput_ratio_runs'] = ratios
+    b, u = result['batched'], result['unbatched']
     targets = {}
     if 8 in clients:
         i = list(clients).index(8)
-        targets['throughput_ratio_at_8'] = b['throughput'][i] / u['throughput'][i]
+        targets['throughput_ratio_at_8'] = result['throughput_ratio'][i]
+        targets['throughput_ratio_at_8_range'] = [min(ratios[i]), max(ratios[i])]
         targets['throughput_3x_at_8'] = bool(targets['throughput_ratio_at_8'] >= 3)
         targets['p99_below_unbatched_at_8'] = bool(b['p99_ms'][i] < u['p99_ms'][i])
     if 1 in clients:
@@ -149,3 +211,7 @@ def plot(result, path):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+if __name__ == '__main__':
+    _arm_main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
