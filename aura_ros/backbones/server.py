@@ -48,18 +48,31 @@ MAX_MESSAGE = 64 << 20
 
 class Batcher:
     """Concurrent requests -> one ``infer_batch``: the first request of a batch waits at most
-    ``max_wait_s`` for up to ``max_batch - 1`` others (``max_batch`` 1: one at a time, no
-    wait). One thread runs the backbone (adapters are not thread-safe)."""
+    ``max_wait_s`` for others, up to ``max_batch`` (1: one at a time, no wait), and stops
+    waiting once every caller active in the last ``ACTIVE_S`` seconds is in the batch (one arm
+    alone never waits; callers are told apart by their connection). One thread runs the
+    backbone (adapters are not thread-safe)."""
+
+    ACTIVE_S = 1.0
 
     def __init__(self, backbone, max_batch=8, max_wait_s=0.005):
         self.backbone, self.max_batch, self.max_wait_s = backbone, max_batch, max_wait_s
         self.queue = queue.Queue()
+        self.last_seen = {}                            # caller -> time of its last request
         self.torch_threads = torch.get_num_threads()   # OpenMP's setting is per thread
         self.thread = threading.Thread(target=self._run, daemon=True, name='batcher')
         self.thread.start()
 
-    def submit(self, request):
+    def expected(self, now):
+        """How many requests a batch can hope for: the callers seen within ACTIVE_S."""
+        seen = self.last_seen
+        for caller in [c for c, t in list(seen.items()) if now - t > self.ACTIVE_S]:
+            seen.pop(caller, None)
+        return max(1, min(self.max_batch, len(seen)))
+
+    def submit(self, request, caller=''):
         """-> (features, chunk or None, batch size); raises what the backbone raised."""
+        self.last_seen[caller] = time.monotonic()
         item = {'request': request, 'done': threading.Event()}
         self.queue.put(item)
         item['done'].wait()
@@ -73,8 +86,10 @@ class Batcher:
             batch = [self.queue.get()]
             if batch[0] is None:
                 return
-            deadline = time.monotonic() + self.max_wait_s
-            while len(batch) < self.max_batch:
+            now = time.monotonic()
+            deadline, wanted = now + self.max_wait_s, self.expected(now)
+            while len(batch) < self.max_batch and (len(batch) < wanted or
+                                                   not self.queue.empty()):
                 try:
                     item = self.queue.get(timeout=max(deadline - time.monotonic(), 0.0))
                 except queue.Empty:
@@ -131,7 +146,7 @@ class BackboneService(pb_grpc.BackboneServicer):
         try:
             features, chunk, batch = self.batcher.submit(InferRequest(
                 image, state, request.instruction, request.want_chunk,
-                int(request.seed) if request.has_seed else None))
+                int(request.seed) if request.has_seed else None), context.peer())
         except Exception as exc:  # noqa: BLE001 - the caller gets the reason, serving goes on
             context.abort(grpc.StatusCode.INTERNAL, f'{type(exc).__name__}: {exc}')
         reply = pb.InferReply(features=features.numpy().astype(np.float32).ravel(),

@@ -32,28 +32,37 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _arm_main(target, seed, image_size):
-    """One arm as a process of its own (``python -m aura_ros.bench.backbone_server TARGET SEED
-    SIZE``): connect, print 'ready', run until a line arrives on stdin, print the log (JSON)."""
+def _connect(target):
+    """A channel of its own (its own TCP connection, as each robot has) and the stub."""
     import grpc
 
-    from aura_ros.backbones.proto import backbone_pb2 as pb
     from aura_ros.backbones.proto import backbone_pb2_grpc as pb_grpc
-    channel = grpc.insecure_channel(target)
+    channel = grpc.insecure_channel(target, [('grpc.use_local_subchannel_pool', 1)])
     grpc.channel_ready_future(channel).result(timeout=120)
+    return channel, pb_grpc.BackboneStub(channel)
+
+
+def _arm_main(target, seed, image_size):
+    """One arm as a process of its own (``python -m aura_ros.bench.backbone_server TARGET SEED
+    SIZE``): connect, print 'ready' after its first answer, run until a line arrives on stdin,
+    print the log (JSON)."""
     stop, log = threading.Event(), []
-    arm = threading.Thread(target=_arm, args=(pb_grpc.BackboneStub(channel), pb, seed, stop,
-                                              log, image_size))
+    arm = threading.Thread(target=_arm, args=(target, seed, stop, log, image_size))
     arm.start()
+    while not log and arm.is_alive():
+        time.sleep(0.01)
     print('ready', flush=True)
     sys.stdin.readline()
     stop.set()
     arm.join()
-    channel.close()
     print(json.dumps(log), flush=True)
 
 
-def _arm(stub, pb, seed, stop, out, image_size):
+def _arm(target, seed, stop, out, image_size):
+    """One robot on a channel of its own: features + chunk at RATE_HZ (or back to back when
+    the server is slower), one request in flight; ``out`` gets (start, latency, batch)."""
+    from aura_ros.backbones.proto import backbone_pb2 as pb
+    channel, stub = _connect(target)
     rng = np.random.default_rng(seed)
     image = rng.integers(0, 256, (image_size, image_size, 3), dtype=np.uint8)
     state = rng.normal(size=3).astype(np.float32).tolist()
@@ -69,13 +78,14 @@ def _arm(stub, pb, seed, stop, out, image_size):
         out.append((t0, time.monotonic() - t0, reply.batch_size))
         k += 1
         next_tick = max(next_tick + period, time.monotonic() - period)
+    channel.close()
 
 
-def _start_arms(kind, clients, target, stub, pb, size):
+def _start_arms(kind, clients, target, size):
     """Start the arms; -> (stop(), [each arm's log getter]) once every arm is connected."""
     if kind == 'threads':
         stop, logs = threading.Event(), [[] for _ in range(clients)]
-        arms = [threading.Thread(target=_arm, args=(stub, pb, i + 1, stop, logs[i], size),
+        arms = [threading.Thread(target=_arm, args=(target, i + 1, stop, logs[i], size),
                                  daemon=True) for i in range(clients)]
         for arm in arms:
             arm.start()
@@ -121,7 +131,7 @@ def run_point(params, clients, max_batch, max_wait_ms, seconds, threads, warmup=
         grpc.channel_ready_future(channel).result(timeout=120)
         stub = pb_grpc.BackboneStub(channel)
         size = stub.Info(pb.InfoRequest(), timeout=30).image_size
-        stop, logs = _start_arms(arms, clients, f'127.0.0.1:{port}', stub, pb, size)
+        stop, logs = _start_arms(arms, clients, f'127.0.0.1:{port}', size)
         time.sleep(warmup)
         stat = f'/proc/{server.pid}/stat'
         t0, cpu0 = time.monotonic(), cpu_seconds(stat)     # CLOCK_MONOTONIC: one per machine

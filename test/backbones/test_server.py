@@ -8,6 +8,7 @@ import time
 import grpc
 import numpy as np
 import pytest
+import torch
 
 from aura_ros.backbones import build_backbone
 from aura_ros.backbones.proto import backbone_pb2 as pb
@@ -235,3 +236,40 @@ def test_concurrent_callers_each_get_their_own_answer(tiny_models, max_batch):
         np.testing.assert_allclose(reply.features, enc.features.numpy(), rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(np.asarray(reply.chunk).reshape(8, 3), local.act(enc, i),
                                    rtol=1e-4, atol=1e-4)
+
+
+class RecordingBackbone:
+    """infer_batch records each batch's size (no model)."""
+
+    def __init__(self):
+        self.sizes = []
+
+    def infer_batch(self, requests):
+        self.sizes.append(len(requests))
+        return [(torch.zeros(2), None)] * len(requests)
+
+
+def test_batcher_waits_only_for_callers_it_has_seen():
+    """One arm alone never waits for a batch (even with a 1 s wait); once two callers are
+    active, the first request waits for the second and they run as one batch."""
+    import threading
+
+    from aura_ros.backbones.server import Batcher
+    backbone = RecordingBackbone()
+    batcher = Batcher(backbone, max_batch=8, max_wait_s=1.0)
+    batcher.ACTIVE_S = 30.0      # the slow test must not age the callers out
+    try:
+        t0 = time.monotonic()
+        for _ in range(3):
+            assert batcher.submit(None, caller='arm-a')[2] == 1
+        assert time.monotonic() - t0 < 0.5                  # no 1 s waits
+        batcher.submit(None, caller='arm-b')                 # a second arm appears (waits)
+        replies = []
+        first = threading.Thread(target=lambda: replies.append(batcher.submit(None, 'arm-a')))
+        first.start()
+        time.sleep(0.3)                                      # arm-b comes 0.3 s later
+        replies.append(batcher.submit(None, caller='arm-b'))
+        first.join(timeout=5)
+        assert [r[2] for r in replies] == [2, 2] and backbone.sizes[-1] == 2
+    finally:
+        batcher.stop()
