@@ -1,6 +1,7 @@
 """The robot-side client of the backbone server (``remote`` / ``openvla_oft`` adapters): a real
 server process serving the tiny PI0, a real client; results equal the in-process adapter's,
 through the policy runner too; mismatches, a missing server, errors and TLS are clear."""
+import signal
 import time
 
 import numpy as np
@@ -83,15 +84,24 @@ def answer_within(remote, seconds, *args, **kw):
 
 
 def test_server_killed_is_unavailable_then_answers_again_checked(tiny_models):
-    """Killed: BackboneUnavailable (the caller holds). Another model on the port: refused until
-    the right one is back (the memory was built for its features). Back: the same answers."""
+    """Hung past the deadline or killed: BackboneUnavailable (the caller holds). Another model
+    on the port: refused until the right one is back (the memory was built for its features).
+    Back: the same answers."""
     proc, port = spawn_server(tiny_models['params_pi0'])
-    remote = build_backbone(blocks(tiny_models, port, timeout_s=5.0)[2])
+    remote = build_backbone(blocks(tiny_models, port, timeout_s=2.0)[2])
     image = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     state = np.array([0.1, -0.2, 0.3], np.float32)
     procs = [proc]
     try:
         enc, chunk = remote.infer(image, state, noise_seed=7)
+        proc.send_signal(signal.SIGSTOP)                  # hangs: the deadline (2 s) passes
+        try:
+            with pytest.raises(BackboneUnavailable, match='DEADLINE_EXCEEDED'):
+                remote.infer(image, state, noise_seed=7)
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        enc1, _ = answer_within(remote, 30, image, state, noise_seed=7)   # back by itself
+        np.testing.assert_allclose(enc1.features.numpy(), enc.features.numpy(), atol=1e-5)
         proc.kill()
         proc.wait(timeout=10)
         with pytest.raises(BackboneUnavailable, match='UNAVAILABLE'):
