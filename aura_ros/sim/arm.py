@@ -83,7 +83,14 @@ class Episode:
 
 
 class ArmEnv:
-    """One episode at a time: reset(seed) -> frame; step(command) -> frame, done."""
+    """One episode at a time: reset(seed) -> frame; step(command) -> frame, done.
+
+    The task (episode drawing, cue/delay/go clock, dwell and success, expert) is written here
+    once; an arm with other kinematics and rendering (``aura_ros.sim.mujoco_arm``) overrides
+    the class attributes below, ``_reset_arm``, ``_track``, ``pad_under_effector``,
+    ``goal_joints`` and ``render``."""
+
+    slots, home, lower, upper = SLOTS, HOME, JOINT_LOWER, JOINT_UPPER   # pad slots, joints
 
     def __init__(self, config: ArmTaskConfig = None):
         self.config = config or ArmTaskConfig()
@@ -96,7 +103,7 @@ class ArmEnv:
     def reset(self, seed):
         cfg = self.config
         rng = np.random.default_rng(seed)
-        pads = SLOTS[np.sort(rng.choice(len(SLOTS), N_PADS, replace=False))]
+        pads = self.slots[np.sort(rng.choice(len(self.slots), N_PADS, replace=False))]
         target = int(rng.integers(N_PADS))
         delay = int(rng.integers(cfg.delay[0], cfg.delay[1] + 1))
         distractors = {}
@@ -110,7 +117,7 @@ class ArmEnv:
         self.episode = Episode(seed, pads, target, delay, distractors)
         self.colours = (rng.permutation(PAD_COLOURS) if cfg.variant == 'colour'
                         else np.full((N_PADS, 3), 150, np.uint8))
-        self.q = HOME.copy()
+        self._reset_arm()
         self.t = 0
         self.dwell = 0
         self.dwell_pad = -1
@@ -118,6 +125,13 @@ class ArmEnv:
         self.success = False
         self.reached = -1
         return self.render()
+
+    def _reset_arm(self):
+        self.q = self.home.copy()
+
+    @property
+    def n_joints(self):
+        return len(self.home)
 
     @property
     def go_step(self):
@@ -135,11 +149,13 @@ class ArmEnv:
         i = int(np.argmin(dist))
         return i if dist[i] < PAD_RADIUS else -1
 
-    def step(self, command):
-        """Apply a joint position command (ignored before go), advance one frame."""
+    def step(self, command, physics=True):
+        """Apply a joint position command (ignored before go), advance one frame.
+        ``physics=False``: the task's clock only (in real time ``integrate`` moves the arm)."""
         if self.done:
             raise RuntimeError('episode is over: call reset()')
-        self._track(command, self.config.max_joint_speed)
+        if physics:
+            self._track(command, self.config.max_joint_speed)
         self.t += 1
         if self.unlocked:
             pad = self.pad_under_effector()
@@ -163,29 +179,35 @@ class ArmEnv:
         if not self.unlocked or command is None:
             return
         command = np.asarray(command, np.float64)
-        if command.shape == (3,) and np.all(np.isfinite(command)):
+        if command.shape == (self.n_joints,) and np.all(np.isfinite(command)):
             delta = np.clip(command - self.q, -max_step, max_step)
-            self.q = np.clip(self.q + delta, JOINT_LOWER, JOINT_UPPER)
+            self.q = np.clip(self.q + delta, self.lower, self.upper)
+
+    def goal_joints(self, q):
+        """Joint angles the expert steers to from ``q``: the effector on the target pad."""
+        return inverse_kinematics(self.episode.pads[self.episode.target])
+
+    def expert_step(self, delta):
+        """One expert action towards a goal ``delta`` away: each joint capped at the speed."""
+        speed = self.config.max_joint_speed
+        return np.clip(delta, -speed, speed)
 
     def expert_action(self):
         """Scripted expert (knows the target): hold before go, then a capped joint-space step
         towards the inverse-kinematics solution for the target pad."""
         if not self.unlocked:
-            return np.zeros(3)
-        goal = inverse_kinematics(self.episode.pads[self.episode.target])
-        return np.clip(goal - self.q, -self.config.max_joint_speed, self.config.max_joint_speed)
+            return np.zeros(self.n_joints)
+        return self.expert_step(self.goal_joints(self.q) - self.q)
 
     def expert_plan(self, horizon):
         """(horizon, 3): the expert's next actions if it drove the arm from now on (holding
         until the go frame), the label of an action chunk. ``expert_plan(1)[0]`` is
         ``expert_action()``."""
-        goal = inverse_kinematics(self.episode.pads[self.episode.target])
-        speed = self.config.max_joint_speed
-        q, plan = self.q.copy(), np.zeros((horizon, 3))
+        q, plan = self.q.copy(), np.zeros((horizon, self.n_joints))
         for k in range(horizon):
             if self.t + k >= self.go_step:
-                plan[k] = np.clip(goal - q, -speed, speed)
-                q = np.clip(q + plan[k], JOINT_LOWER, JOINT_UPPER)
+                plan[k] = self.expert_step(self.goal_joints(q) - q)
+                q = np.clip(q + plan[k], self.lower, self.upper)
         return plan
 
     # ---- rendering ----------------------------------------------------------------------------

@@ -87,7 +87,7 @@ class RealtimeArm:
                 next_js = max(next_js + dt_js, now)
             if next_frame <= now:
                 with self.lock:
-                    frame, done = self.env.step(None)
+                    frame, done = self.env.step(None, physics=False)
                 if done:
                     return True
                 on_frame(frame, now)
