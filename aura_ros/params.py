@@ -216,7 +216,13 @@ PERCEPTION_PARAMS = [
 
 
 SIM_PARAMS = [
-    ParamSpec('variant', STRING, 'memory', 'task variant',
+    ParamSpec('engine', STRING, 'planar', "'planar': the 3-joint arm drawn with numpy; "
+              "'mujoco': the SO-101 (5 joints) in MuJoCo with a perspective camera",
+              choices=('planar', 'mujoco'), read_only=True),
+    ParamSpec('joint_names', STRING_ARRAY, [], "the arm's joint names in /joint_states and "
+              "commands ([] = the engine's: joint_1..3, or the SO-101's shoulder_pan, "
+              'shoulder_lift, elbow_flex, wrist_flex, wrist_roll)', read_only=True),
+    ParamSpec('variant', STRING, 'memory', "task variant ('colour': planar only)",
               choices=('visible', 'memory', 'memory_hard', 'colour'), read_only=True),
     ParamSpec('image_size', INTEGER, 64, 'camera image side (pixels)', range=(16, 512),
               read_only=True),

@@ -1,5 +1,9 @@
 """sim_arm_node: the simulated camera arm (aura_ros.sim) as a ROS 2 robot.
 
+``engine``: ``planar`` (the 3-joint arm drawn from above, the default) or ``mujoco`` (the SO-101
+in MuJoCo, 5 joints, seen by a perspective camera; aura_ros.sim.mujoco_arm). The joint names
+come from ``joint_names`` (default: the engine's own).
+
 Publishes camera/image_raw (rgb8) and joint_states, follows joint position commands
 (trajectory_msgs/JointTrajectory or std_msgs/Float64MultiArray, by ``command_type``), runs
 episodes back to back and publishes each result on sim/episode_result (and logs it). Episode
@@ -40,12 +44,24 @@ from aura_ros.sim.realtime import RealtimeArm
 JOINTS = ['joint_1', 'joint_2', 'joint_3']
 
 
+def make_env(engine, config):
+    """-> (env, default joint names) for ``engine`` (the MuJoCo module loads only if asked)."""
+    if engine == 'mujoco':
+        from aura_ros.sim.mujoco_arm import ARM_JOINTS, MujocoArmEnv
+        return MujocoArmEnv(config), list(ARM_JOINTS)
+    return ArmEnv(config), list(JOINTS)
+
+
 class SimArmNode(Node):
     def __init__(self, **kwargs):
         super().__init__('sim_arm_node', **kwargs)
         self.p = declare_params(self, SIM_PARAMS)
-        self.env = ArmEnv(ArmTaskConfig(variant=self.p['variant'],
-                                        image_size=self.p['image_size']))
+        self.env, names = make_env(self.p['engine'], ArmTaskConfig(
+            variant=self.p['variant'], image_size=self.p['image_size']))
+        self.joint_names = list(self.p['joint_names']) or names
+        if len(self.joint_names) != self.env.n_joints:
+            raise ValueError(f"joint_names has {len(self.joint_names)} names, the "
+                             f"{self.p['engine']} arm has {self.env.n_joints} joints")
         self.camera = self.create_publisher(Image, self.p['camera_topic'], 10)
         self.joints = self.create_publisher(JointState, self.p['joint_states_topic'], 10)
         self.results = self.create_publisher(EpisodeResult, topics.EPISODE_RESULT, 10)
@@ -73,19 +89,20 @@ class SimArmNode(Node):
         if not msg.points:
             return
         index = {n: i for i, n in enumerate(msg.joint_names)}
-        if any(j not in index for j in JOINTS):
-            self.get_logger().warning(f'ignored trajectory for joints {msg.joint_names}',
+        if any(j not in index for j in self.joint_names):
+            self.get_logger().warning(f'ignored trajectory for joints {msg.joint_names} '
+                                      f'(this arm: {self.joint_names})',
                                       throttle_duration_sec=2.0)
             return
         positions = msg.points[-1].positions
-        self._set_command([positions[index[j]] for j in JOINTS])
+        self._set_command([positions[index[j]] for j in self.joint_names])
 
     def on_array(self, msg):
         self._set_command(list(msg.data))
 
     def _set_command(self, values):
         command = np.asarray(values, np.float64)
-        if command.shape != (3,) or not np.all(np.isfinite(command)):
+        if command.shape != (self.env.n_joints,) or not np.all(np.isfinite(command)):
             self.get_logger().warning(f'ignored invalid command {values}',
                                       throttle_duration_sec=2.0)
             return
@@ -95,7 +112,7 @@ class SimArmNode(Node):
     # ---- episodes -----------------------------------------------------------------------------
     def publish_joints(self, stamp=None):
         stamp = stamp or self.get_clock().now().to_msg()
-        joints = JointState(name=list(JOINTS), position=[float(x) for x in self.env.q],
+        joints = JointState(name=list(self.joint_names), position=[float(x) for x in self.env.q],
                             velocity=[], effort=[])
         joints.header.stamp = stamp
         self.joints.publish(joints)
@@ -209,6 +226,8 @@ def close(node):
     node.command_event.set()
     if node.thread.is_alive():
         node.thread.join(timeout=1.0)
+    if hasattr(node.env, 'close'):      # the MuJoCo renderer's GL context
+        node.env.close()
 
 
 def main(args=None):

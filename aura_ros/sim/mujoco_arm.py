@@ -25,6 +25,7 @@ Rendering is headless (``MUJOCO_GL=egl`` unless set); ``render_ms`` and ``physic
 cost of the last frame.
 """
 import os
+import threading
 import time
 from importlib import resources
 from pathlib import Path
@@ -166,7 +167,7 @@ class MujocoArmEnv(ArmEnv):
         self.upper = m.jnt_range[[m.joint(j).id for j in ARM_JOINTS], 1].copy()
         # home: the gripper 10 cm over the middle of the arc
         self.home = np.clip(np.array([0.0, -1.43, 0.97, 1.3, 0.0]), self.lower, self.upper)
-        self.renderer = mujoco.Renderer(m, self.config.image_size, self.config.image_size)
+        self.renderer, self._render_thread = None, None   # made by the thread that renders
         self.render_ms = self.physics_ms = 0.0
         self._remainder = 0.0
         self._goals = {}
@@ -285,12 +286,19 @@ class MujocoArmEnv(ArmEnv):
             m.geom_rgba[gid, :3] = (CUE if colour == (255, 255, 255) else DISTRACTOR) \
                 if colour is not None else PAD_GREY
         m.geom_rgba[self.lamp, :3] = LAMP_GREEN if self.unlocked else LAMP_RED
+        if self._render_thread != threading.get_ident():   # a GL context is per thread
+            self.close()
+            size = self.config.image_size
+            self.renderer = mujoco.Renderer(m, size, size)
+            self._render_thread = threading.get_ident()
         self.renderer.update_scene(self.data, camera='front')
         frame = self.renderer.render().copy()
         self.render_ms = 1e3 * (time.perf_counter() - t0)
         return frame
 
     def close(self):
+        """Free the renderer's GL context (before the interpreter exits: EGL complains
+        otherwise)."""
         if getattr(self, 'renderer', None) is not None:
             self.renderer.close()
-            self.renderer = None
+            self.renderer, self._render_thread = None, None

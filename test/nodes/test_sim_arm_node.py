@@ -107,3 +107,33 @@ def test_waiting_for_commands_costs_next_to_no_cpu_and_sigint_stops_it_within_a_
     assert used < 0.2, f'{used:.2f} s of CPU in 4 s of waiting'
     assert proc.returncode == 0 and 'Traceback' not in out, out[-2000:]
     assert took < 1.0, took
+
+
+def test_mujoco_engine_in_lockstep_answers_commands_frame_by_frame(ros_context):
+    """engine:=mujoco over DDS: the SO-101's five joints in /joint_states, a 64x64 frame per
+    answered command (lockstep), a command of the wrong width ignored with a warning."""
+    pytest.importorskip('aura_ros.sim.mujoco_arm', reason='MuJoCo not installed')
+    proc = start_sim('engine:=mujoco', 'command_timeout:=30.0')
+    node = rclpy.create_node('mujoco_probe', context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    joints, frames = [], []
+    node.create_subscription(JointState, 'joint_states', joints.append, 100)
+    node.create_subscription(Image, 'camera/image_raw', frames.append, 100)
+    commands = node.create_publisher(Float64MultiArray, 'aura/joint_commands', 10)
+    try:
+        assert spin_until(executor, lambda: frames and joints, 60.0), 'no first frame'
+        assert list(joints[-1].name) == ['shoulder_pan', 'shoulder_lift', 'elbow_flex',
+                                         'wrist_flex', 'wrist_roll']
+        assert (frames[-1].width, frames[-1].height, frames[-1].encoding) == (64, 64, 'rgb8')
+        commands.publish(Float64MultiArray(data=[0.0, 0.0, 0.0]))      # wrong width
+        for k in range(8):                   # lockstep: one frame per answered command
+            n = len(frames)
+            q = list(joints[-1].position)
+            commands.publish(Float64MultiArray(data=q))
+            assert spin_until(executor, lambda n=n: len(frames) > n, 10.0), f"no frame {k}"
+        assert len(frames) >= 9
+    finally:
+        took, out = sigint_exit(proc)
+    assert proc.returncode == 0 and 'Traceback' not in out, out[-2000:]
+    assert 'ignored invalid command [0.0, 0.0, 0.0]' in out
