@@ -38,27 +38,20 @@ from aura_ros.imaging import rgb_to_msg_fields
 from aura_ros.msg import EpisodeEvent, EpisodeResult
 from aura_ros.nodes.common import EVENTS_QOS, declare_params, run_node
 from aura_ros.params import SIM_PARAMS
-from aura_ros.sim.arm import ArmEnv, ArmTaskConfig
+from aura_ros.sim.arm import JOINT_NAMES, ArmTaskConfig
+from aura_ros.sim.engines import make_env
 from aura_ros.sim.realtime import RealtimeArm
 
-JOINTS = ['joint_1', 'joint_2', 'joint_3']
-
-
-def make_env(engine, config):
-    """-> (env, default joint names) for ``engine`` (the MuJoCo module loads only if asked)."""
-    if engine == 'mujoco':
-        from aura_ros.sim.mujoco_arm import ARM_JOINTS, MujocoArmEnv
-        return MujocoArmEnv(config), list(ARM_JOINTS)
-    return ArmEnv(config), list(JOINTS)
+JOINTS = list(JOINT_NAMES)     # the planar arm's (sim_teleop's)
 
 
 class SimArmNode(Node):
     def __init__(self, **kwargs):
         super().__init__('sim_arm_node', **kwargs)
         self.p = declare_params(self, SIM_PARAMS)
-        self.env, names = make_env(self.p['engine'], ArmTaskConfig(
+        self.env = make_env(self.p['engine'], ArmTaskConfig(
             variant=self.p['variant'], image_size=self.p['image_size']))
-        self.joint_names = list(self.p['joint_names']) or names
+        self.joint_names = list(self.p['joint_names']) or list(self.env.joint_names)
         if len(self.joint_names) != self.env.n_joints:
             raise ValueError(f"joint_names has {len(self.joint_names)} names, the "
                              f"{self.p['engine']} arm has {self.env.n_joints} joints")

@@ -32,6 +32,7 @@ SLOTS = np.array([BASE + 0.95 * np.array([np.cos(a), np.sin(a)])
 PAD_COLOURS = np.array([[220, 60, 60], [60, 200, 60], [70, 110, 240], [230, 200, 40]], np.uint8)
 PAD_RADIUS = 0.13
 N_PADS = 4
+JOINT_NAMES = ('joint_1', 'joint_2', 'joint_3')
 
 
 @dataclass
@@ -91,6 +92,7 @@ class ArmEnv:
     ``goal_joints`` and ``render``."""
 
     slots, home, lower, upper = SLOTS, HOME, JOINT_LOWER, JOINT_UPPER   # pad slots, joints
+    joint_names = JOINT_NAMES
 
     def __init__(self, config: ArmTaskConfig = None):
         self.config = config or ArmTaskConfig()

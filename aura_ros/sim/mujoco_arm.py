@@ -146,6 +146,7 @@ class MujocoArmEnv(ArmEnv):
     """ArmEnv's task on the SO-101 in MuJoCo (5 commanded joints)."""
 
     slots = pad_slots()
+    joint_names = ARM_JOINTS
 
     def __init__(self, config: ArmTaskConfig = None):
         self.config = config or ArmTaskConfig()

@@ -10,9 +10,12 @@ from aura_ros.policy import CommandLimits
 from aura_ros.sim.arm import JOINT_LOWER, JOINT_UPPER, ArmEnv
 
 
-def sim_limits(max_delta=0.15):
-    """The command limits the sim arm is configured with (config/default.yaml)."""
-    return CommandLimits(JOINT_LOWER, JOINT_UPPER, max_delta, 'delta')
+def sim_limits(max_delta=0.15, env=None):
+    """The command limits a sim arm is configured with (config/default.yaml for the planar
+    arm; ``env``: that arm's joint limits)."""
+    if env is None:
+        return CommandLimits(JOINT_LOWER, JOINT_UPPER, max_delta, 'delta')
+    return CommandLimits(env.lower, env.upper, max_delta, 'delta')
 
 
 @dataclass

@@ -49,7 +49,8 @@ def load_backbone(params_path):
 def cmd_backbone(args):
     from aura_ros.train.backbone_bc import train_backbone
     norm = train_backbone(args.out, episodes=args.episodes, steps=args.steps, seed=args.seed,
-                          variant=args.variant, chunk_size=args.chunk_size)
+                          variant=args.variant, chunk_size=args.chunk_size,
+                          engine=args.engine)
     if args.params:
         update_params_file(args.params, {k: norm[k] for k in ('action_mean', 'action_std',
                                                                'state_mean', 'state_std')})
@@ -77,7 +78,7 @@ def cmd_memory(args):
         task = RealtimeTask()
     episodes = collect_features(backbone, range(start, start + args.episodes), noise=args.noise,
                                 desc='features (expert)', horizon=args.chunk_horizon,
-                                task=task, strides=args.strides)
+                                task=task, strides=args.strides, engine=args.engine)
     arms = ['aura'] + [k for k in args.arms if k != 'aura']   # the budget arms need its rate
     summary, rate = {'episodes': {}}, None
     for kind in arms:
@@ -89,7 +90,8 @@ def cmd_memory(args):
             first = 30_000 + round_ * 10_000 + args.seed * 100_000
             data += collect_features(backbone, range(first, first + args.episodes // 2),
                                      memory=memory, beta=0.2, horizon=args.chunk_horizon,
-                                     task=task, desc=f'features ({kind}, DAgger {round_})')
+                                     task=task, desc=f'features ({kind}, DAgger {round_})',
+                                     engine=args.engine)
             memory = fit_memory(kind, data, action_std, **fit)
         if kind == 'aura':
             rate = write_rate_on(memory, episodes)
@@ -141,6 +143,8 @@ def main(argv=None):
                    'benchmark: a chunk must outlast the slowest injected inference latency)')
     p.add_argument('--variant', default='visible', choices=['visible', 'memory'],
                    help='task the demos come from (memory: the memoryless-base control)')
+    p.add_argument('--engine', default='planar', choices=['planar', 'mujoco'],
+                   help='the simulated arm the demos come from (mujoco: the SO-101)')
     p.set_defaults(run=cmd_backbone)
     p = sub.add_parser('memory', help='train AURA and the baselines on frozen features')
     p.add_argument('--params', default='config/default.yaml', help='backbone parameter file')
@@ -165,6 +169,8 @@ def main(argv=None):
                    default=[1], help='the memory steps every s frames, s drawn per episode '
                    '(e.g. 1,3,6,12: the observation rates of asynchronous inference at up to '
                    '~400 ms latency); DAgger rounds need 1')
+    p.add_argument('--engine', default='planar', choices=['planar', 'mujoco'],
+                   help='the simulated arm the episodes come from (mujoco: the SO-101)')
     p.add_argument('--seed', type=int, default=0)
     p.set_defaults(run=cmd_memory)
     p = sub.add_parser('episodes', help='train the memory from recorded episodes (rosbags)',

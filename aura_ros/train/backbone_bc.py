@@ -24,19 +24,19 @@ def stats(x):
 
 
 def train_backbone(out_dir, episodes=240, steps=500, batch=64, lr=3e-4, chunk_size=8,
-                   noise=0.3, seed=0, progress=True, variant='visible'):
+                   noise=0.3, seed=0, progress=True, variant='visible', engine='planar'):
     """Train and save the tiny PI0 (+ tokenizer) to ``out_dir``; returns the normalisation
     statistics (action/state mean and std) for the parameter file, also kept in the folder's
     training.json. ``variant``: the task the demos come from ('visible' for the shipped
     backbone; 'memory' gives the memoryless base trained on the memory task itself, a control
-    of the closed-loop benchmark)."""
+    of the closed-loop benchmark). ``engine``: the simulated arm (aura_ros.sim.engines)."""
     from transformers import PI0ForConditionalGeneration
     torch.manual_seed(seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     demos = collect_demos(variant, range(10_000 + seed * 100_000,
                                            10_000 + seed * 100_000 + episodes),
-                          noise=noise, progress=progress)
+                          noise=noise, progress=progress, engine=engine)
     images = np.concatenate([d.images for d in demos])
     states = np.concatenate([d.states for d in demos]).astype(np.float32)
     chunks = np.concatenate([action_chunks(d.actions, chunk_size) for d in demos]).astype(
@@ -44,7 +44,7 @@ def train_backbone(out_dir, episodes=240, steps=500, batch=64, lr=3e-4, chunk_si
     a_mean, a_std = stats(chunks)
     s_mean, s_std = stats(states)
     tokenizer = build_tokenizer(out_dir)
-    config = tiny_pi0_config(chunk_size=chunk_size)
+    config = tiny_pi0_config(chunk_size=chunk_size, action_dim=chunks.shape[-1])
     model = PI0ForConditionalGeneration(config)
     image_tokens = (64 // 8) ** 2
     text = tokenizer(INSTRUCTION + '\n', add_special_tokens=False)['input_ids']
@@ -77,7 +77,8 @@ def train_backbone(out_dir, episodes=240, steps=500, batch=64, lr=3e-4, chunk_si
     model.save_pretrained(out_dir, safe_serialization=True)
     norm = dict(action_mean=a_mean.tolist(), action_std=a_std.tolist(),
                 state_mean=s_mean.tolist(), state_std=s_std.tolist(),
-                instruction=INSTRUCTION, variant=variant, episodes=episodes, steps=steps,
+                instruction=INSTRUCTION, variant=variant, engine=engine, episodes=episodes,
+                steps=steps,
                 noise=noise, seed=seed,
                 final_loss=float(loss.item()))
     (out_dir / 'training.json').write_text(json.dumps(norm, indent=2) + '\n')

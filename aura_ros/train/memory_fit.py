@@ -16,7 +16,8 @@ from tqdm.auto import tqdm
 from aura_ros.core import AuraConfig, build_memory
 from aura_ros.core.training import Batch, TrainSchedule, train_memory
 from aura_ros.policy import PolicyRunner
-from aura_ros.sim.arm import ArmEnv, ArmTaskConfig
+from aura_ros.sim.arm import ArmTaskConfig
+from aura_ros.sim.engines import make_env
 from aura_ros.sim.rollout import sim_limits
 
 TRAIN_VARIANTS = ('memory', 'memory_hard')
@@ -31,7 +32,7 @@ class FeatureEpisode:
 
 def collect_features(backbone, seeds, variants=TRAIN_VARIANTS, noise=0.3, memory=None,
                      beta=0.0, progress=True, desc='features', horizon=1, task=None,
-                     strides=(1,)):
+                     strides=(1,), engine='planar'):
     """Episodes of features / base actions / expert labels. ``memory`` + ``beta``: with
     probability 1 - beta per episode the arm follows the memory policy (DAgger), else the noisy
     expert. ``horizon`` > 1: data for a chunk memory, every step a fresh chunk whose first
@@ -53,11 +54,12 @@ def collect_features(backbone, seeds, variants=TRAIN_VARIANTS, noise=0.3, memory
         raise ValueError('DAgger rollouts (memory=...) run one memory step per frame: '
                          'strides must be (1,)')
     if task is None:
-        envs = {v: ArmEnv(ArmTaskConfig(variant=v)) for v in variants}
+        envs = {v: make_env(engine, ArmTaskConfig(variant=v)) for v in variants}
     else:
-        envs = {v: ArmEnv(replace(task, variant=v).arm_config(backbone.config.image_size))
+        envs = {v: make_env(engine, replace(task, variant=v).arm_config(
+                    backbone.config.image_size))
                 for v in variants}
-    runner = PolicyRunner(backbone, memory, sim_limits())
+    runner = PolicyRunner(backbone, memory, sim_limits(env=next(iter(envs.values()))))
     if memory is not None and runner.memory_horizon != horizon:
         raise ValueError(f'the memory corrects {runner.memory_horizon} actions per step, the '
                          f'data asked for {horizon}')
@@ -86,7 +88,8 @@ def collect_features(backbone, seeds, variants=TRAIN_VARIANTS, noise=0.3, memory
             if follow_policy:
                 command = step.command
             else:
-                noisy = expert + noise * env.config.max_joint_speed * rng.standard_normal(3)
+                noisy = expert + noise * env.config.max_joint_speed * rng.standard_normal(
+                    env.n_joints)
                 command = env.q + noisy
             frame, done = env.step(command)
         episodes.append(FeatureEpisode(torch.stack(feats).float(),
