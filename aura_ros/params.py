@@ -278,6 +278,7 @@ EPISODE_RECORDER_PARAMS = [
 ]
 
 SIM_TELEOP_PARAMS = [
+    *SIM_PARAMS[:2],                   # engine, joint_names: the sim's
     ParamSpec('variant', STRING, 'memory', "task variant (the sim's)",
               choices=('visible', 'memory', 'memory_hard', 'colour'), read_only=True),
     ParamSpec('noise', DOUBLE, 0.3, "operator noise: std of each command's deviation from the "

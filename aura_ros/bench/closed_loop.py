@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 from aura_ros.bench.stats import wilson
 from aura_ros.paths import resolve_path
 from aura_ros.policy import PolicyRunner
-from aura_ros.sim.arm import ArmEnv, ArmTaskConfig
+from aura_ros.sim.arm import ArmTaskConfig
+from aura_ros.sim.engines import make_env
 from aura_ros.sim.rollout import run_episode, sim_limits
 
 ARMS = ('base', 'base_memory_variant', 'no_memory', 'aura', 'aura_surprise_only',
@@ -69,9 +70,9 @@ def _probability(wrote):
     return dict(p=(w / n) if n else None, writes=w, steps=n, ci95=wilson(w, n))
 
 
-def evaluate_arm(backbone, memory, variant, episodes, progress=True, desc=''):
-    env = ArmEnv(ArmTaskConfig(variant=variant))
-    runner = PolicyRunner(backbone, memory, sim_limits())
+def evaluate_arm(backbone, memory, variant, episodes, progress=True, desc='', engine='planar'):
+    env = make_env(engine, ArmTaskConfig(variant=variant))
+    runner = PolicyRunner(backbone, memory, sim_limits(env=env))
     logs = [run_episode(env, runner, EVAL_SEED + i)
             for i in tqdm(range(episodes), desc=desc, disable=not progress, leave=False)]
     successes = sum(log.success for log in logs)
@@ -92,7 +93,7 @@ def evaluate_arm(backbone, memory, variant, episodes, progress=True, desc=''):
 
 
 def run(arms, episodes, params=None, memory_dir=None, variants=('memory', 'memory_hard'),
-        progress=True, through_ros=0):
+        progress=True, through_ros=0, engine='planar'):
     from aura_ros.paths import package_share
     from aura_ros.train.__main__ import load_backbone
     torch.set_num_threads(1)
@@ -108,7 +109,7 @@ def run(arms, episodes, params=None, memory_dir=None, variants=('memory', 'memor
         for arm in arms:
             policy = variant_base if arm == 'base_memory_variant' else backbone
             block[arm] = evaluate_arm(policy, load_arm(arm, memory_dir), variant, episodes,
-                                      progress, desc=f'{variant} {arm}')
+                                      progress, desc=f'{variant} {arm}', engine=engine)
         always = block.get('always_write', {}).get('writes_per_episode')
         for stats in block.values():
             w = stats['writes_per_episode']

@@ -39,9 +39,10 @@ VARIANTS = ('memory', 'memory_hard')
 
 def record_sim_demonstrations(out, episodes, variant='memory', seed=SEED, noise=0.3,
                               command_type='joint_trajectory', timeout=None, progress=True,
-                              lockstep=False):
-    """Record ``episodes`` teleoperated sim episodes into the bag ``out`` (through the nodes).
-    Returns (ok, outcomes): outcomes = [success per episode] as the sim reported them."""
+                              lockstep=False, engine='planar'):
+    """Record ``episodes`` teleoperated sim episodes of the ``engine``'s arm into the bag
+    ``out`` (through the nodes). Returns (ok, outcomes): outcomes = [success per episode] as
+    the sim reported them."""
     import rclpy
 
     from aura_ros import topics
@@ -81,10 +82,12 @@ def record_sim_demonstrations(out, episodes, variant='memory', seed=SEED, noise=
         start('episode_recorder', '-p', f'output:={out}', '-p',
               f'topics:=[{topics.CAMERA}, {topics.JOINT_STATES}, {topics.TELEOP_COMMANDS}, '
               f'{topics.SIM_EPISODE_EVENTS}]')
-        start('sim_teleop', '-p', f'episodes:={episodes}', '-p', f'variant:={variant}',
+        start('sim_teleop', '-p', f'engine:={engine}', '-p', f'episodes:={episodes}', '-p',
+              f'variant:={variant}',
               '-p', f'noise:={noise}', '-p', f'seed:={seed}', '-p',
               f'command_type:={command_type}')
-        sim = start('sim_arm_node', '-p', f'episodes:={episodes}', '-p', f'variant:={variant}',
+        sim = start('sim_arm_node', '-p', f'engine:={engine}', '-p', f'episodes:={episodes}',
+                    '-p', f'variant:={variant}',
                     '-p', f'seed:={seed}', '-p', f'lockstep:={str(lockstep).lower()}', '-p',
                     f'command_topic:={topics.TELEOP_COMMANDS}', '-p',
                     f'command_type:={command_type}', '-p', 'reset_service:=""', '-p',

@@ -38,11 +38,9 @@ from aura_ros.imaging import rgb_to_msg_fields
 from aura_ros.msg import EpisodeEvent, EpisodeResult
 from aura_ros.nodes.common import EVENTS_QOS, declare_params, run_node
 from aura_ros.params import SIM_PARAMS
-from aura_ros.sim.arm import JOINT_NAMES, ArmTaskConfig
+from aura_ros.sim.arm import ArmTaskConfig
 from aura_ros.sim.engines import make_env
 from aura_ros.sim.realtime import RealtimeArm
-
-JOINTS = list(JOINT_NAMES)     # the planar arm's (sim_teleop's)
 
 
 class SimArmNode(Node):

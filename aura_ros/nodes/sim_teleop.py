@@ -30,9 +30,9 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from aura_ros.msg import EpisodeEvent
 from aura_ros.nodes.common import EVENTS_QOS, declare_params, run_node
-from aura_ros.nodes.sim_arm_node import JOINTS
 from aura_ros.params import SIM_TELEOP_PARAMS
-from aura_ros.sim.arm import ArmEnv, ArmTaskConfig
+from aura_ros.sim.arm import ArmTaskConfig
+from aura_ros.sim.engines import make_env
 
 MESSAGES = {'joint_trajectory': JointTrajectory, 'float64_multi_array': Float64MultiArray,
             'joint_state': JointState}
@@ -46,7 +46,9 @@ class SimTeleop(Node):
     def __init__(self, **kwargs):
         super().__init__('sim_teleop', **kwargs)
         self.p = declare_params(self, SIM_TELEOP_PARAMS)
-        self.replica = ArmEnv(ArmTaskConfig(variant=self.p['variant'], image_size=16))
+        self.replica = make_env(self.p['engine'], ArmTaskConfig(variant=self.p['variant'],
+                                                                 image_size=16))
+        self.joint_names = list(self.p['joint_names']) or list(self.replica.joint_names)
         self.rng = np.random.default_rng(self.p['seed'])
         self.publisher = self.create_publisher(MESSAGES[self.p['command_type']],
                                                self.p['command_topic'], 10)
@@ -78,7 +80,7 @@ class SimTeleop(Node):
                 self.finished.set()
 
     def on_joints(self, msg):
-        if len(msg.position) != len(JOINTS):
+        if len(msg.position) != len(self.joint_names):
             return
         self.joints = (_ns(msg.header.stamp), np.asarray(msg.position, np.float64))
         self.try_answer()
@@ -105,10 +107,10 @@ class SimTeleop(Node):
         values = [float(x) for x in command]
         kind = self.p['command_type']
         if kind == 'joint_trajectory':
-            msg = JointTrajectory(joint_names=list(JOINTS),
+            msg = JointTrajectory(joint_names=list(self.joint_names),
                                   points=[JointTrajectoryPoint(positions=values)])
         elif kind == 'joint_state':
-            msg = JointState(name=list(JOINTS), position=values)
+            msg = JointState(name=list(self.joint_names), position=values)
         else:
             msg = Float64MultiArray(data=values)
         if kind != 'float64_multi_array':

@@ -140,3 +140,23 @@ def test_teleop_recording_trains_a_checkpoint_the_policy_node_loads(ros_context,
     finally:
         node._stop_worker()
         node.destroy_node()
+
+
+def test_teleop_records_the_mujoco_arm(tmp_path):
+    """engine:=mujoco for sim_arm_node and sim_teleop: the operator succeeds and the bag holds
+    the SO-101's five joints in joint states and demonstrated commands."""
+    pytest.importorskip('aura_ros.sim.mujoco_arm', reason='MuJoCo not installed')
+    from aura_ros.bench.train_from_recordings import record_sim_demonstrations
+    ok, outcomes = record_sim_demonstrations(tmp_path / 'bag', 2, variant='visible',
+                                             noise=0.0, progress=False, engine='mujoco')
+    assert ok and outcomes == [True, True]
+    from rosbags.highlevel import AnyReader
+    with AnyReader([tmp_path / 'bag']) as reader:
+        widths = {}
+        for conn, _, raw in reader.messages():
+            msg = reader.deserialize(raw, conn.msgtype)
+            if conn.topic in ('/joint_states', '/teleop/joint_commands'):
+                names = msg.name if hasattr(msg, 'name') else msg.joint_names
+                widths[conn.topic] = list(names)
+    so101 = ['shoulder_pan', 'shoulder_lift', 'elbow_flex', 'wrist_flex', 'wrist_roll']
+    assert widths == {'/joint_states': so101, '/teleop/joint_commands': so101}
