@@ -17,7 +17,7 @@ INSTALL_STAMP := $(VENV)/.install-stamp
 PACKAGE_INPUTS := setup.py pyproject.toml CMakeLists.txt package.xml $(wildcard msg/*.msg) \
 	$(wildcard cmake/*) $(shell find launch config models -type f 2>/dev/null)
 
-.PHONY: setup demo test lint colcon-check clean distclean
+.PHONY: setup demo demo-mujoco test lint colcon-check clean distclean
 
 setup: $(INSTALL_STAMP)
 
@@ -36,6 +36,11 @@ $(INSTALL_STAMP): $(DEPS_STAMP) $(PACKAGE_INPUTS)
 demo: setup
 	$(BIN)/python -m aura_ros.tools.demo --episodes 5 --out demo_output
 
+# The same through the nodes on the SO-101 in MuJoCo (config/sim_mujoco.yaml).
+demo-mujoco: setup
+	$(BIN)/python -m aura_ros.tools.demo --episodes 5 --params config/sim_mujoco.yaml \
+		--out demo_output_mujoco
+
 lint: setup
 	$(BIN)/ruff check aura_ros test launch setup.py
 
@@ -47,7 +52,7 @@ colcon-check: setup
 	cd build/colcon-ws && $(BIN)/colcon build --cmake-args -DPython3_EXECUTABLE=$(BIN)/python -DBUILD_TESTING=OFF
 
 clean:
-	rm -rf build install log aura_ros/msg aura_ros/*.so demo_output .pytest_cache .ruff_cache
+	rm -rf build install log aura_ros/msg aura_ros/*.so demo_output demo_output_mujoco .pytest_cache .ruff_cache
 	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +
 
 distclean: clean

@@ -50,8 +50,12 @@ def cmd_closed_loop(args):
     from aura_ros.bench import closed_loop
     arms = [a for a in args.arms.split(',') if a]
     variants = [v for v in args.variants.split(',') if v]
+    if args.engine != 'planar' and args.through_ros:
+        raise SystemExit('closed-loop: --through-ros runs the planar demo graph; use it with '
+                         '--engine planar')
     return (closed_loop.run(arms, args.episodes, params=args.params, variants=variants,
-                            through_ros=args.through_ros), closed_loop.plot)
+                            through_ros=args.through_ros, engine=args.engine),
+            closed_loop.plot)
 
 
 def cmd_train_from_recordings(args):
@@ -126,6 +130,8 @@ def main(argv=None):
                    help='also run this many episodes through the real nodes and compare')
     p.add_argument('--params', default=None, help='parameter file (default: the package\'s '
                    'config/default.yaml)')
+    p.add_argument('--engine', default='planar', choices=['planar', 'mujoco'],
+                   help='the simulated arm (mujoco: the SO-101, with config/sim_mujoco.yaml)')
     p.set_defaults(run=cmd_closed_loop)
     p = sub.add_parser('train-from-recordings', help='record teleoperated sim episodes through '
                        'ROS, train from the bags, compare with training in process')

@@ -101,7 +101,7 @@ def run(arms, episodes, params=None, memory_dir=None, variants=('memory', 'memor
     backbone = load_backbone(params)
     if memory_dir is None:
         memory_dir = default_memory_dir(params)
-    result = {'episodes': episodes, 'params': str(params), 'variants': {}}
+    result = {'episodes': episodes, 'params': str(params), 'engine': engine, 'variants': {}}
     variant_base = (load_memory_variant_base(params) if 'base_memory_variant' in arms
                     else None)
     for variant in variants:

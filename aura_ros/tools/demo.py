@@ -98,8 +98,9 @@ def run_arms(namespaces, episodes, variant='memory', seed=1000, params=None, out
               f'topics:=[{topics.GATE_EVENTS}, {topics.MEMORY_STATUS}, {topics.EPISODE_RESULT}, '
               f'{topics.JOINT_COMMANDS}]')
     time.sleep(1.0)
-    sims = [start(ns, 'sim_arm_node', '-p', f'episodes:={episodes}', '-p', f'variant:={variant}',
-                  '-p', f'seed:={seed + 1000 * i}') for i, ns in enumerate(namespaces)]
+    sims = [start(ns, 'sim_arm_node', '--params-file', params, '-p', f'episodes:={episodes}',
+                  '-p', f'variant:={variant}', '-p', f'seed:={seed + 1000 * i}')
+            for i, ns in enumerate(namespaces)]     # the file may choose the engine
     t0 = time.monotonic()
     ok = True
     try:
