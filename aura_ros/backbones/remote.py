@@ -34,7 +34,8 @@ import torch
 from aura_ros.backbones.base import Backbone, BackboneUnavailable, Encoding, register_backbone
 
 DEFAULT_PORT = 5601
-UNAVAILABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+UNAVAILABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+               grpc.StatusCode.CANCELLED)     # CANCELLED: a server stopping mid-call
 
 
 def _read(path):
@@ -68,7 +69,9 @@ class RemoteBackbone(Backbone):
         else:
             self.channel = grpc.insecure_channel(self.target, channel_options)
         self.stub = pb_grpc.BackboneStub(self.channel)
-        self.feature_dim, self.checked = None, False
+        self.feature_dim, self.checked, self.server_model = None, False, None
+        # a connection that drops (even between calls) means: check whoever answers next
+        self.channel.subscribe(self._on_connectivity)
         try:
             self._wait_ready(float(opts.get('connect_timeout_s', 60.0)))
             info = self._check_info()
@@ -79,7 +82,10 @@ class RemoteBackbone(Backbone):
             self.close()
             raise
         self.server_adapter = info.adapter
-        self.server_model = info.model_id
+
+    def _on_connectivity(self, state):
+        if state != grpc.ChannelConnectivity.READY:
+            self.checked = False
 
     def _check_info(self):
         """``Info`` against the parameter file (and, after a reconnect, against the feature
@@ -89,6 +95,8 @@ class RemoteBackbone(Backbone):
                     'chunk_size': (self.config.chunk_size, 'parameter file')}
         if self.feature_dim is not None:
             expected['feature_dim'] = (self.feature_dim, 'the memory')
+            expected['model_id'] = (self.server_model, 'the model served before')
+            expected['image_size'] = (self.image_size, 'the model served before')
         problems = [f'{k}: server {getattr(info, k)} != {source} {v}'
                     for k, (v, source) in expected.items() if getattr(info, k) != v]
         if problems:
@@ -97,6 +105,7 @@ class RemoteBackbone(Backbone):
                 raise ValueError(message)
             raise BackboneUnavailable(message + ' (refused until the right server answers)')
         self.feature_dim, self.checked = int(info.feature_dim), True
+        self.server_model, self.image_size = info.model_id, int(info.image_size)
         return info
 
     def _wait_ready(self, wait):
@@ -114,8 +123,8 @@ class RemoteBackbone(Backbone):
             return method(request, timeout=self.timeout, metadata=self.metadata)
         except grpc.RpcError as exc:
             message = f'remote backbone {self.target}: {exc.code().name}: {exc.details()}'
+            self.checked = False          # whoever answers next is checked first
             if exc.code() in UNAVAILABLE:
-                self.checked = False      # whoever answers next is checked first
                 raise BackboneUnavailable(message) from None
             raise RuntimeError(message) from None
 
@@ -156,6 +165,7 @@ class RemoteBackbone(Backbone):
 
     def close(self):
         if getattr(self, 'channel', None) is not None:
+            self.channel.unsubscribe(self._on_connectivity)
             self.channel.close()
             self.channel = None
         if self.server is not None:

@@ -59,16 +59,22 @@ class Batcher:
         self.backbone, self.max_batch, self.max_wait_s = backbone, max_batch, max_wait_s
         self.queue = queue.Queue()
         self.last_seen = {}                            # caller -> time of its last request
+        self.last_batch_s = 0.0                        # how long the last batch ran
         self.torch_threads = torch.get_num_threads()   # OpenMP's setting is per thread
         self.thread = threading.Thread(target=self._run, daemon=True, name='batcher')
         self.thread.start()
 
     def expected(self, now):
-        """How many requests a batch can hope for: the callers seen within ACTIVE_S."""
-        seen = self.last_seen
-        for caller in [c for c, t in list(seen.items()) if now - t > self.ACTIVE_S]:
-            seen.pop(caller, None)
-        return max(1, min(self.max_batch, len(seen)))
+        """How many requests a batch can hope for: the callers seen within ACTIVE_S (or 3
+        batch times, for backbones slower than that); callers silent for a minute are
+        forgotten."""
+        window = max(self.ACTIVE_S, 3 * self.last_batch_s)
+        seen = list(self.last_seen.items())
+        for caller, t in seen:
+            if now - t > 60.0:
+                self.last_seen.pop(caller, None)
+        active = sum(1 for _, t in seen if now - t <= window)
+        return max(1, min(self.max_batch, active))
 
     def submit(self, request, caller=''):
         """-> (features, chunk or None, batch size); raises what the backbone raised."""
@@ -99,7 +105,9 @@ class Batcher:
                     break
                 batch.append(item)
             try:
+                started = time.monotonic()
                 results = self.backbone.infer_batch([i['request'] for i in batch])
+                self.last_batch_s = time.monotonic() - started
                 for item, (features, chunk) in zip(batch, results):
                     item['result'] = (features, chunk, len(batch))
             except Exception as exc:  # noqa: BLE001 - every caller of the batch gets it

@@ -353,12 +353,13 @@ class PolicyNode(LifecycleNode):
         positions once, report ERROR, keep trying on every frame. The memory has not stepped."""
         self.counts['backbone_unavailable'] += 1
         if self.backbone_down is None:
-            if self.async_policy is None and self.armed:
-                with self.lock:
-                    held = self.runner.hold(self.positions) if self.runner else None
-                if held is not None:
-                    self.publish_command(held)
-                    self.counts['holds'] += 1
+            if self.async_policy is None:
+                with self.lock:   # armed read under the lock: no hold after a disarm
+                    held = (self.runner.hold(self.positions)
+                            if self.runner is not None and self.armed else None)
+                    if held is not None:
+                        self.publish_command(held)
+                        self.counts['holds'] += 1
             self.get_logger().error(f'backbone unavailable: holding position until it answers '
                                     f'({exc})')
         self.backbone_down = str(exc)

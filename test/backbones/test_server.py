@@ -268,7 +268,9 @@ def test_batcher_waits_only_for_callers_it_has_seen():
         first = threading.Thread(target=lambda: replies.append(batcher.submit(None, 'arm-a')))
         first.start()
         time.sleep(0.3)                                      # arm-b comes 0.3 s later
+        t_b = time.monotonic()
         replies.append(batcher.submit(None, caller='arm-b'))
+        assert time.monotonic() - t_b < 0.5                  # closed at once, not at 1 s
         first.join(timeout=5)
         assert [r[2] for r in replies] == [2, 2] and backbone.sizes[-1] == 2
     finally:
