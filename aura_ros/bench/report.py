@@ -339,9 +339,8 @@ def recordings_section(tf):
     return lines
 
 
-def backbone_server_section(bs, ablations=()):
-    """The gRPC backbone server under 1-16 arms; ``ablations`` = (name, result) of other runs
-    of the same benchmark (another thread count, no wait)."""
+def backbone_server_section(bs):
+    """The gRPC backbone server under 1-16 arms, batching on and off."""
     b, u = bs['batched'], bs['unbatched']
     lines = ['## Backbone server (`backbone_server.json`, `backbone_server.png`)', '',
              f"`python -m aura_ros.backbones.server` serving the tiny PI0 (config/default.yaml) "
@@ -349,16 +348,15 @@ def backbone_server_section(bs, ablations=()):
              f"({bs['arms']}: one request in flight each, features + chunk, at up to "
              f"{bs['rate_hz']:g} Hz) on the same 2 cores; batches of up to {bs['max_batch']} "
              f"with a {bs['max_wait_ms']:g} ms wait against `--max-batch 1` (one request at a "
-             f"time, as the retired TCP server). Medians of {bs.get('repeats', 1)} runs of "
+             f"time, as the retired TCP server). Medians of {bs['repeats']} runs of "
              f"{bs['seconds']:g} s per point, batched and unbatched interleaved.", '',
              '| arms | batched answers/s | unbatched answers/s | ratio (paired runs) | '
              'batched p50 / p99 ms | unbatched p50 / p99 ms | mean batch |',
              '|---|---|---|---|---|---|---|']
-    runs = bs.get('throughput_ratio_runs')
+    runs = bs['throughput_ratio_runs']
     for i, n in enumerate(bs['clients']):
-        ratio = bs['throughput_ratio'][i] if 'throughput_ratio' in bs else \
-            b['throughput'][i] / u['throughput'][i]
-        spread = f" [{min(runs[i]):.2f}-{max(runs[i]):.2f}]" if runs and len(runs[i]) > 1 else ''
+        ratio = bs['throughput_ratio'][i]
+        spread = f" [{min(runs[i]):.2f}-{max(runs[i]):.2f}]" if len(runs[i]) > 1 else ''
         lines.append(f"| {n} | {b['throughput'][i]:.0f} | {u['throughput'][i]:.0f} | "
                      f"{ratio:.2f}x{spread} | {b['p50_ms'][i]:.0f} / {b['p99_ms'][i]:.0f} | "
                      f"{u['p50_ms'][i]:.0f} / {u['p99_ms'][i]:.0f} | {b['mean_batch'][i]:.1f} |")
@@ -373,11 +371,6 @@ def backbone_server_section(bs, ablations=()):
         lines.append(f"Target at 1 arm, batched p99 within max-wait + 10% of unbatched: "
                      f"{p['batched']:.1f} ms against a bound of {p['bound']:.1f} ms "
                      f"({t['p99_at_1_within_wait_plus_10pct']}).")
-    for name, other in ablations:
-        ot = other['targets']
-        lines.append(f"{name}: {ot.get('throughput_ratio_at_8', float('nan')):.2f}x at 8 arms; "
-                     f"1-arm p99 {ot['p99_at_1_ms']['batched']:.1f} ms (bound "
-                     f"{ot['p99_at_1_ms']['bound']:.1f} ms).")
     return lines + ['']
 
 
@@ -405,11 +398,7 @@ def render(folder):
     if results['train_from_recordings']:
         lines += recordings_section(results['train_from_recordings'])
     if results['backbone_server']:
-        ablations = [(label, data) for label, data in (
-            ('2 server threads', _load(folder, 'backbone_server_threads2.json')),
-            ('no batching wait (--max-wait-ms 0)', _load(folder, 'backbone_server_wait0.json')))
-            if data]
-        lines += backbone_server_section(results['backbone_server'], ablations)
+        lines += backbone_server_section(results['backbone_server'])
     lines += perf_section(results)
     return '\n'.join(lines).rstrip() + '\n'
 

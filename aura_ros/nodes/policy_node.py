@@ -342,6 +342,7 @@ class PolicyNode(LifecycleNode):
         try:
             self._process(msg)
         except BackboneUnavailable as exc:
+            self.counts['backbone_unavailable'] += 1       # frames lost to it (sync)
             self._backbone_lost(exc)
         except Exception as exc:  # noqa: BLE001 - never let one frame kill the loop
             self.counts['step_errors'] += 1
@@ -351,7 +352,6 @@ class PolicyNode(LifecycleNode):
     def _backbone_lost(self, exc):
         """The backbone stopped answering (server down, deadline missed): hold the measured
         positions once, report ERROR, keep trying on every frame. The memory has not stepped."""
-        self.counts['backbone_unavailable'] += 1
         if self.backbone_down is None:
             if self.async_policy is None:
                 with self.lock:   # armed read under the lock: no hold after a disarm
@@ -609,8 +609,11 @@ class PolicyNode(LifecycleNode):
             self._control_errors_seen = stats['control_errors']
             self.diag.problem('control tick failed: ' + stats['last_control_error'])
         if stats and stats['inference_errors'] > self._inference_errors_seen:
+            new = stats['inference_errors'] - self._inference_errors_seen
             self._inference_errors_seen = stats['inference_errors']
-            if not stats['last_inference_error'].startswith(BackboneUnavailable.__name__):
+            if stats['last_inference_error'].startswith(BackboneUnavailable.__name__):
+                self.counts['backbone_unavailable'] += new    # frames lost to it (async)
+            else:
                 self.diag.problem('inference failed: ' + stats['last_inference_error'])
         if stats and 'refused' in stats['control_scheduler'] and not self._told_scheduler:
             self._told_scheduler = True

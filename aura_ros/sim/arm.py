@@ -176,12 +176,19 @@ class ArmEnv:
         the task's clock. Commands are ignored before go, as in ``step``."""
         self._track(command, self.config.max_joint_speed * frame_rate * dt)
 
+    def _accept(self, command):
+        """The command as an array if the arm takes it (after go, one finite value per
+        joint), else None."""
+        if not self.unlocked or command is None:
+            return None
+        command = np.asarray(command, np.float64)
+        ok = command.shape == (self.n_joints,) and np.all(np.isfinite(command))
+        return command if ok else None
+
     def _track(self, command, max_step):
         """Move at most ``max_step`` rad per joint towards a valid command (after go only)."""
-        if not self.unlocked or command is None:
-            return
-        command = np.asarray(command, np.float64)
-        if command.shape == (self.n_joints,) and np.all(np.isfinite(command)):
+        command = self._accept(command)
+        if command is not None:
             delta = np.clip(command - self.q, -max_step, max_step)
             self.q = np.clip(self.q + delta, self.lower, self.upper)
 

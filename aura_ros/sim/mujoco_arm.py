@@ -50,7 +50,6 @@ VISUAL_CELL = 0.003                      # m: grid of the rendered meshes' simpl
 REACH = 0.24                             # m from the base to the pad slots
 ARC = np.radians(np.linspace(-55, 55, 6))
 FORWARD = 0.0                            # the arm's forward direction (+x: its zero pose)
-IDLE = (255, 255, 255)
 PAD_GREY, CUE, DISTRACTOR = (0.55, 0.55, 0.55), (1.0, 1.0, 1.0), (1.0, 0.85, 0.0)
 LAMP_RED, LAMP_GREEN = (0.85, 0.1, 0.1), (0.15, 0.85, 0.15)
 
@@ -243,10 +242,8 @@ class MujocoArmEnv(ArmEnv):
 
     def _command(self, command):
         """Keep a valid command (after go only); the setpoint moves towards it."""
-        if not self.unlocked or command is None:
-            return
-        command = np.asarray(command, np.float64)
-        if command.shape == (len(ARM_JOINTS),) and np.all(np.isfinite(command)):
+        command = self._accept(command)
+        if command is not None:
             self.target_command = np.clip(command, self.lower, self.upper)
 
     def _simulate(self, steps, max_step_per_substep):

@@ -60,14 +60,21 @@ def test_commands_outside_the_limits_are_clamped_and_ignored_before_go(env):
 
 
 def test_frame_shows_the_cue_then_hides_it(env):
-    frame = env.reset(5)
-    assert frame.shape == (64, 64, 3) and frame.dtype == np.uint8
-    assert frame.std() > 5                      # a scene, not a blank image
-    cue = frame.copy()
-    for _ in range(env.config.cue_steps):
-        frame, _ = env.step(None)
-    assert np.abs(frame.astype(int) - cue.astype(int)).sum() > 0   # the cue went off
-    assert env.render_ms > 0 and env.physics_ms > 0
+    """Same seed, visible vs memory: the same image while the cue is on, different once the
+    memory variant has hidden it (on a frame without a distractor flash)."""
+    visible = mujoco_arm.MujocoArmEnv(ArmTaskConfig(variant='visible'))
+    try:
+        frame, seen = env.reset(5), visible.reset(5)
+        assert frame.shape == (64, 64, 3) and frame.dtype == np.uint8 and frame.std() > 5
+        assert np.array_equal(frame, seen)                      # the cue is on in both
+        assert env.config.cue_steps not in env.episode.distractors
+        for _ in range(env.config.cue_steps):
+            frame, _ = env.step(None)
+            seen, _ = visible.step(None)
+        assert not np.array_equal(frame, seen)                  # memory: the cue is gone
+        assert env.render_ms > 0 and env.physics_ms > 0
+    finally:
+        visible.close()
 
 
 @pytest.mark.parametrize('variant', ['visible', 'memory'])
