@@ -16,6 +16,11 @@ episode_recorder records next to the frames.
 Real time (``lockstep: false``): the joints track the newest command at ``physics_rate`` (the
 per-frame speed limit spread over time), joint states go out at ``joint_state_rate`` and camera
 frames at ``rate`` (the task's clock), whatever the policy does, like a real arm.
+A JointTrajectory is followed as joint_trajectory_controller follows one (positions only,
+aura_ros.sim.trajectory): it replaces the previous one on arrival (or at its header stamp) and
+the commanded position moves linearly from where it was to each point by its
+``time_from_start``, then holds the last one. In lockstep a frame is not wall time: the
+frame's command is the newest trajectory's last point. Float64MultiArray: the newest array.
 At each episode start the sim calls ``reset_service`` (std_srvs/Trigger, the policy node's
 ~/reset_memory) so that memory does not leak across episodes. Waiting costs next to no CPU
 (blocking waits, one single-threaded executor), and SIGINT stops the node within a second.
@@ -41,6 +46,7 @@ from aura_ros.params import SIM_PARAMS
 from aura_ros.sim.arm import ArmTaskConfig
 from aura_ros.sim.engines import make_env
 from aura_ros.sim.realtime import RealtimeArm
+from aura_ros.sim.trajectory import TrajectoryFollower
 
 
 class SimArmNode(Node):
@@ -65,7 +71,8 @@ class SimArmNode(Node):
                                      self.on_array, 10)
         self.reset_client = (self.create_client(Trigger, self.p['reset_service'])
                              if self.p['reset_service'] else None)
-        self.command = None
+        self.command = None                    # lockstep / arrays: the newest target
+        self.trajectory = TrajectoryFollower()   # real time: JointTrajectory over time
         self.command_event = threading.Event()
         self.stop = threading.Event()          # set on shutdown: the episode thread returns
         self.finished = threading.Event()
@@ -85,8 +92,29 @@ class SimArmNode(Node):
                                       f'(this arm: {self.joint_names})',
                                       throttle_duration_sec=2.0)
             return
-        positions = msg.points[-1].positions
-        self._set_command([positions[index[j]] for j in self.joint_names])
+        try:
+            points = [[p.positions[index[j]] for j in self.joint_names] for p in msg.points]
+        except IndexError:
+            points = None
+        if points is None or any(len(p.positions) != len(msg.joint_names) for p in msg.points):
+            self.get_logger().warning('ignored trajectory: a point has not one position per '
+                                      'joint', throttle_duration_sec=2.0)
+            return
+        offsets = [p.time_from_start.sec + 1e-9 * p.time_from_start.nanosec
+                   for p in msg.points]
+        now = time.monotonic()
+        start = None
+        stamp_ns = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        if stamp_ns:          # a stamped trajectory starts then (node clock -> monotonic)
+            start = now + (stamp_ns - self.get_clock().now().nanoseconds) * 1e-9
+        with self.lock:
+            current = self.env.q.copy()
+        try:
+            self.trajectory.set(now, points, offsets, current, start)
+        except ValueError as exc:
+            self.get_logger().warning(f'ignored {exc}', throttle_duration_sec=2.0)
+            return
+        self._set_command(points[-1])
 
     def on_array(self, msg):
         self._set_command(list(msg.data))
@@ -157,6 +185,7 @@ class SimArmNode(Node):
             with self.lock:
                 frame = self.env.reset(seed)
                 self.command = None
+                self.trajectory.clear()
             self.publish_event(EpisodeEvent.START, index, seed)
             finished = (self._lockstep_episode(frame) if self.p['lockstep']
                         else self._realtime_episode(frame))
@@ -179,7 +208,13 @@ class SimArmNode(Node):
 
     def _realtime_episode(self, frame):
         """Physics, joint states and frames on their own clocks (aura_ros.sim.realtime)."""
-        return self.realtime.run(frame, lambda: self.command,
+        if self.p['command_type'] == 'joint_trajectory':
+            def command():
+                return self.trajectory.sample(time.monotonic())
+        else:
+            def command():
+                return self.command
+        return self.realtime.run(frame, command,
                                  lambda frame, _: self.publish_frame(frame),
                                  lambda _q, _t: self.publish_joints(), self.stop)
 

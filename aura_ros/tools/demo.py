@@ -36,6 +36,13 @@ class Watcher:
                                  10)
 
     def on_event(self, msg):
+        if self.steps == 0 and msg.step > 1 and self.results:
+            # the sim resets the memory before each episode (steps restart at 1), so a step
+            # that continues a count after a result is the previous episode's last event,
+            # delivered after its result (two topics from two processes are not ordered)
+            result, steps, writes = self.results[-1]
+            self.results[-1] = (result, steps + 1, writes + int(msg.wrote))
+            return
         self.steps += 1
         self.writes += int(msg.wrote)
 

@@ -95,6 +95,50 @@ def test_real_time_mode_streams_on_its_own_clocks_and_tracks_commands(ros_contex
     assert took < 1.0, took
 
 
+def test_real_time_mode_follows_a_joint_trajectory_like_joint_trajectory_controller(
+        ros_context):
+    """A stamped two-point trajectory (joint 1: +0.15 rad at 0.3 s, +0.3 rad at 0.6 s, slower
+    than the arm's limit): the joint samples follow the linear interpolation from the start
+    position, by the sim's stamps, not a jump to the last point."""
+    from builtin_interfaces.msg import Duration
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+    proc = start_sim('lockstep:=false', 'command_type:=joint_trajectory')
+    node = rclpy.create_node('sim_probe', context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    joints, green = [], []
+
+    def stamp(msg):
+        return msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+
+    node.create_subscription(JointState, 'joint_states',
+                             lambda m: joints.append((stamp(m), np.array(m.position))), 100)
+    node.create_subscription(Image, 'camera/image_raw', lambda m: green.append(
+        bool(np.frombuffer(m.data, np.uint8)[1] > 150)), 10)
+    commands = node.create_publisher(JointTrajectory, 'aura/joint_commands', 10)
+    try:
+        assert spin_until(executor, lambda: green and green[-1], 30.0)   # go: commands count
+        q0 = joints[-1][1]
+        start = node.get_clock().now().nanoseconds * 1e-9 + 0.05
+        msg = JointTrajectory(joint_names=['joint_1', 'joint_2', 'joint_3'], points=[
+            JointTrajectoryPoint(positions=[float(q0[0] + d), float(q0[1]), float(q0[2])],
+                                 time_from_start=Duration(sec=0, nanosec=int(t * 1e9)))
+            for d, t in ((0.15, 0.3), (0.3, 0.6))])
+        msg.header.stamp.sec, msg.header.stamp.nanosec = int(start), int(start % 1 * 1e9)
+        commands.publish(msg)
+        spin_until(executor, lambda: joints[-1][0] > start + 0.7, 5.0)
+    finally:
+        took, out = sigint_exit(proc)
+    assert proc.returncode == 0 and 'Traceback' not in out, out[-2000:]
+    during = [(t - start, q[0] - q0[0]) for t, q in joints if start + 0.02 < t < start + 0.58]
+    assert len(during) >= 30
+    expected = np.interp([t for t, _ in during], [0.0, 0.3, 0.6], [0.0, 0.15, 0.3])
+    # a physics tick (2 ms) and a sample's stamp apart at 0.5 rad/s: well inside 0.01 rad
+    assert np.abs(np.array([d for _, d in during]) - expected).max() < 0.01, during
+    after = [q[0] - q0[0] for t, q in joints if start + 0.62 < t < start + 0.7]
+    assert after and np.allclose(after, 0.3, atol=1e-6)          # the last point held
+
+
 def test_waiting_for_commands_costs_next_to_no_cpu_and_sigint_stops_it_within_a_second():
     proc = start_sim('lockstep:=true', 'command_timeout:=30.0')
     try:
