@@ -84,6 +84,17 @@ def cmd_latency(args):
     return latency.run(seconds=args.seconds, rate=args.rate, params=args.params), latency.plot
 
 
+def cmd_mujoco(args):
+    from aura_ros.bench import mujoco
+    arms = tuple(a for a in args.arms.split(',') if a)
+    unknown = set(arms) - set(mujoco.ARMS)
+    if unknown:
+        raise SystemExit(f'mujoco: unknown arms {sorted(unknown)} (choose from {mujoco.ARMS})')
+    return (mujoco.run(args.episodes, args.demos, args.backbone_demos, args.backbone_steps,
+                       args.memory_steps, args.work, args.fresh, arms, film=args.film),
+            mujoco.plot)
+
+
 def cmd_realtime(args):
     from aura_ros.bench import realtime
     from aura_ros.sim.realtime import RealtimeTask
@@ -168,6 +179,21 @@ def main(argv=None):
     p.add_argument('--rate', type=float, default=60.0, help='camera frames per second')
     p.add_argument('--params', default=None)
     p.set_defaults(run=cmd_latency)
+    p = sub.add_parser('mujoco', help='the whole user path on the SO-101 in MuJoCo: train the '
+                       'backbone, record teleop, train episodes, deploy, closed loop in real time')
+    p.add_argument('--episodes', type=int, default=200, help='evaluation episodes per arm')
+    p.add_argument('--demos', type=int, default=400, help='teleoperated episodes recorded')
+    p.add_argument('--backbone-demos', type=int, default=400)
+    p.add_argument('--backbone-steps', type=int, default=1200)
+    p.add_argument('--memory-steps', type=int, default=2000)
+    p.add_argument('--arms', default=','.join(('aura', 'aura_surprise_only', 'always_write',
+                                                'no_memory', 'base')))
+    p.add_argument('--work', default='bench/results/mujoco_work', help='stage outputs, reused '
+                   'on a rerun')
+    p.add_argument('--fresh', action='store_true', help='start over (delete --work)')
+    p.add_argument('--film', default='bench/results/mujoco_episode.gif',
+                   help='GIF of one successful AURA episode')
+    p.set_defaults(run=cmd_mujoco)
     p = sub.add_parser('realtime', help='sync vs async execution under injected inference '
                        'latency, the arm in real time')
     p.add_argument('--episodes', type=int, default=100, help='episodes per (mode, latency)')

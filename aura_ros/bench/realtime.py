@@ -98,9 +98,12 @@ class RealtimeSettings:
     sim_process: bool = True          # the arm in a process of its own (False: a thread here)
     control_priority: int = 50        # SCHED_FIFO priority of the control thread (0: normal)
     task: RealtimeTask = field(default_factory=RealtimeTask)
+    engine: str = 'planar'            # the arm (aura_ros.sim.engines); mujoco: the SO-101
 
     def key(self, mode, latency_ms, params_digest):
         fields = asdict(self)
+        if fields['engine'] == 'planar':  # cached before engines existed
+            del fields['engine']
         if not fields['sim_process']:     # the settings' first runs (cached before they existed)
             del fields['sim_process']
             if fields['control_priority'] == 0:
@@ -185,8 +188,11 @@ def _pct(values, q):
     return float(np.percentile(values, q)) if values.size else None
 
 
-def run_point(mode, latency_ms, settings, build_runner, progress=True):
-    """One (mode, latency) point: ``settings.episodes`` real-time episodes."""
+def run_point(mode, latency_ms, settings, build_runner, progress=True, observer=None):
+    """One (mode, latency) point: ``settings.episodes`` real-time episodes. ``observer``
+    (optional) is told ``start(seed)``, every ``frame(t, image)`` the policy is given, every
+    memory ``step(t, wrote)`` (t: the capture time of the frame it processed) and
+    ``end(seed, success)``."""
     task = settings.task
     runner = build_runner(latency_ms)
     state = dict(command=None, q=None, recording=False, log_t=[], log_x=[], log_target=[],
@@ -194,8 +200,10 @@ def run_point(mode, latency_ms, settings, build_runner, progress=True):
     log_lock = threading.Lock()    # the control thread appends, the main thread reads
     sim = policy = None
 
-    def on_step(_context, _chunk, info):
+    def on_step(frame_time, _chunk, info):
         state['writes'] += int(info.wrote)
+        if observer is not None:
+            observer.step(frame_time, bool(info.wrote))
 
     def record(command, obs_time, target=None):
         """A command sent now, from a frame captured at ``obs_time`` (None: unknown);
@@ -213,7 +221,9 @@ def run_point(mode, latency_ms, settings, build_runner, progress=True):
                 state['ages'].append(now - obs_time if obs_time is not None else np.nan)
 
     def on_frame(frame, q, t):
-        policy.submit(frame, q, t)
+        if observer is not None:
+            observer.frame(t, frame)
+        policy.submit(frame, q, t, t)
 
     def ready(seed):
         def reset(q):
@@ -237,9 +247,12 @@ def run_point(mode, latency_ms, settings, build_runner, progress=True):
     try:
         if settings.sim_process:
             from aura_ros.sim.process import SimProcess
-            sim = SimProcess(task, settings.physics_rate, settings.joint_state_rate)
+            sim = SimProcess(task, settings.physics_rate, settings.joint_state_rate,
+                             engine=settings.engine)
             positions = sim.positions
         else:
+            if settings.engine != 'planar':
+                raise ValueError('the sim in a thread runs the planar arm only')
             sim = _ThreadSim(task, settings.physics_rate, settings.joint_state_rate, state)
             positions = lambda: state['q']                                    # noqa: E731
         if mode == 'sync':
@@ -275,7 +288,11 @@ def run_point(mode, latency_ms, settings, build_runner, progress=True):
         for i in bar:
             seed = EVAL_SEED + i
             steal0 = steal_jiffies()
+            if observer is not None:
+                observer.start(seed)
             success, arm_t, arm_x = sim.episode(seed, ready(seed), on_frame)
+            if observer is not None:
+                observer.end(seed, success)
             log_t, log_x, log_target, log_ages = snapshot()
             steal.append(steal_jiffies() - steal0)
             successes += int(success)
@@ -334,6 +351,9 @@ def run_point(mode, latency_ms, settings, build_runner, progress=True):
         chunk_age_ms_p99=1e3 * (_pct(ages, 99) or 0.0),
         writes_per_episode=float(np.mean(writes)), cpu_share=cpu,
         physics_overruns=sim.overruns, wall_s=wall, sim_process=settings.sim_process,
+        # the engine's own physics steps per second of episode (MuJoCo; 0: not counted)
+        physics_hz=(getattr(sim, 'physics_steps', 0) / sim.episode_s
+                    if getattr(sim, 'episode_s', 0) else 0.0),
         control_scheduler=policy.control_scheduler if mode != 'sync' else None)
 
 

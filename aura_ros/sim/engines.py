@@ -15,3 +15,14 @@ def make_env(engine='planar', config: ArmTaskConfig = None) -> ArmEnv:
     if engine != 'planar':
         raise ValueError(f'engine must be one of {ENGINES}, got {engine!r}')
     return ArmEnv(config)
+
+
+def joint_count(engine='planar'):
+    """Joints the arm ``engine`` takes, without building it."""
+    if engine == 'mujoco':
+        from aura_ros.sim.mujoco_arm import ARM_JOINTS
+        return len(ARM_JOINTS)
+    if engine != 'planar':
+        raise ValueError(f'engine must be one of {ENGINES}, got {engine!r}')
+    from aura_ros.sim.arm import HOME
+    return len(HOME)

@@ -169,6 +169,7 @@ class MujocoArmEnv(ArmEnv):
         self.home = np.clip(np.array([0.0, -1.43, 0.97, 1.3, 0.0]), self.lower, self.upper)
         self.renderer, self._render_thread = None, None   # made by the thread that renders
         self.render_ms = self.physics_ms = 0.0
+        self.physics_steps = 0                    # MuJoCo steps taken since construction
         self._remainder = 0.0
         self._goals = {}
 
@@ -255,6 +256,7 @@ class MujocoArmEnv(ArmEnv):
                                          -max_step_per_substep, max_step_per_substep)
             d.ctrl[self.act] = self.setpoint
             mujoco.mj_step(m, d)
+        self.physics_steps += steps
         self.q = d.qpos[self.qadr].copy()
         self.physics_ms = 1e3 * (time.perf_counter() - t0)
 

@@ -8,21 +8,22 @@ its policy: the benchmark's policy process shares no interpreter lock with the p
     on_frame(frame, q, t)           <--F t q frame--   (camera, 30 Hz)
     set_command(q) (shared memory)  ---------->  read by every physics step (500 Hz)
     positions() (shared memory)     <----------  written by every joint sample (100 Hz)
-    returns (success, samples)      <--D success overruns samples--
+    returns (success, samples)      <--D success overruns physics-steps samples--
 
-The child is a fresh interpreter (``subprocess``, not ``multiprocessing``: no re-import of the
-caller's main module, no forked threads). Messages go over a socket pair as length-prefixed
-raw bytes (a tag, float64 fields, the uint8 frame), never pickles. Command and positions live
-in an anonymous shared mapping (``memfd``), each behind a sequence counter with one writer
-(the parent's writes go through one lock): the reader retries while a write is in progress
-or happened during its copy, and after ``_Shared.RETRIES`` tries returns the last consistent
-values it read (a writer preempted mid-write never stalls the reader, which may be the
-SCHED_FIFO control thread). The counters rely on stores becoming visible in program order
-(x86-64); on a weaker memory model (ARM64) a torn read is possible in principle: a mix of
-two consecutive commands or samples, each float whole. This is a benchmark harness: a robot's
-commands go over ROS. Times are ``time.monotonic()``, the same clock in both processes on
-Linux (CLOCK_MONOTONIC). The child ignores SIGINT (the parent ends it) and exits when the
-parent closes the socket or dies (end of file, broken pipe).
+The arm is ``engine``'s (aura_ros.sim.engines: the planar arm or the SO-101 in MuJoCo, which
+renders in the child). The child is a fresh interpreter (``subprocess``, not
+``multiprocessing``: no re-import of the caller's main module, no forked threads). Messages go
+over a socket pair as length-prefixed raw bytes (a tag, float64 fields, the uint8 frame), never
+pickles. Command and positions live in an anonymous shared mapping (``memfd``), each behind a
+sequence counter with one writer (the parent's writes go through one lock): the reader retries
+while a write is in progress or happened during its copy, and after ``_Shared.RETRIES`` tries
+returns the last consistent values it read (a writer preempted mid-write never stalls the
+reader, which may be the SCHED_FIFO control thread). The counters rely on stores becoming
+visible in program order (x86-64); on a weaker memory model (ARM64) a torn read is possible in
+principle: a mix of two consecutive commands or samples, each float whole. This is a benchmark
+harness: a robot's commands go over ROS. Times are ``time.monotonic()``, the same clock in both
+processes on Linux (CLOCK_MONOTONIC). The child ignores SIGINT (the parent ends it) and exits
+when the parent closes the socket or dies (end of file, broken pipe).
 """
 import argparse
 import json
@@ -38,13 +39,16 @@ from multiprocessing.connection import Connection
 
 import numpy as np
 
-from aura_ros.sim.arm import HOME, ArmEnv
+from aura_ros.sim.engines import joint_count, make_env
 from aura_ros.sim.realtime import RealtimeArm, RealtimeTask
 
-J = len(HOME)
-# shared layout (float64): [command seq, command valid, command (J), positions seq, positions (J)]
-_CMD, _POS = 0, J + 2
-_SLOTS = 2 * J + 3
+_CMD = 0
+
+
+def _layout(J):
+    """Shared float64 slots for J joints: [command seq, command valid, command (J), positions
+    seq, positions (J)] -> (positions offset, number of slots)."""
+    return J + 2, 2 * J + 3
 
 
 def cpu_seconds(stat_path):
@@ -67,8 +71,8 @@ class _Shared:
     callers serialise their own writes)."""
     RETRIES = 1000
 
-    def __init__(self, fd):
-        self.map = mmap.mmap(fd, 8 * _SLOTS)
+    def __init__(self, fd, slots):
+        self.map = mmap.mmap(fd, 8 * slots)
         self.a = np.frombuffer(self.map, np.float64)
         self.last = {}                        # slot -> the last consistent values read
 
@@ -97,12 +101,22 @@ class _Shared:
             self.map.close()
 
 
-def _serve(conn, shared, task_fields, physics_rate, joint_state_rate):
+def _serve(conn, shared, task_fields, physics_rate, joint_state_rate, engine):
     """The child: run episodes on request until the socket closes."""
     task = RealtimeTask(**{k: tuple(v) if isinstance(v, list) else v
                            for k, v in task_fields.items()})
-    env = ArmEnv(task.arm_config())
+    env = make_env(engine, task.arm_config())
+    pos, _ = _layout(env.n_joints)
     arm = RealtimeArm(env, physics_rate, joint_state_rate, task.frame_rate)
+    try:
+        _episodes(conn, shared, env, arm, pos)
+    finally:
+        if hasattr(env, 'close'):        # the MuJoCo renderer's GL context
+            env.close()
+
+
+def _episodes(conn, shared, env, arm, pos):
+    J = env.n_joints
     never = threading.Event()
 
     def read_command():
@@ -118,14 +132,14 @@ def _serve(conn, shared, task_fields, physics_rate, joint_state_rate):
             return
         seed = struct.unpack('<q', msg[1:9])[0]
         frame = env.reset(seed)
-        shared.write(_POS, env.q)
+        shared.write(pos, env.q)
         conn.send_bytes(b'R' + _f64(env.q))
         if conn.recv_bytes()[:1] != b'G':
             return
         log_t, log_x = [], []
 
         def on_joints(q, t, log_t=log_t, log_x=log_x):     # this episode's lists
-            shared.write(_POS, q)
+            shared.write(pos, q)
             log_t.append(t)
             log_x.append(q.copy())
 
@@ -134,35 +148,39 @@ def _serve(conn, shared, task_fields, physics_rate, joint_state_rate):
                 image, np.uint8).tobytes())
 
         overruns = arm.overruns
+        steps = getattr(env, 'physics_steps', 0)
         arm.run(frame, read_command, on_frame, on_joints, never)
-        conn.send_bytes(b'D' + struct.pack('<?qq', bool(env.success), arm.overruns - overruns,
+        conn.send_bytes(b'D' + struct.pack('<?qqq', bool(env.success), arm.overruns - overruns,
+                                           getattr(env, 'physics_steps', 0) - steps,
                                            len(log_t))
                         + _f64(log_t) + _f64(np.reshape(log_x, (-1, J))))
 
 
 class SimProcess:
-    """``RealtimeArm`` episodes of ``task`` in a child process."""
+    """``RealtimeArm`` episodes of ``task`` on the arm ``engine`` in a child process."""
 
     def __init__(self, task: RealtimeTask, physics_rate=500.0, joint_state_rate=100.0,
-                 timeout=10.0):
+                 timeout=10.0, engine='planar'):
         """``timeout``: seconds without a message from the child that end an episode with an
         error (a hung or dead child never blocks the caller for good)."""
         self.task = task
+        self.J = J = joint_count(engine)
+        self._pos, slots = _layout(J)
         self.size = task.arm_config().image_size
         self.timeout = float(timeout)
         self._write_lock = threading.Lock()      # the parent's writers: one at a time
         mine, theirs = socket.socketpair()
         memfd = os.memfd_create('aura-sim')
         try:
-            os.ftruncate(memfd, 8 * _SLOTS)
+            os.ftruncate(memfd, 8 * slots)
             fields = {k: getattr(task, k) for k in task.__dataclass_fields__}
             self.proc = subprocess.Popen(
                 [sys.executable, '-m', 'aura_ros.sim.process', '--socket-fd',
                  str(theirs.fileno()), '--shared-fd', str(memfd), '--task', json.dumps(fields),
                  '--physics-rate', str(physics_rate),
-                 '--joint-state-rate', str(joint_state_rate)],
+                 '--joint-state-rate', str(joint_state_rate), '--engine', engine],
                 pass_fds=(theirs.fileno(), memfd), stdin=subprocess.DEVNULL)
-            self._shared = _Shared(memfd)
+            self._shared = _Shared(memfd, slots)
         except BaseException:
             mine.close()
             raise
@@ -172,19 +190,21 @@ class SimProcess:
         self._sock = mine                        # kept for shutdown() in close()
         self._conn = Connection(os.dup(mine.fileno()))
         self.overruns = 0
+        self.physics_steps = 0                   # the engine's own steps (MuJoCo), if it counts
+        self.episode_s = 0.0                     # wall time of the episodes run
         self._reset_once = False
 
     # ---- shared state ----------------------------------------------------------------------
     def set_command(self, q):
         """The newest joint command (None: no command, the arm stays where it is)."""
-        values = (np.zeros(J + 1) if q is None
+        values = (np.zeros(self.J + 1) if q is None
                   else np.concatenate([[1.0], np.asarray(q, np.float64)]))
         with self._write_lock:
             self._shared.write(_CMD, values)
 
     def positions(self):
         """The newest joint sample (None before the first episode's reset)."""
-        return self._shared.read(_POS, J) if self._reset_once else None
+        return self._shared.read(self._pos, self.J) if self._reset_once else None
 
     def cpu_s(self):
         """CPU seconds (user + system) the child has used."""
@@ -204,6 +224,7 @@ class SimProcess:
         ready(np.frombuffer(msg[1:], np.float64).copy())
         self._conn.send_bytes(b'G')
         frame_bytes = self.size * self.size * 3
+        J = self.J
         while True:
             msg = self._recv()
             tag = msg[:1]
@@ -214,10 +235,13 @@ class SimProcess:
                     self.size, self.size, 3).copy()
                 on_frame(frame, q, float(t))
             elif tag == b'D':
-                success, overruns, n = struct.unpack('<?qq', msg[1:18])
+                success, overruns, steps, n = struct.unpack('<?qqq', msg[1:26])
                 self.overruns += overruns
-                times = np.frombuffer(msg, np.float64, n, 18).copy()
-                samples = np.frombuffer(msg, np.float64, n * J, 18 + 8 * n).reshape(n, J).copy()
+                times = np.frombuffer(msg, np.float64, n, 26).copy()
+                samples = np.frombuffer(msg, np.float64, n * J, 26 + 8 * n).reshape(n, J).copy()
+                self.physics_steps += steps
+                if n > 1:
+                    self.episode_s += times[-1] - times[0]
                 return bool(success), times, samples
             else:
                 raise RuntimeError(f'sim process: unexpected message {tag!r}')
@@ -255,13 +279,14 @@ def main(argv=None):
     p.add_argument('--task', required=True, help='RealtimeTask fields as JSON')
     p.add_argument('--physics-rate', type=float, default=500.0)
     p.add_argument('--joint-state-rate', type=float, default=100.0)
+    p.add_argument('--engine', default='planar')
     args = p.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C goes to the parent, which ends us
-    shared = _Shared(args.shared_fd)
+    shared = _Shared(args.shared_fd, _layout(joint_count(args.engine))[1])
     os.close(args.shared_fd)
     try:
         _serve(Connection(args.socket_fd), shared, json.loads(args.task), args.physics_rate,
-               args.joint_state_rate)
+               args.joint_state_rate, args.engine)
     except (BrokenPipeError, ConnectionResetError):  # the parent went away mid-episode
         pass
 

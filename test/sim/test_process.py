@@ -120,7 +120,7 @@ def test_a_silent_child_ends_the_episode_after_the_timeout():
 WRITER = """
 import sys, numpy as np
 from aura_ros.sim.process import _Shared
-s = _Shared(int(sys.argv[1]))
+s = _Shared(int(sys.argv[1]), 16)
 for k in range(1, 200001):
     s.write(0, [k, k, k, k])
 """
@@ -129,7 +129,7 @@ for k in range(1, 200001):
 def test_a_reader_never_sees_a_mix_of_two_writes_from_another_process():
     fd = os.memfd_create('t')
     os.ftruncate(fd, 8 * 16)
-    reader = _Shared(fd)
+    reader = _Shared(fd, 16)
     writer = subprocess.Popen([sys.executable, '-c', WRITER, str(fd)], pass_fds=(fd,))
     seen = set()
     try:
@@ -144,3 +144,21 @@ def test_a_reader_never_sees_a_mix_of_two_writes_from_another_process():
     assert writer.returncode == 0 and len(seen) > 10             # read while it wrote
     assert reader.read(0, 4) == pytest.approx([200000.0] * 4)
     reader.close()
+
+
+def test_the_mujoco_arm_runs_in_real_time_in_the_child():
+    """engine mujoco: the SO-101's 5 joints through the shared slots, rendered frames of the
+    task's size, MuJoCo's 600 Hz physics kept up with the wall clock."""
+    from aura_ros.sim.mujoco_arm import PHYSICS_HZ
+    sim = SimProcess(RealtimeTask(), engine='mujoco')
+    frames = []
+    try:
+        success, times, samples = sim.episode(3, lambda q: None,
+                                              lambda f, q, t: frames.append((f, q)))
+        assert samples.shape[1] == 5 and frames[0][0].shape == (64, 64, 3)
+        assert frames[0][0].std() > 0                       # a rendered scene, not a blank
+        assert not success                                  # no command: the arm stays home
+        assert sim.physics_steps / sim.episode_s == pytest.approx(PHYSICS_HZ, rel=0.1)
+        assert np.allclose(sim.positions(), samples[-1])
+    finally:
+        sim.close()
