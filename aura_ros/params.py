@@ -241,7 +241,9 @@ SIM_PARAMS = [
               range=(1.0, 1000.0), read_only=True),
     ParamSpec('command_timeout', DOUBLE, 2.0, 'lockstep: step without a command after this (s)',
               range=(0.01, 600.0), read_only=True),
-    ParamSpec('command_type', STRING, 'joint_trajectory', 'command message',
+    ParamSpec('command_type', STRING, 'joint_trajectory', "command message ('joint_trajectory': "
+              'in real time followed as joint_trajectory_controller does, linear to each point '
+              "by its time_from_start; in lockstep a frame's command is the last point)",
               choices=('joint_trajectory', 'float64_multi_array'), read_only=True),
     ParamSpec('command_topic', STRING, topics.JOINT_COMMANDS, 'joint position commands',
               read_only=True),

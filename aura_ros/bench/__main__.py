@@ -91,7 +91,8 @@ def cmd_mujoco(args):
     if unknown:
         raise SystemExit(f'mujoco: unknown arms {sorted(unknown)} (choose from {mujoco.ARMS})')
     return (mujoco.run(args.episodes, args.demos, args.backbone_demos, args.backbone_steps,
-                       args.memory_steps, args.work, args.fresh, arms, film=args.film),
+                       args.memory_steps, args.work, args.fresh, arms, film=args.film,
+                       through_ros=args.through_ros),
             mujoco.plot)
 
 
@@ -193,6 +194,8 @@ def main(argv=None):
     p.add_argument('--fresh', action='store_true', help='start over (delete --work)')
     p.add_argument('--film', default='bench/results/mujoco_episode.gif',
                    help='GIF of one successful AURA episode')
+    p.add_argument('--through-ros', type=int, default=20, help='episodes of the deployed file '
+                   'through the nodes, the sim in real time (0: skip)')
     p.set_defaults(run=cmd_mujoco)
     p = sub.add_parser('realtime', help='sync vs async execution under injected inference '
                        'latency, the arm in real time')
