@@ -92,7 +92,7 @@ def cmd_mujoco(args):
         raise SystemExit(f'mujoco: unknown arms {sorted(unknown)} (choose from {mujoco.ARMS})')
     return (mujoco.run(args.episodes, args.demos, args.backbone_demos, args.backbone_steps,
                        args.memory_steps, args.work, args.fresh, arms, film=args.film,
-                       through_ros=args.through_ros),
+                       through_ros=args.through_ros, teleop_noise=args.teleop_noise),
             mujoco.plot)
 
 
@@ -152,6 +152,8 @@ def main(argv=None):
     p.add_argument('--eval-episodes', type=int, default=200, help='closed-loop episodes per arm')
     p.add_argument('--steps', type=int, default=2000, help='training steps per memory')
     p.add_argument('--noise', type=float, default=0.3, help="the operator's noise")
+    p.add_argument('--teleop-noise', type=float, default=0.1, help="operator noise of the "
+                   "recorded demonstrations (x the arm's speed limit per frame)")
     p.add_argument('--through-ros', type=int, default=20, help='episodes of the deployed '
                    'checkpoint through the nodes (0 = skip)')
     p.add_argument('--work', default='bench/results/tfr_work', help='bags, checkpoints, logs')
@@ -194,6 +196,8 @@ def main(argv=None):
     p.add_argument('--fresh', action='store_true', help='start over (delete --work)')
     p.add_argument('--film', default='bench/results/mujoco_episode.gif',
                    help='GIF of one successful AURA episode')
+    p.add_argument('--teleop-noise', type=float, default=0.1, help="operator noise of the "
+                   "recorded demonstrations (x the arm's speed limit per frame)")
     p.add_argument('--through-ros', type=int, default=20, help='episodes of the deployed file '
                    'through the nodes, the sim in real time (0: skip)')
     p.set_defaults(run=cmd_mujoco)
