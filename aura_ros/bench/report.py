@@ -382,8 +382,9 @@ def mujoco_section(mj):
              f"The tiny PI0 trained on the visible variant ({mj['backbone']['demos']} "
              f"demonstrations, {mj['backbone']['steps']} steps); {rec['episodes']} teleoperated "
              f"episodes recorded through the nodes in real time (`sim_teleop` + "
-             f"`episode_recorder`, operator noise 0.3; demonstrations succeeded in "
-             f"{rec['demonstration_success']:.2f}); `train episodes` on that bag "
+             f"`episode_recorder`, operator noise {rec.get('teleop_noise', 0.3):g}; "
+             f"demonstrations succeeded in {rec['demonstration_success']:.3f}); `train "
+             f"episodes` on that bag "
              f"({train['frames_labelled']:,} of {train['frames']:,} frames labelled); the "
              f"printed lines deployed by parameter file. Closed loop: the arm on the wall clock "
              f"in a process of its own (MuJoCo physics {mj['physics_hz']:.0f} steps/s measured, "
@@ -407,6 +408,11 @@ def mujoco_section(mj):
               f"process, median of {mj['frame_cost']['frames']}): rendering "
               f"{mj['render_ms']:.2f} ms, physics ({mj['frame_cost']['physics_steps_per_frame']}"
               f" MuJoCo steps) {mj['physics_ms_per_frame']:.2f} ms.", '']
+    ros = mj.get('through_ros')
+    if ros:
+        lines += [f"The deployed file through the nodes (separate processes over DDS, the sim "
+                  f"in real time): {ros['episodes']} episodes, success {_ci(ros, 'success')}, "
+                  f"{ros['writes_per_episode']:.2f} writes per episode.", '']
     return lines
 
 
