@@ -5,7 +5,8 @@
 
 What a user does with a new arm, stage by stage. Each stage keeps its output under ``--work``
 (default bench/results/mujoco_work, not committed) and a rerun reuses the stages already done
-(``--fresh``: start over); a stage redone makes every later stage run again.
+(``--fresh``: start over); a stage redone makes every later stage run again, and an
+evaluation point is reused only for the same settings, parameter values and weights.
 
 1. **Backbone.** The tiny PI0 behaviour-cloned on the ``visible`` variant of the SO-101 task
    (``train_backbone``, the scripted expert with operator noise; 400 demonstrations, 1200
@@ -262,7 +263,7 @@ def through_ros_stage(work, episodes):
 def evaluate(params, episodes, arms, work, progress, film_path):
     import torch
 
-    from aura_ros.bench.realtime import RealtimeSettings, run_point
+    from aura_ros.bench.realtime import RealtimeSettings, params_digest, run_point
     from aura_ros.core import load_memory
     from aura_ros.params import read_params_file
     from aura_ros.paths import resolve_path
@@ -281,8 +282,11 @@ def evaluate(params, episodes, arms, work, progress, film_path):
     cache = Path(work) / 'eval'
     cache.mkdir(parents=True, exist_ok=True)
     points = {}
+    # a point is reused only with the same settings, parameter values and weights (the
+    # digest reads AURA's checkpoint; the arms' files are written together with it)
+    key = settings.key(MODE, 0, params_digest(params))
     for arm in tqdm(arms, desc='closed loop (arms)', disable=not progress):
-        path = cache / f'{arm}-{episodes}.json'
+        path = cache / f'{arm}-{key}.json'
         if path.is_file() and (arm != 'aura' or film.path.is_file()):
             points[arm] = json.loads(path.read_text())
             continue
@@ -318,9 +322,6 @@ def run(episodes=200, demos=400, backbone_demos=400, backbone_steps=1200, memory
         done = None if redo else stages.done(name, **expect)
         redo = done is None
         result[name] = done if done is not None else stages.finish(name, stage())
-    if stages.done('evaluate') is None:
-        shutil.rmtree(work / 'eval', ignore_errors=True)
-        Path(film).unlink(missing_ok=True)
     points, settings = evaluate(result['train']['params'], episodes, arms, work, progress,
                                 Path(film))
     stages.finish('evaluate', {'arms': list(points)})

@@ -107,10 +107,9 @@ class SimArmNode(Node):
         stamp_ns = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
         if stamp_ns:          # a stamped trajectory starts then (node clock -> monotonic)
             start = now + (stamp_ns - self.get_clock().now().nanoseconds) * 1e-9
-        with self.lock:
-            current = self.env.q.copy()
         try:
-            self.trajectory.set(now, points, offsets, current, start)
+            with self.lock:       # not interleaved with an episode reset (which clears it)
+                self.trajectory.set(now, points, offsets, self.env.q.copy(), start)
         except ValueError as exc:
             self.get_logger().warning(f'ignored {exc}', throttle_duration_sec=2.0)
             return

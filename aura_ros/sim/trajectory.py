@@ -4,11 +4,17 @@ What the simulated arm does with a position-only trajectory (the messages the po
 ``sim_teleop`` send), as joint_trajectory_controller with its default spline interpolation does
 when the points carry positions only:
 - a new trajectory replaces the one being followed, at once (no queueing);
-- it starts at its header stamp, or on arrival when the stamp is zero;
-- from the position commanded at that moment (the last sample of the trajectory it replaces,
-  or the measured positions when there was none), the commanded position moves linearly to
-  each point, reaching it ``time_from_start`` after the start; before the start it holds;
-- after the last point it holds that point.
+- its points are due ``time_from_start`` after its header stamp, or after its arrival when the
+  stamp is zero;
+- from the position commanded on arrival (the last sample of the trajectory it replaces, or
+  the measured positions when there was none), the commanded position moves linearly to each
+  point still ahead, reaching it when it is due (points already due on arrival are skipped:
+  no jump to where a stamped trajectory "would be by now");
+- after the last point it holds that point (a trajectory entirely in the past: its last point
+  at once, where joint_trajectory_controller would refuse it).
+
+This follower starts from the commanded position (joint_trajectory_controller's
+``open_loop_control``); the servo's tracking error is the arm's, as on a robot.
 
 A point with ``time_from_start`` 0 (``sim_teleop``'s) is commanded at once. The arm's own speed
 limit (the servo's, ``ArmEnv``) applies on top, as on a robot.
@@ -46,8 +52,13 @@ class TrajectoryFollower:
         here = np.asarray(current, np.float64) if here is None else here
         if here.shape != points.shape[1:]:
             raise ValueError(f'trajectory: {points.shape[1]} joints, the arm has {len(here)}')
-        self._trajectory = (np.concatenate([[start], start + offsets]),
-                            np.vstack([here, points]))
+        due = start + offsets
+        ahead = due > now
+        if not ahead.any():                      # all due already: the last point at once
+            self._trajectory = (np.array([now, now]), np.vstack([here, points[-1:]]))
+            return
+        self._trajectory = (np.concatenate([[now], due[ahead]]),
+                            np.vstack([here, points[ahead]]))
 
     def sample(self, t):
         """The commanded position at time ``t`` (None before any trajectory)."""

@@ -32,11 +32,21 @@ def test_zero_time_points_and_stamped_starts():
     f = TrajectoryFollower()
     f.set(0.0, [[1.0]], [0.0], current=[0.0])    # sim_teleop's points: commanded at once
     assert f.sample(0.0) == pytest.approx([1.0])
-    f.set(1.0, [[3.0]], [1.0], current=[0.0], start=2.0)   # header stamp 1 s ahead
-    assert f.sample(1.5) == pytest.approx([1.0])
-    assert f.sample(2.5) == pytest.approx([2.0])
+    # header stamp 1 s ahead: due at 3.0, moving from arrival (as the controller does)
+    f.set(1.0, [[3.0]], [1.0], current=[0.0], start=2.0)
+    assert f.sample(1.5) == pytest.approx([1.5])
+    assert f.sample(3.0) == pytest.approx([3.0])
     f.clear()
     assert f.sample(3.0) is None
+
+
+def test_a_stamp_in_the_past_skips_the_points_already_due_without_a_jump():
+    f = TrajectoryFollower()
+    f.set(10.0, [[2.0], [4.0]], [0.5, 1.5], current=[0.0], start=9.0)   # due 9.5, 10.5
+    assert f.sample(10.0) == pytest.approx([0.0])      # no jump on arrival
+    assert f.sample(10.25) == pytest.approx([2.0])     # half way to the point still ahead
+    f.set(20.0, [[5.0]], [0.0], current=[0.0], start=19.99)   # a teleop point, stamped
+    assert f.sample(20.0) == pytest.approx([5.0])      # all due: the last point at once
 
 
 @pytest.mark.parametrize('points, times, why', [
