@@ -61,8 +61,6 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from aura_ros.bench.stats import wilson
-
 ARMS = ('aura', 'aura_surprise_only', 'always_write', 'no_memory', 'base')
 TRAINED = ('aura', 'aura_surprise_only', 'always_write', 'no_memory')
 DEMO_SEED = 60_000
@@ -88,7 +86,7 @@ def realtime_task():
 
 class _Stages:
     """Done-markers under the work folder: a stage redone invalidates the later ones."""
-    ORDER = ('backbone', 'record', 'train', 'evaluate')
+    ORDER = ('backbone', 'record', 'train')
 
     def __init__(self, work, fresh):
         self.work = Path(work)
@@ -112,6 +110,7 @@ class _Stages:
 
 
 def train_backbone_stage(work, demos, steps, progress):
+    from aura_ros.bench.train_from_recordings import write_params_with
     from aura_ros.paths import package_share
     from aura_ros.train.__main__ import update_params_file
     from aura_ros.train.backbone_bc import train_backbone
@@ -119,12 +118,9 @@ def train_backbone_stage(work, demos, steps, progress):
     folder = work / 'backbone'
     norm = train_backbone(folder, episodes=demos, steps=steps, engine='mujoco',
                           variant='visible', progress=progress)
-    text = (Path(package_share('aura_ros')) / 'config' / 'sim_mujoco.yaml').read_text()
-    line = 'model_path: package://aura_ros/models/pi0_so101'
-    if line not in text:
-        raise RuntimeError(f'config/sim_mujoco.yaml: no "{line}" line to replace')
-    params = work / 'arm.yaml'
-    params.write_text(text.replace(line, f'model_path: {folder.resolve()}'))
+    params = write_params_with(
+        Path(package_share('aura_ros')) / 'config' / 'sim_mujoco.yaml', work / 'arm.yaml',
+        [('model_path: package://aura_ros/models/pi0_so101', f'model_path: {folder.resolve()}')])
     update_params_file(params, {k: norm[k] for k in ('action_mean', 'action_std',
                                                       'state_mean', 'state_std')})
     return {'demos': demos, 'steps': steps, 'seconds': time.monotonic() - t0,
@@ -147,6 +143,7 @@ def record_stage(work, demos, noise, progress):
 
 
 def train_stage(work, steps, progress):
+    from aura_ros.bench.train_from_recordings import write_params_with
     from aura_ros.train.episodes import Settings, train_from_recordings
     t0 = time.monotonic()
     out = work / 'memory'
@@ -154,17 +151,10 @@ def train_stage(work, steps, progress):
         shutil.rmtree(out)
     report = train_from_recordings([str(work / 'bags' / 'memory')], str(work / 'arm.yaml'),
                                    out, Settings(steps=steps, arms=TRAINED, progress=progress))
-    deployed = work / 'deployed.yaml'
-    text = (work / 'arm.yaml').read_text()
-    for old, new in ((CONFIG_CHECKPOINT,
-                      f"checkpoint: {(out / 'memory.safetensors').resolve()}"),
-                     ('execution: sync                       # lockstep simulation: one '
-                      'command per frame', 'execution: async\n    control_rate: 100.0\n'
-                      '    control_priority: 50')):
-        if old not in text:
-            raise RuntimeError(f'{work / "arm.yaml"}: no "{old}" line to replace')
-        text = text.replace(old, new)
-    deployed.write_text(text)
+    deployed = write_params_with(work / 'arm.yaml', work / 'deployed.yaml', [
+        (CONFIG_CHECKPOINT, f"checkpoint: {(out / 'memory.safetensors').resolve()}"),
+        ('execution: sync                       # lockstep simulation: one command per frame',
+         'execution: async\n    control_rate: 100.0\n    control_priority: 50')])
     return {'steps': steps, 'frames': report['frames'],
             'frames_labelled': report['frames_labelled'],
             'episodes': report['episodes'], 'validation': report['validation'],
@@ -241,23 +231,12 @@ def frame_cost(frames=300):
 def through_ros_stage(work, episodes):
     """The deployed file through the nodes, the sim in real time."""
     from aura_ros.bench.realtime import EVAL_SEED
-    from aura_ros.tools.demo import run_through_nodes
-    text = (work / 'deployed.yaml').read_text()
-    for old, new in (('    engine: mujoco\n', '    engine: mujoco\n    lockstep: false\n'),
-                     ('time_from_start: 0.1\n', 'time_from_start: 0.01\n')):
-        if text.count(old) != 1:
-            raise RuntimeError(f'{work / "deployed.yaml"}: expected one "{old.strip()}" line')
-        text = text.replace(old, new)
-    params = work / 'deployed_ros.yaml'
-    params.write_text(text)
-    ok, results, _ = run_through_nodes(episodes, 'memory', EVAL_SEED, str(params),
-                                       work / 'ros_logs', timeout=120.0 + 10.0 * episodes,
-                                       verbose=False)
-    successes = sum(r.success for r, _, _ in results)
-    return {'params_file': str(params), 'episodes': len(results), 'processes_ok': ok,
-            'success': successes / max(len(results), 1),
-            'success_ci95': wilson(successes, len(results)),
-            'writes_per_episode': float(np.mean([w for _, _, w in results])) if results else 0}
+    from aura_ros.bench.train_from_recordings import run_deployed, write_params_with
+    params = write_params_with(work / 'deployed.yaml', work / 'deployed_ros.yaml', [
+        ('    engine: mujoco\n', '    engine: mujoco\n    lockstep: false\n'),
+        ('time_from_start: 0.1\n', 'time_from_start: 0.01\n')])
+    return run_deployed(params, episodes, EVAL_SEED, work / 'ros_logs',
+                        timeout=120.0 + 10.0 * episodes)
 
 
 def evaluate(params, episodes, arms, work, progress, film_path):
@@ -324,7 +303,6 @@ def run(episodes=200, demos=400, backbone_demos=400, backbone_steps=1200, memory
         result[name] = done if done is not None else stages.finish(name, stage())
     points, settings = evaluate(result['train']['params'], episodes, arms, work, progress,
                                 Path(film))
-    stages.finish('evaluate', {'arms': list(points)})
     result['settings'] = settings
     keep = ('success', 'success_ci95', 'successes', 'writes_per_episode', 'control_rate_hz',
             'period_jitter_p99_ms', 'control_rate_hz_steal_free',

@@ -236,25 +236,40 @@ def targets(block):
             'write_reduction_at_least_7x': bool(w and always['writes_per_episode'] / w >= 7)}
 
 
+def write_params_with(source, out, replacements):
+    """``source``'s text with each (line, new) replaced, written to ``out``: a parameter file
+    as a user edits it. Each line must occur once (else RuntimeError naming it)."""
+    text = Path(source).read_text()
+    for line, new in replacements:
+        if text.count(line) != 1:
+            raise RuntimeError(f'{source}: expected one "{line.strip()}" line to replace')
+        text = text.replace(line, new)
+    Path(out).write_text(text)
+    return Path(out)
+
+
+def run_deployed(params, episodes, seed, logs, timeout=600.0):
+    """``episodes`` of the memory task through the nodes with the parameter file ``params``:
+    success with its Wilson interval and writes per episode."""
+    from aura_ros.tools.demo import run_through_nodes
+    ok, results, _ = run_through_nodes(episodes, 'memory', seed, str(params), logs,
+                                       timeout=timeout, verbose=False)
+    successes = sum(r.success for r, _, _ in results)
+    return {'params_file': str(params), 'episodes': len(results), 'processes_ok': ok,
+            'success': successes / max(len(results), 1),
+            'success_ci95': wilson(successes, len(results)),
+            'writes_per_episode': float(np.mean([w for _, _, w in results])) if results else 0}
+
+
 def deploy_check(params, out, episodes, work):
     """The default parameter file with the printed checkpoint line applied (what a user does),
     run through the nodes (lockstep sim + perception + policy)."""
     from aura_ros.bench.closed_loop import EVAL_SEED
-    from aura_ros.tools.demo import run_through_nodes
-    text = Path(params).read_text()
-    line = 'checkpoint: package://aura_ros/models/aura_sim/memory.safetensors'
-    if line not in text:
-        raise RuntimeError(f'{params}: no "{line}" line to replace')
-    deployed = Path(work) / 'deployed.yaml'
     checkpoint = (Path(out) / 'memory.safetensors').resolve()
-    deployed.write_text(text.replace(line, f'checkpoint: {checkpoint}'))
-    ok, results, _ = run_through_nodes(episodes, 'memory', EVAL_SEED, str(deployed),
-                                       Path(work) / 'deploy_logs', verbose=False)
-    successes = sum(r.success for r, _, _ in results)
-    return {'params_file': str(deployed), 'episodes': len(results), 'processes_ok': ok,
-            'success': successes / max(len(results), 1),
-            'success_ci95': wilson(successes, len(results)),
-            'writes_per_episode': float(np.mean([w for _, _, w in results])) if results else 0}
+    deployed = write_params_with(params, Path(work) / 'deployed.yaml', [(
+        'checkpoint: package://aura_ros/models/aura_sim/memory.safetensors',
+        f'checkpoint: {checkpoint}')])
+    return run_deployed(deployed, episodes, EVAL_SEED, Path(work) / 'deploy_logs')
 
 
 def plot(result, path):

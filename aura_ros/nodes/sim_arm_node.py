@@ -17,10 +17,11 @@ Real time (``lockstep: false``): the joints track the newest command at ``physic
 per-frame speed limit spread over time), joint states go out at ``joint_state_rate`` and camera
 frames at ``rate`` (the task's clock), whatever the policy does, like a real arm.
 A JointTrajectory is followed as joint_trajectory_controller follows one (positions only,
-aura_ros.sim.trajectory): it replaces the previous one on arrival (or at its header stamp) and
-the commanded position moves linearly from where it was to each point by its
-``time_from_start``, then holds the last one. In lockstep a frame is not wall time: the
-frame's command is the newest trajectory's last point. Float64MultiArray: the newest array.
+aura_ros.sim.trajectory): it replaces the previous one on arrival and the commanded position
+moves linearly from where it was commanded to each point, due ``time_from_start`` after the
+header stamp (or the arrival when unstamped), then holds the last one. In lockstep a frame is
+not wall time: the frame's command is the newest trajectory's last point. Float64MultiArray:
+the newest array.
 At each episode start the sim calls ``reset_service`` (std_srvs/Trigger, the policy node's
 ~/reset_memory) so that memory does not leak across episodes. Waiting costs next to no CPU
 (blocking waits, one single-threaded executor), and SIGINT stops the node within a second.
@@ -92,14 +93,11 @@ class SimArmNode(Node):
                                       f'(this arm: {self.joint_names})',
                                       throttle_duration_sec=2.0)
             return
-        try:
-            points = [[p.positions[index[j]] for j in self.joint_names] for p in msg.points]
-        except IndexError:
-            points = None
-        if points is None or any(len(p.positions) != len(msg.joint_names) for p in msg.points):
+        if any(len(p.positions) != len(msg.joint_names) for p in msg.points):
             self.get_logger().warning('ignored trajectory: a point has not one position per '
                                       'joint', throttle_duration_sec=2.0)
             return
+        points = [[p.positions[index[j]] for j in self.joint_names] for p in msg.points]
         offsets = [p.time_from_start.sec + 1e-9 * p.time_from_start.nanosec
                    for p in msg.points]
         now = time.monotonic()
