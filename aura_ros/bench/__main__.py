@@ -35,6 +35,17 @@ def cmd_synthetic(args):
     return result, synthetic.plot
 
 
+def cmd_synthetic_threshold(args):
+    from aura_ros.bench import synthetic
+    settings = synthetic.BenchSettings.quick() if args.quick else synthetic.BenchSettings()
+    thresholds = [float(t) for t in args.thresholds.split(',')]
+    bad = [t for t in thresholds if not 0.0 <= t < 1.0]
+    if bad:
+        raise SystemExit(f'--thresholds: a gate threshold lies in [0, 1), got {bad}')
+    return synthetic.threshold_sweep(args.config, args.seed, settings, thresholds,
+                                     arm=args.arm), synthetic.plot_threshold_sweep
+
+
 def cmd_state_growth(args):
     from aura_ros.bench import state_growth
     return state_growth.run(steps=args.steps), state_growth.plot
@@ -125,6 +136,17 @@ def main(argv=None):
     p.add_argument('--cache-dir', default=None, help='keep each finished (config, seed, arm) '
                    'here and reuse it on a rerun with the same settings (resume)')
     p.set_defaults(run=cmd_synthetic)
+    p = sub.add_parser('synthetic-threshold', help='one trained gate of the synthetic '
+                       'benchmark evaluated at several run-time gate thresholds')
+    p.add_argument('--config', choices=['easy', 'hard', 'legacy_easy', 'legacy_hard'],
+                   default='hard')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--arm', choices=['aura', 'aura_surprise_only', 'feature_gate'],
+                   default='aura')
+    p.add_argument('--thresholds', default='0.5,0.3,0.2,0.1,0.05,0.02,0.01',
+                   help='comma-separated, each in [0, 1) (0.5 is the trained one)')
+    p.add_argument('--quick', action='store_true', help='tiny training (a smoke run)')
+    p.set_defaults(run=cmd_synthetic_threshold)
     p = sub.add_parser('state-growth', help='live state bytes of AURA and a KV-cache over steps')
     p.add_argument('--steps', type=int, default=100_000)
     p.set_defaults(run=cmd_state_growth)

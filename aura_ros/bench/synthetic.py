@@ -170,6 +170,20 @@ def run_seed(config_name, seed, settings: BenchSettings, progress=False, cache_d
 
 def _train_arm(arm, config_name, seed, settings, schedule, eval_eps, budget, curriculum,
                progress):
+    model, rate = _fit_arm(arm, config_name, seed, settings, schedule, budget, curriculum,
+                           progress)
+    result = evaluate(model, eval_eps, generator_seed=seed)
+    result['write_rate_trained'] = rate
+    if arm == 'aura':
+        result['ablation'] = {}
+        for which in ('state', 'features'):
+            with gate_input_at_mean(model, eval_eps, which):
+                result['ablation'][which] = evaluate(model, eval_eps, seed)
+    return result
+
+
+def _fit_arm(arm, config_name, seed, settings, schedule, budget, curriculum, progress):
+    """One arm trained as the benchmark trains it; returns (model, its training write rate)."""
     task = CONFIGS[config_name]
     easier, frac = curriculum
     data_rng = np.random.default_rng([seed, 1])  # same training episodes for every arm
@@ -187,14 +201,41 @@ def _train_arm(arm, config_name, seed, settings, schedule, eval_eps, budget, cur
         ib_horizon=settings.ib_horizon, **settings.gate_config(arm)))
     train_memory(model, sample, 'ce', schedule, seed=seed, progress=progress,
                  desc=f'{config_name} s{seed} {arm}')
-    result = evaluate(model, eval_eps, generator_seed=seed)
-    result['write_rate_trained'] = rate
-    if arm == 'aura':
-        result['ablation'] = {}
-        for which in ('state', 'features'):
-            with gate_input_at_mean(model, eval_eps, which):
-                result['ablation'][which] = evaluate(model, eval_eps, seed)
-    return result
+    return model, rate
+
+
+def threshold_sweep(config_name, seed, settings: BenchSettings, thresholds, arm='aura',
+                    progress=True):
+    """Is the run-time gate threshold what holds a trained gate back? Trains ``arm`` exactly as
+    ``run_seed`` does (same seed, data and recipe, so at the trained threshold 0.5 the
+    evaluation equals the benchmark's), then evaluates it at each threshold on calibration
+    episodes (never the evaluation set: a threshold is chosen there) and on the evaluation
+    episodes. Returns {'thresholds': [{threshold, calibration, evaluation}, ...]}."""
+    if arm not in GATE_ARMS:
+        raise ValueError(f'{arm!r} has no learned gate to sweep (one of {GATE_ARMS})')
+    torch.set_num_threads(1)
+    task = CONFIGS[config_name]
+    schedule = TrainSchedule(steps=settings.train_steps[config_name], lr=settings.lr,
+                             warmup_frac=settings.warmup_frac)
+    model, _ = _fit_arm(arm, config_name, seed, settings, schedule, None,
+                        settings.curriculum.get(config_name, [config_name, 0.0]), progress)
+    sets = {'calibration': sample_episodes(task, settings.eval_episodes,
+                                           np.random.default_rng(EVAL_SEED + 7)),
+            'evaluation': sample_episodes(task, settings.eval_episodes,
+                                          np.random.default_rng(EVAL_SEED))}
+    rows = []
+    for threshold in tqdm(thresholds, desc='thresholds', disable=not progress):
+        model.config.gate_threshold = float(threshold)
+        row = {'threshold': float(threshold)}
+        for name, episodes in sets.items():
+            r = evaluate(model, episodes, generator_seed=seed)
+            row[name] = dict(accuracy=r['accuracy'], writes_per_episode=r['writes_per_episode'],
+                             write_probability={k: (w / n if n else None) for k, (w, n)
+                                                in r['write_counts'].items()},
+                             write_counts=r['write_counts'])
+        rows.append(row)
+    return {'benchmark': 'synthetic_threshold_sweep', 'config': config_name, 'seed': seed,
+            'arm': arm, 'settings': settings.__dict__, 'thresholds': rows}
 
 
 def write_probabilities(per_seed, arm, key=None):
@@ -357,4 +398,32 @@ def plot(result, path):
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_threshold_sweep(result, path):
+    """Accuracy against writes per episode (one point per threshold) and write probability per
+    item kind against the threshold, evaluation episodes."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    rows = result['thresholds']
+    ev = [r['evaluation'] for r in rows]
+    fig, (a0, a1) = plt.subplots(1, 2, figsize=(12, 4.5))
+    a0.plot([e['writes_per_episode'] for e in ev], [e['accuracy'] for e in ev], 'o-', c='tab:red')
+    for r, e in zip(rows, ev):
+        a0.annotate(f"{r['threshold']:g}", (e['writes_per_episode'], e['accuracy']),
+                    textcoords='offset points', xytext=(4, 4), fontsize=8)
+    a0.set_xlabel('writes per episode')
+    a0.set_ylabel('accuracy at the query')
+    a0.set_title(f"{result['config']} seed {result['seed']} {result['arm']}: threshold sweep")
+    for kind in ('event', 'repeat', 'distractor', 'background'):
+        a1.plot([r['threshold'] for r in rows], [e['write_probability'][kind] for e in ev],
+                'o-', label=kind)
+    a1.set_xscale('log')
+    a1.set_xlabel('gate threshold (trained at 0.5)')
+    a1.set_ylabel('write probability')
+    a1.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)

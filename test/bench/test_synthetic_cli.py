@@ -74,3 +74,23 @@ def test_a_new_gate_recipe_reruns_the_gated_and_budget_arms_and_keeps_the_others
         same = _cache_path('c', 'hard', 0, arm, old) == _cache_path('c', 'hard', 0, arm, new)
         assert same == (arm not in GATE_ARMS + BUDGET_ARMS), arm
     assert old.gate_config('aura') == old.gate and old.gate_config('always_write') == {}
+
+
+def test_threshold_sweep_measures_the_benchmarks_own_gate_at_each_threshold():
+    """At the trained threshold the sweep's model is the benchmark's (same evaluation result as
+    run_seed's aura); the threshold reaches the gate: raising it never adds a write, and the
+    quick model's gate (open after its short warm-up) closes at 0.9."""
+    from aura_ros.bench import synthetic
+    settings = synthetic.BenchSettings.quick()
+    bench = synthetic.run_seed('easy', 0, settings)['aura']
+    sweep = synthetic.threshold_sweep('easy', 0, settings, [0.0, 0.5, 0.9], progress=False)
+    rows = {r['threshold']: r['evaluation'] for r in sweep['thresholds']}
+    assert rows[0.5]['accuracy'] == bench['accuracy']
+    assert rows[0.5]['write_counts'] == bench['write_counts']
+    writes = [rows[t]['writes_per_episode'] for t in (0.0, 0.5, 0.9)]
+    assert writes == sorted(writes, reverse=True)
+    assert rows[0.0]['writes_per_episode'] == 64 and rows[0.9]['writes_per_episode'] == 0
+    assert all(r['calibration']['write_counts'] != r['evaluation']['write_counts']
+               for r in sweep['thresholds'] if r['threshold'] < 0.9)
+    with pytest.raises(ValueError, match='no learned gate'):
+        synthetic.threshold_sweep('easy', 0, settings, [0.5], arm='always_write')
