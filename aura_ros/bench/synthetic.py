@@ -146,9 +146,6 @@ def run_seed(config_name, seed, settings: BenchSettings, progress=False, cache_d
     torch.set_num_threads(1)
     task = CONFIGS[config_name]
     eval_eps = sample_episodes(task, settings.eval_episodes, np.random.default_rng(EVAL_SEED))
-    steps = settings.train_steps[config_name]
-    schedule = TrainSchedule(steps=steps, lr=settings.lr, warmup_frac=settings.warmup_frac)
-    easier, frac = settings.curriculum.get(config_name, [config_name, 0.0])
     results, budget = {}, None
     for arm in ARMS:  # aura first: the budget arms need its write rate
         path = cache_dir and _cache_path(cache_dir, config_name, seed, arm, settings)
@@ -156,8 +153,8 @@ def run_seed(config_name, seed, settings: BenchSettings, progress=False, cache_d
             with open(path) as f:
                 results[arm] = json.load(f)
         else:
-            results[arm] = _train_arm(arm, config_name, seed, settings, schedule, eval_eps,
-                                      budget, (easier, frac), progress)
+            results[arm] = _train_arm(arm, config_name, seed, settings, eval_eps, budget,
+                                      progress)
             if path:
                 os.makedirs(cache_dir, exist_ok=True)
                 with open(path + '.tmp', 'w') as f:
@@ -168,10 +165,8 @@ def run_seed(config_name, seed, settings: BenchSettings, progress=False, cache_d
     return results
 
 
-def _train_arm(arm, config_name, seed, settings, schedule, eval_eps, budget, curriculum,
-               progress):
-    model, rate = _fit_arm(arm, config_name, seed, settings, schedule, budget, curriculum,
-                           progress)
+def _train_arm(arm, config_name, seed, settings, eval_eps, budget, progress):
+    model, rate = _fit_arm(arm, config_name, seed, settings, budget, progress)
     result = evaluate(model, eval_eps, generator_seed=seed)
     result['write_rate_trained'] = rate
     if arm == 'aura':
@@ -182,10 +177,12 @@ def _train_arm(arm, config_name, seed, settings, schedule, eval_eps, budget, cur
     return result
 
 
-def _fit_arm(arm, config_name, seed, settings, schedule, budget, curriculum, progress):
+def _fit_arm(arm, config_name, seed, settings, budget, progress):
     """One arm trained as the benchmark trains it; returns (model, its training write rate)."""
     task = CONFIGS[config_name]
-    easier, frac = curriculum
+    schedule = TrainSchedule(steps=settings.train_steps[config_name], lr=settings.lr,
+                             warmup_frac=settings.warmup_frac)
+    easier, frac = settings.curriculum.get(config_name, [config_name, 0.0])
     data_rng = np.random.default_rng([seed, 1])  # same training episodes for every arm
 
     def sample(step):
@@ -215,10 +212,7 @@ def threshold_sweep(config_name, seed, settings: BenchSettings, thresholds, arm=
         raise ValueError(f'{arm!r} has no learned gate to sweep (one of {GATE_ARMS})')
     torch.set_num_threads(1)
     task = CONFIGS[config_name]
-    schedule = TrainSchedule(steps=settings.train_steps[config_name], lr=settings.lr,
-                             warmup_frac=settings.warmup_frac)
-    model, _ = _fit_arm(arm, config_name, seed, settings, schedule, None,
-                        settings.curriculum.get(config_name, [config_name, 0.0]), progress)
+    model, _ = _fit_arm(arm, config_name, seed, settings, None, progress)
     sets = {'calibration': sample_episodes(task, settings.eval_episodes,
                                            np.random.default_rng(EVAL_SEED + 7)),
             'evaluation': sample_episodes(task, settings.eval_episodes,
@@ -230,8 +224,7 @@ def threshold_sweep(config_name, seed, settings: BenchSettings, thresholds, arm=
         for name, episodes in sets.items():
             r = evaluate(model, episodes, generator_seed=seed)
             row[name] = dict(accuracy=r['accuracy'], writes_per_episode=r['writes_per_episode'],
-                             write_probability={k: (w / n if n else None) for k, (w, n)
-                                                in r['write_counts'].items()},
+                             write_probability=write_probabilities([{arm: r}], arm),
                              write_counts=r['write_counts'])
         rows.append(row)
     return {'benchmark': 'synthetic_threshold_sweep', 'config': config_name, 'seed': seed,
