@@ -5,6 +5,7 @@ are checked against them by a test, and offline tools (benchmarks, the remote ba
 read the same parameter files without ROS through ``read_params_file``.
 No rclpy import here.
 """
+import difflib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -250,8 +251,11 @@ SIM_PARAMS = [
     ParamSpec('camera_topic', STRING, topics.CAMERA, 'camera output', read_only=True),
     ParamSpec('joint_states_topic', STRING, topics.JOINT_STATES, 'joint state output',
               read_only=True),
-    ParamSpec('reset_service', STRING, topics.POLICY_RESET, 'Trigger service called at each '
-              'episode start ("" = none)', read_only=True),
+    ParamSpec('policy', STRING, topics.POLICY_NODE, 'the policy node the sim serves (relative '
+              'name): each episode starts once its lifecycle state is active, its '
+              '~/reset_memory is called at each episode start and its ~/disarm after the last '
+              'of a set number of episodes ("" = no policy: teleoperation, recording)',
+              read_only=True),
     ParamSpec('start_delay', DOUBLE, 0.0, 'seconds to wait before the first episode',
               range=(0.0, 3600.0), read_only=True),
 ]
@@ -322,6 +326,21 @@ STATUS_PUBLISHER_PARAMS = [
               read_only=True),
 ]
 
+# Every node's opt-out of the parameter-file check (``check_parameter_files``).
+STRICT = ParamSpec('strict_parameters', BOOL, True, 'refuse a parameter file key this node does '
+                   'not declare (a typo), naming the closest declared name; false: log it at '
+                   'WARN (files shared with other packages)', read_only=True)
+NODE_PARAMS = {'policy_node': POLICY_PARAMS, 'perception_node': PERCEPTION_PARAMS,
+               'sim_arm_node': SIM_PARAMS, 'gate_recorder': RECORDER_PARAMS,
+               'episode_recorder': EPISODE_RECORDER_PARAMS, 'sim_teleop': SIM_TELEOP_PARAMS,
+               'gate_monitor': MONITOR_PARAMS, 'status_publisher': STATUS_PUBLISHER_PARAMS}
+for _table in NODE_PARAMS.values():
+    _table.append(STRICT)
+# Parameters rclpy declares on every node itself.
+BUILTIN_PARAMS = ('use_sim_time', 'start_type_description_service')
+BUILTIN_PREFIXES = ('qos_overrides.',)
+
+
 def _md_value(value):
     if isinstance(value, bool):
         return 'true' if value else 'false'
@@ -347,25 +366,135 @@ def spec_table(specs):
     return {s.name: s for s in specs}
 
 
-def read_params_file(path, node_name=None):
+def read_params_file(path, node_name=None, check=True):
     """Parameters of one node from a ROS 2 parameter file, nested blocks flattened to dotted
     names, plus the file's folder (for relative paths). Merges ``/**``, then ``node_name``
-    (``/node_name``, ``/**/node_name``: the namespace-agnostic form the shipped files use)."""
+    (``/node_name``, ``/**/node_name``: the namespace-agnostic form the shipped files use).
+    ``check``: refuse keys the node does not declare (``unknown_parameters``'s rule, the nodes'
+    own: a typo is refused, not ignored)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'parameter file not found: {path}')
-    data = yaml.safe_load(path.read_text()) or {}
+    sections = file_sections(path)
+    merged = {}
+    if node_name:
+        own = [(pattern, values) for pattern, values in sections
+               if pattern in ('/**', f'/{node_name}', f'/**/{node_name}')]
+        for pattern in ('/**', f'/{node_name}', f'/**/{node_name}'):
+            for section, values in own:
+                if section == pattern:
+                    merged.update(values)
+        if check and node_name in NODE_PARAMS:
+            declared = {spec.name for spec in NODE_PARAMS[node_name]}
+            problems = unknown_parameters(own, '/' + node_name, declared)
+            if problems and merged.get('strict_parameters', True):
+                raise ValueError(f'{path}: {problems[0]}')
+    if not merged and len(sections) == 1:   # a single node block under another name
+        merged = dict(sections[0][1])
+    return merged, path.parent.resolve()
+
+
+def file_sections(path):
+    """[(node pattern, {dotted name: value}), ...] of a parameter file, in file order: each
+    ``ros__parameters`` block with the keys above it joined into an absolute node pattern
+    (``/**``, ``/left/policy_node``, ``/**/policy_node``)."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
     if not isinstance(data, dict):
         raise ValueError(f'{path}: a parameter file maps node names to ros__parameters')
-    merged = {}
-    for key in ('/**', node_name, f'/{node_name}' if node_name else None,
-                f'/**/{node_name}' if node_name else None):
-        block = data.get(key) if key else None
-        if isinstance(block, dict):
-            merged.update(flatten(block.get('ros__parameters', {})))
-    if not merged and len(data) == 1:  # a single node block under another name
-        merged = flatten(next(iter(data.values())).get('ros__parameters', {}))
-    return merged, path.parent.resolve()
+    out = []
+
+    def walk(block, parts):
+        for key, value in block.items():
+            if key == 'ros__parameters' and isinstance(value, dict):
+                out.append(('/' + '/'.join(parts) if parts else '/**', flatten(value)))
+            elif isinstance(value, dict):
+                walk(value, parts + [p for p in str(key).split('/') if p])
+    walk(data, [])
+    return out
+
+
+def _matches(pattern, name_tokens):
+    """rcl's node-name wildcards: ``**`` any number of tokens, ``*`` exactly one."""
+    pat = [t for t in pattern.split('/') if t]
+
+    def match(i, j):
+        if i == len(pat):
+            return j == len(name_tokens)
+        if pat[i] == '**':
+            return any(match(i + 1, k) for k in range(j, len(name_tokens) + 1))
+        return (j < len(name_tokens) and pat[i] in ('*', name_tokens[j])
+                and match(i + 1, j + 1))
+    return match(0, 0)
+
+
+def names_node(pattern, node_name):
+    """Whether a section is the node's own (its last token is the node's name) rather than a
+    wildcard shared by every node (``/**``, ``/left/**``, ``/*``)."""
+    tokens = [t for t in pattern.split('/') if t]
+    return bool(tokens) and tokens[-1] == node_name
+
+
+def package_declared():
+    """Every parameter name a node of this package declares."""
+    return {spec.name for table in NODE_PARAMS.values() for spec in table}
+
+
+def _builtin(name):
+    return name in BUILTIN_PARAMS or name.startswith(BUILTIN_PREFIXES)
+
+
+def unknown_parameters(sections, fq_name, declared, extra=()):
+    """Why keys in the parameter file sections that apply to node ``fq_name`` are refused:
+    a key under a section that names the node (``policy_node``, ``/**/policy_node``) that the
+    node does not ``declare``; a key under a wildcard section (``/**``, shared by all nodes)
+    only when no node of this package declares it. ``extra``: override names from elsewhere
+    (``-p name:=value``), held to the node's own rule. One line per key, naming the closest
+    declared name."""
+    tokens = [t for t in fq_name.split('/') if t]
+    node_name = tokens[-1]
+    shared = package_declared()
+    problems, seen = [], set()
+
+    def refuse(name, where):
+        if name in seen:
+            return
+        seen.add(name)
+        close = difflib.get_close_matches(name, sorted(declared), n=1, cutoff=0.6)
+        hint = f' (did you mean {close[0]}?)' if close else ''
+        problems.append(f'unknown parameter {name!r} under {where} for {node_name}{hint}; '
+                        f'set strict_parameters: false to allow keys of other packages')
+
+    for pattern, values in sections:
+        if not _matches(pattern, tokens):
+            continue
+        own = names_node(pattern, node_name)
+        for name in values:
+            if name in declared or _builtin(name):
+                continue
+            if own or name not in shared:
+                refuse(name, f"'{pattern}'" + ('' if own else ' (a section every node reads; '
+                                               'no node of aura_ros declares it)'))
+    for name in extra:
+        if name not in declared and not _builtin(name):
+            refuse(name, 'the command line (-p)')
+    return problems
+
+
+def params_files_and_overrides(argv):
+    """(--params-file paths, -p names) of a ROS argument list (the parts inside --ros-args)."""
+    files, names, inside = [], [], False
+    argv = list(argv or [])
+    for i, arg in enumerate(argv):
+        if arg == '--ros-args':
+            inside = True
+        elif arg == '--':
+            inside = False
+        elif inside and arg == '--params-file' and i + 1 < len(argv):
+            files.append(argv[i + 1])
+        elif inside and arg in ('-p', '--param') and i + 1 < len(argv):
+            name = argv[i + 1].split(':=', 1)[0]
+            names.append(name.split(':')[-1])
+    return files, names
 
 
 def flatten(block, prefix=''):

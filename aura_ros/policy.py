@@ -3,11 +3,11 @@
 ``PolicyRunner.step(image, positions)`` is one memory step: encode the frame (features), take
 the next base action from the current action chunk (predicting a new chunk when the executed
 part is used up), let the memory gate decide on a write and add its residual, then turn the
-action into a joint position command that is finite, inside the joint limits and within
-``max_delta`` of the previous command. The policy node and the in-process closed-loop
+action into a joint position command through the ``CommandGuard`` (control/limits.py): finite,
+inside the joint limits, within ``max_delta`` of the previous command, and after any hold
+within ``max_delta`` of the measured position. The policy node and the in-process closed-loop
 benchmark both run this class, so what is measured is what runs on the robot.
 """
-import math
 import time
 from dataclasses import dataclass
 
@@ -15,54 +15,9 @@ import numpy as np
 import torch
 
 from aura_ros.control.chunks import TimedChunk, chunk_targets
+from aura_ros.control.limits import CommandGuard, CommandLimits
 
-
-@dataclass
-class CommandLimits:
-    lower: np.ndarray          # (J,) rad
-    upper: np.ndarray          # (J,) rad
-    max_delta: float           # rad per step, relative to the previous command
-    action_type: str = 'delta'  # 'delta': q_measured + action; 'absolute': action
-    max_velocity: float = math.inf  # rad/s; with a control period dt the step is also
-    #                                 at most max_velocity * dt
-
-    def __post_init__(self):
-        self.lower = np.asarray(self.lower, np.float64)
-        self.upper = np.asarray(self.upper, np.float64)
-        if self.lower.shape != self.upper.shape:
-            raise ValueError('lower and upper joint limits differ in length')
-        if np.any(~np.isfinite(self.lower)) or np.any(~np.isfinite(self.upper)):
-            raise ValueError('joint limits must be finite')
-        if np.any(self.lower >= self.upper):
-            raise ValueError('every lower joint limit must be below its upper limit')
-        if not (math.isfinite(self.max_delta) and self.max_delta > 0):
-            raise ValueError('max_delta must be finite and > 0')
-        if self.action_type not in ('delta', 'absolute'):
-            raise ValueError("action_type must be 'delta' or 'absolute'")
-        if not (self.max_velocity > 0):   # inf allowed (no velocity limit), NaN refused
-            raise ValueError('max_velocity must be > 0')
-
-    def measured(self, positions):
-        """Measured joint positions as float64, or None when missing, mis-shaped or not
-        finite (nothing may be commanded from them)."""
-        if positions is None:
-            return None
-        positions = np.asarray(positions, np.float64)
-        if positions.shape != self.lower.shape or not np.all(np.isfinite(positions)):
-            return None
-        return positions
-
-    def hold_at(self, positions):
-        """The hold command at measured positions (clipped into the limits), or None."""
-        positions = self.measured(positions)
-        return None if positions is None else np.clip(positions, self.lower, self.upper)
-
-    def clamp(self, target, reference, dt=None):
-        """``target`` moved at most one step from ``reference`` (max_delta, and
-        max_velocity * dt when the period ``dt`` is given), then into the joint limits."""
-        step = self.max_delta if dt is None else min(self.max_delta, self.max_velocity * dt)
-        return np.clip(np.clip(target, reference - step, reference + step),
-                       self.lower, self.upper)
+__all__ = ['CommandGuard', 'CommandLimits', 'PolicyRunner', 'PolicyStep']
 
 
 @dataclass
@@ -88,6 +43,7 @@ class PolicyRunner:
         self.backbone = backbone
         self.memory = memory          # MemoryPolicy or None (the frozen policy alone)
         self.limits = limits
+        self.guard = CommandGuard(limits)   # one command per frame: no control period
         self.memory_enabled = memory_enabled
         cfg = backbone.config
         self.steps_per_chunk = cfg.steps_per_chunk
@@ -118,7 +74,7 @@ class PolicyRunner:
         a scheduled memory draws its write schedule from the episode seed. None: fresh
         draws."""
         self._queue = []
-        self.last_command = None
+        self.guard.release()
         self.episode_seed = episode_seed
         self.t = 0
         if self.memory is not None:
@@ -209,32 +165,34 @@ class PolicyRunner:
         return timed, info
 
     def to_command(self, action, positions):
-        """Joint position command from an action, or (None, reason). Never NaN, never outside
-        the limits, never further than max_delta from the previous command."""
+        """Joint position command from an action, or (None, reason): through the guard (never
+        NaN, never outside the limits, within max_delta of the previous command, or of the
+        measured position after a hold)."""
         lim = self.limits
         action = np.asarray(action, np.float64)
         if action.shape != lim.lower.shape or not np.all(np.isfinite(action)):
+            self.guard.release()
             return None, f'non-finite or mis-shaped action {action.tolist()}'
         positions = lim.measured(positions)
         if positions is None:
+            self.guard.release()
             return None, 'joint positions missing or not finite'
         target = positions + action if lim.action_type == 'delta' else action
-        reference = self.last_command if self.last_command is not None else positions
-        target = lim.clamp(target, reference)
-        self.last_command = target
-        return target, ''
+        return self.guard.command(target, positions), ''
+
+    @property
+    def last_command(self):
+        return self.guard.previous
 
     def forget_commands(self):
-        """No previous command, no pending chunk: the next command starts from the measured
-        positions (after arming)."""
-        self.last_command = None
+        """A hold by silence (disarmed, deactivated): no pending chunk, and the next command
+        starts from the measured positions."""
+        self.guard.release()
         self._queue = []
 
     def hold(self, positions):
-        """Hold command (watchdog): the measured positions, clamped to the limits."""
-        held = self.limits.hold_at(positions)
-        if held is None:
-            return None
-        self.last_command = held
+        """A hold begins (frames stopped, disarm): the hold command (the measured positions,
+        clipped into the limits; None without them), no pending chunk; the next command starts
+        from the measured positions then."""
         self._queue = []
-        return held
+        return self.guard.hold(positions)

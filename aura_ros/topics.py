@@ -13,8 +13,20 @@ EPISODE_RESULT = 'sim/episode_result'         # aura_ros/EpisodeResult (simulate
 SIM_EPISODE_EVENTS = 'sim/episode_events'     # aura_ros/EpisodeEvent (simulated arm)
 EPISODE_EVENTS = 'aura/episode_events'       # aura_ros/EpisodeEvent (episode_recorder)
 TELEOP_COMMANDS = 'teleop/joint_commands'    # demonstrated commands (sim_teleop, a leader arm)
+POLICY_NODE = 'policy_node'                   # the policy node (services under its name)
 POLICY_RESET = 'policy_node/reset_memory'     # std_srvs/Trigger (the policy's ~/reset_memory)
 POLICY_REPORT = 'policy_node/report_memory'   # std_srvs/Trigger (the policy's ~/report_memory)
 DIAGNOSTICS = '/diagnostics'                  # diagnostic_msgs/DiagnosticArray
+# The types of the package's own topics and of the standard inputs: a recorder subscribes to
+# these at start (no wait for discovery); a topic whose type varies (joint commands:
+# JointTrajectory or Float64MultiArray) is subscribed once its publisher appears, or named with
+# its type as ``topic:pkg/msg/Type``.
+TYPES = {FRAMES: 'sensor_msgs/msg/Image', GATE_EVENTS: 'aura_ros/msg/GateEvent',
+         MEMORY_STATUS: 'aura_ros/msg/MemoryStatus', INSTRUCTION: 'std_msgs/msg/String',
+         CAMERA: 'sensor_msgs/msg/Image', JOINT_STATES: 'sensor_msgs/msg/JointState',
+         EPISODE_RESULT: 'aura_ros/msg/EpisodeResult',
+         SIM_EPISODE_EVENTS: 'aura_ros/msg/EpisodeEvent',
+         EPISODE_EVENTS: 'aura_ros/msg/EpisodeEvent'}
+LATCHED = (GATE_EVENTS, SIM_EPISODE_EVENTS, EPISODE_EVENTS)   # transient-local publishers
 RECORDED = [GATE_EVENTS, MEMORY_STATUS, JOINT_COMMANDS]   # gate_recorder's default topics
 EPISODE_RECORDED = [CAMERA, JOINT_STATES, TELEOP_COMMANDS, INSTRUCTION, EPISODE_EVENTS]

@@ -26,6 +26,12 @@ ADAPTER_MODULES = {
 _REGISTRY = {}
 
 
+
+# Longest task instruction any part of the package accepts (characters): the policy node's
+# instruction topic, the backbone server and its client refuse longer ones before any model
+# sees them (a 1 MB instruction made one backbone try to allocate a terabyte).
+MAX_INSTRUCTION_CHARS = 2000
+
 @dataclass
 class BackboneConfig:
     adapter: str                          # registered adapter name: hf_pi0, vision_features, ...

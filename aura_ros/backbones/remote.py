@@ -31,7 +31,13 @@ import grpc
 import numpy as np
 import torch
 
-from aura_ros.backbones.base import Backbone, BackboneUnavailable, Encoding, register_backbone
+from aura_ros.backbones.base import (
+    MAX_INSTRUCTION_CHARS,
+    Backbone,
+    BackboneUnavailable,
+    Encoding,
+    register_backbone,
+)
 
 DEFAULT_PORT = 5601
 UNAVAILABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -135,10 +141,14 @@ class RemoteBackbone(Backbone):
 
     def _request(self, image, state, instruction, want_chunk, noise_seed):
         image = np.ascontiguousarray(image, np.uint8)
+        instruction = instruction or self.config.instruction
+        if len(instruction) > MAX_INSTRUCTION_CHARS:
+            raise ValueError(f'instruction has {len(instruction)} characters, at most '
+                             f'{MAX_INSTRUCTION_CHARS}')
         return self.pb.InferRequest(
             image=image.tobytes(), height=image.shape[0], width=image.shape[1],
             state=np.asarray(state, np.float32).ravel().tolist(),
-            instruction=instruction or self.config.instruction, want_chunk=want_chunk,
+            instruction=instruction, want_chunk=want_chunk,
             has_seed=noise_seed is not None, seed=int(noise_seed or 0))
 
     def infer(self, image, state, instruction='', want_chunk=True, noise_seed=None):

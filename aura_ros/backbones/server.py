@@ -10,9 +10,17 @@ asked; its sampling noise seeded by the caller's seed when given), plus the stan
 
 Security: a loopback bind may run without TLS. Any other bind needs TLS (``--tls-cert``,
 ``--tls-key``, optionally ``--client-ca`` to verify client certificates) and a bearer token
-(``--token-file`` or the ``AURA_BACKBONE_TOKEN`` environment variable), unless ``--insecure``
-is given, which is logged loudly. Requests with a wrong image size, state width or an
-oversized message are refused with a status message; the server keeps serving.
+(``--token-file`` or the ``AURA_BACKBONE_TOKEN`` environment variable; compared in constant
+time), unless ``--insecure`` is given, which is logged loudly.
+
+Limits, checked before anything is allocated for a request (a token holder cannot make the
+server allocate what it likes): a message larger than one frame plus ``MESSAGE_MARGIN`` is
+refused by gRPC itself (RESOURCE_EXHAUSTED, before it is read); within that, an instruction
+longer than ``MAX_INSTRUCTION_CHARS``, an image of another size than the backbone's, a state
+of another width, a non-finite state are refused with INVALID_ARGUMENT and the reason; more
+than ``--max-calls-per-client`` calls at once from one connection, or more than
+``--max-workers`` in all, are refused with RESOURCE_EXHAUSTED. ``--max-batch`` is at most
+``MAX_BATCH``. The server keeps serving.
 
 In the OpenVLA-OFT env: ``--params config/openvla_oft.yaml --backend openvla_oft``
 (``openvla_oft_backend.py``). The robot side is the ``remote`` / ``openvla_oft`` adapter
@@ -24,6 +32,7 @@ pass and one flow integration for the batch; other adapters one by one); each ca
 own answer, its chunk noise seeded by its own seed.
 """
 import argparse
+import hmac
 import ipaddress
 import os
 import queue
@@ -38,12 +47,19 @@ import numpy as np
 import torch
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from aura_ros.backbones.base import InferRequest
+from aura_ros.backbones.base import MAX_INSTRUCTION_CHARS, InferRequest
 from aura_ros.backbones.proto import backbone_pb2 as pb
 from aura_ros.backbones.proto import backbone_pb2_grpc as pb_grpc
 
 SERVICE = 'aura_ros.backbone.v1.Backbone'
-MAX_MESSAGE = 64 << 20
+MESSAGE_MARGIN = 4 << 20     # bytes a request may carry besides its frame (state, instruction)
+MAX_BATCH = 64               # --max-batch upper bound
+MAX_REPLY = 16 << 20         # replies: features + one chunk
+
+
+def max_request_bytes(image_size):
+    """The largest request gRPC reads for a backbone taking image_size^2 rgb8 frames."""
+    return image_size * image_size * 3 + MESSAGE_MARGIN
 
 
 class Batcher:
@@ -121,10 +137,32 @@ class Batcher:
 
 
 class BackboneService(pb_grpc.BackboneServicer):
-    def __init__(self, backbone, model_id='', max_batch=8, max_wait_s=0.005):
+    def __init__(self, backbone, model_id='', max_batch=8, max_wait_s=0.005,
+                 max_calls_per_client=4):
         self.backbone = backbone
         self.model_id = model_id
         self.batcher = Batcher(backbone, max_batch, max_wait_s)
+        self.max_calls_per_client = max_calls_per_client
+        self.in_flight = {}                      # connection (peer) -> calls being served
+        self.in_flight_lock = threading.Lock()
+
+    def problem(self, request):
+        """Why a request is refused (INVALID_ARGUMENT), or None; looks at sizes only."""
+        cfg = self.backbone.config
+        size = cfg.image_size
+        if len(request.instruction) > MAX_INSTRUCTION_CHARS:
+            return (f'instruction has {len(request.instruction)} characters, at most '
+                    f'{MAX_INSTRUCTION_CHARS}')
+        if (request.height, request.width) != (size, size):
+            return (f'image is {request.height}x{request.width}, the backbone takes '
+                    f'{size}x{size} rgb8')
+        if len(request.image) != size * size * 3:
+            return f'image has {len(request.image)} bytes, {size}x{size}x3 = {size * size * 3}'
+        if len(request.state) != cfg.action_dim:
+            return f'state has {len(request.state)} values, the backbone takes {cfg.action_dim}'
+        if not np.all(np.isfinite(request.state)):
+            return 'state is not finite'
+        return None
 
     def Info(self, request, context):
         cfg = self.backbone.config
@@ -135,26 +173,36 @@ class BackboneService(pb_grpc.BackboneServicer):
 
     def Infer(self, request, context):
         t0 = time.perf_counter()
-        cfg = self.backbone.config
-        size = cfg.image_size
-        problem = None
-        if (request.height, request.width) != (size, size):
-            problem = (f'image is {request.height}x{request.width}, the backbone takes '
-                       f'{size}x{size} rgb8')
-        elif len(request.image) != size * size * 3:
-            problem = f'image has {len(request.image)} bytes, {size}x{size}x3 = {size * size * 3}'
-        elif len(request.state) != cfg.action_dim:
-            problem = f'state has {len(request.state)} values, the backbone takes {cfg.action_dim}'
-        elif not np.all(np.isfinite(request.state)):
-            problem = 'state is not finite'
+        problem = self.problem(request)
         if problem:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        peer = context.peer()
+        with self.in_flight_lock:
+            busy = self.in_flight.get(peer, 0)
+            if busy < self.max_calls_per_client:
+                self.in_flight[peer] = busy + 1
+        if busy >= self.max_calls_per_client:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f'{busy} calls from this connection in progress, at most '
+                          f'{self.max_calls_per_client}')
+        try:
+            return self._infer(request, context, peer, t0)
+        finally:
+            with self.in_flight_lock:
+                left = self.in_flight[peer] - 1
+                if left:
+                    self.in_flight[peer] = left
+                else:
+                    del self.in_flight[peer]
+
+    def _infer(self, request, context, peer, t0):
+        size = self.backbone.config.image_size
         image = np.frombuffer(request.image, np.uint8).reshape(size, size, 3).copy()
         state = np.asarray(request.state, np.float32)
         try:
             features, chunk, batch = self.batcher.submit(InferRequest(
                 image, state, request.instruction, request.want_chunk,
-                int(request.seed) if request.has_seed else None), context.peer())
+                int(request.seed) if request.has_seed else None), peer)
         except Exception as exc:  # noqa: BLE001 - the caller gets the reason, serving goes on
             context.abort(grpc.StatusCode.INTERNAL, f'{type(exc).__name__}: {exc}')
         reply = pb.InferReply(features=features.numpy().astype(np.float32).ravel(),
@@ -169,7 +217,7 @@ class TokenCheck(grpc.ServerInterceptor):
     """Refuse every call without ``authorization: Bearer <token>`` (health checks included)."""
 
     def __init__(self, token):
-        self.expected = f'Bearer {token}'
+        self.expected = f'Bearer {token}'.encode()
 
         def refuse(request, context):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, 'missing or wrong bearer token')
@@ -177,7 +225,9 @@ class TokenCheck(grpc.ServerInterceptor):
 
     def intercept_service(self, continuation, details):
         metadata = dict(details.invocation_metadata)
-        if metadata.get('authorization') != self.expected:
+        given = metadata.get('authorization', '')
+        given = given.encode() if isinstance(given, str) else bytes(given)
+        if not hmac.compare_digest(given, self.expected):   # constant time
             return self.refusal
         return continuation(details)
 
@@ -193,16 +243,23 @@ def is_loopback(bind):
 
 
 def build_server(backbone, bind, model_id='', token=None, credentials=None, max_batch=8,
-                 max_wait_ms=5.0, max_workers=32):
+                 max_wait_ms=5.0, max_workers=32, max_calls_per_client=4):
     """A grpc.Server ready to .start() and its port; raises ValueError when the port cannot be
-    bound."""
+    bound or a limit is out of range."""
+    if not 1 <= max_batch <= MAX_BATCH:
+        raise ValueError(f'max_batch must be in [1, {MAX_BATCH}], got {max_batch}')
+    if not 1 <= max_calls_per_client <= max_workers:
+        raise ValueError(f'max_calls_per_client must be in [1, max_workers={max_workers}], '
+                         f'got {max_calls_per_client}')
     interceptors = [TokenCheck(token)] if token else []
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
-                         interceptors=interceptors,
-                         options=[('grpc.max_receive_message_length', MAX_MESSAGE),
-                                  ('grpc.max_send_message_length', MAX_MESSAGE)])
+                         interceptors=interceptors, maximum_concurrent_rpcs=max_workers,
+                         options=[('grpc.max_receive_message_length',
+                                   max_request_bytes(backbone.config.image_size)),
+                                  ('grpc.max_send_message_length', MAX_REPLY)])
     pb_grpc.add_BackboneServicer_to_server(
-        BackboneService(backbone, model_id, max_batch, max_wait_ms / 1e3), server)
+        BackboneService(backbone, model_id, max_batch, max_wait_ms / 1e3,
+                        max_calls_per_client), server)
     checker = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checker, server)
     for name in ('', SERVICE):
@@ -270,6 +327,10 @@ def main(argv=None):
                         help='requests run through the backbone together (1 = one at a time)')
     parser.add_argument('--max-wait-ms', type=float, default=5.0,
                         help='how long a request waits for others to join its batch')
+    parser.add_argument('--max-workers', type=int, default=32,
+                        help='calls served at once (more are refused: RESOURCE_EXHAUSTED)')
+    parser.add_argument('--max-calls-per-client', type=int, default=4,
+                        help='calls one connection may have in progress at once')
     parser.add_argument('--threads', type=int, default=0,
                         help='torch threads (0 = torch default)')
     parser.add_argument('--insecure', action='store_true',
@@ -279,13 +340,18 @@ def main(argv=None):
     if args.insecure and not is_loopback(args.bind):
         print(f'WARNING: serving {args.bind} WITHOUT TLS or authentication: anyone who reaches '
               f'this port can use the backbone', file=sys.stderr, flush=True)
-    if args.max_batch < 1 or args.max_wait_ms < 0:
-        raise SystemExit('backbone server: --max-batch must be >= 1 and --max-wait-ms >= 0')
+    if not 1 <= args.max_batch <= MAX_BATCH or args.max_wait_ms < 0:
+        raise SystemExit(f'backbone server: --max-batch must be in [1, {MAX_BATCH}] and '
+                         f'--max-wait-ms >= 0')
+    if args.max_workers < 1 or not 1 <= args.max_calls_per_client <= args.max_workers:
+        raise SystemExit('backbone server: --max-workers must be >= 1 and '
+                         '--max-calls-per-client in [1, --max-workers]')
     if args.threads:
         torch.set_num_threads(args.threads)
     backbone, model_id = load_backbone(args.params, args.backend)
     server, port = build_server(backbone, args.bind, model_id, token, credentials,
-                                args.max_batch, args.max_wait_ms)
+                                args.max_batch, args.max_wait_ms, args.max_workers,
+                                args.max_calls_per_client)
     server.start()
     print(f'backbone server ({backbone.config.adapter}, {model_id}) listening on {args.bind} '
           f"({'TLS' if credentials else 'plaintext'}{', token' if token else ''}; batches of "

@@ -121,6 +121,25 @@ def cmd_realtime(args):
                          cache_dir=args.cache_dir), realtime.plot)
 
 
+def cmd_reliability(args):
+    from pathlib import Path
+
+    from aura_ros.bench import reliability
+    parts = [p for p in args.parts.split(',') if p]
+    unknown = set(parts) - set(reliability.PARTS)
+    if unknown:
+        raise SystemExit(f'reliability: unknown parts {sorted(unknown)} (choose from '
+                         f'{list(reliability.PARTS)})')
+    result = reliability.run(parts, steps=args.steps, launches=args.launches,
+                             params=args.params)
+    previous = Path(args.json)     # parts run alone update their section, keep the others
+    if previous.is_file():
+        old = json.loads(previous.read_text())
+        result = {**{k: v for k, v in old.items() if k in reliability.PARTS}, **result}
+        result['parts'] = [p for p in reliability.PARTS if p in result]
+    return result, reliability.plot
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='python -m aura_ros.bench', description=__doc__)
     sub = parser.add_subparsers(dest='command', required=True)
@@ -244,6 +263,16 @@ def main(argv=None):
     p.add_argument('--cache-dir', default=None, help='keep each finished point here and reuse '
                    'it on a rerun with the same settings (resume)')
     p.set_defaults(run=cmd_realtime)
+    p = sub.add_parser('reliability', help='safety and data integrity under faults: the '
+                       'command rule over randomized runs, server limits, parameter typos, '
+                       'gate events recorded over two-arm launches')
+    p.add_argument('--parts', default='limits,server,typos,recording',
+                   help='sections to run (others are kept from an existing --json)')
+    p.add_argument('--steps', type=int, default=10_000, help='commands per execution (limits)')
+    p.add_argument('--launches', type=int, default=20, help='two-arm launches (recording)')
+    p.add_argument('--params', default=None, help="parameter file (default: the package's "
+                   'config/default.yaml)')
+    p.set_defaults(run=cmd_reliability)
     for p in sub.choices.values():
         p.add_argument('--json', required=True, help='output JSON path')
         p.add_argument('--plot', default=None, help='output PNG path')

@@ -29,7 +29,8 @@ Modes:
 - ``sync``: one processed frame -> one ``PolicyRunner.step`` (a new chunk every frame for a
   chunk memory, else every ``steps_per_chunk`` frames; one memory step per frame) -> one
   command, sent when the step ends; frames that arrive meanwhile are replaced by the newest
-  (the node's ``execution: sync``). Its command period is its inference period.
+  (``SyncExecution``, what the node runs for ``execution: sync``). Its command period is its
+  inference period.
 - ``async_latest`` / ``async_temporal_ensemble`` / ``async_blend``: ``AsyncPolicy`` at
   ``control_rate`` (100 Hz), chunks executed by time with latency compensation, one memory step
   per processed frame, each chunk-transition mode. The control thread runs under SCHED_FIFO
@@ -75,7 +76,7 @@ from tqdm.auto import tqdm
 
 from aura_ros.bench.stats import wilson
 from aura_ros.control.async_policy import AsyncPolicy
-from aura_ros.control.loop import InferenceWorker
+from aura_ros.control.execution import SyncExecution
 from aura_ros.sim.process import cpu_seconds
 from aura_ros.sim.realtime import RealtimeArm, RealtimeTask
 
@@ -111,43 +112,6 @@ class RealtimeSettings:
         text = json.dumps([fields, mode, latency_ms, params_digest], sort_keys=True,
                           default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-class SyncPolicy:
-    """``execution: sync`` off ROS: the newest frame -> ``runner.step`` -> its command, in a
-    worker thread (so the sim keeps its clock). Same interface as AsyncPolicy for the bench."""
-
-    def __init__(self, runner, send, on_step=None):
-        self.runner, self.send = runner, send
-        self.on_step = on_step or (lambda *_: None)
-        self.lock = threading.Lock()
-        self.epoch = 0
-        self.worker = InferenceWorker(self._step, self._deliver)
-
-    def submit(self, image, positions, obs_time, context=None):
-        self.worker.submit((image, positions, obs_time, context))
-
-    def _step(self, observation):
-        image, positions, obs_time, context = observation
-        with self.lock:
-            step = self.runner.step(image, positions)
-            self.on_step(context, None, step)
-            return self.epoch, step.command, obs_time
-
-    def _deliver(self, result):
-        epoch, command, obs_time = result
-        with self.lock:
-            if epoch == self.epoch and command is not None:
-                self.send(command, obs_time)
-
-    def reset(self, episode_seed=None):
-        with self.lock:
-            self.epoch += 1
-            self.worker.discard_pending()
-            self.runner.reset(episode_seed)
-
-    def stop(self):
-        return self.worker.stop()
 
 
 def thread_cpu_s(native_id):
@@ -223,7 +187,7 @@ def run_point(mode, latency_ms, settings, build_runner, progress=True, observer=
     def on_frame(frame, q, t):
         if observer is not None:
             observer.frame(t, frame)
-        policy.submit(frame, q, t, t)
+        policy.submit(frame, t, t, positions=q)
 
     def ready(seed):
         def reset(q):
@@ -257,7 +221,8 @@ def run_point(mode, latency_ms, settings, build_runner, progress=True, observer=
             positions = lambda: state['q']                                    # noqa: E731
         if mode == 'sync':
             nominal = 1.0 / task.frame_rate
-            policy = SyncPolicy(runner, record, on_step)
+            policy = SyncExecution(runner, lambda command: record(command, policy.obs_time),
+                                   positions, on_step=on_step, start_armed=True)
             threads = {'inference': policy.worker.thread}
         else:
             nominal = 1.0 / settings.control_rate

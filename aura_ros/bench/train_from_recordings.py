@@ -90,7 +90,7 @@ def record_sim_demonstrations(out, episodes, variant='memory', seed=SEED, noise=
                     '-p', f'variant:={variant}',
                     '-p', f'seed:={seed}', '-p', f'lockstep:={str(lockstep).lower()}', '-p',
                     f'command_topic:={topics.TELEOP_COMMANDS}', '-p',
-                    f'command_type:={command_type}', '-p', 'reset_service:=""', '-p',
+                    f'command_type:={command_type}', '-p', 'policy:=""', '-p',
                     'start_delay:=2.0')
         deadline = time.monotonic() + (timeout or 30.0 + 5.0 * episodes)
         while sim.poll() is None:

@@ -6,9 +6,11 @@ callbacks), no torch import of its own.
     control thread, every 1 / control_rate s: ControlLoop.tick(now, positions) --send--> robot
 
 One memory step per processed frame (frames that arrive while inference runs replace each
-other; the newest is processed next). Every command passes the ControlLoop's promise: armed
-only, finite, within the joint limits, max_delta and max_velocity x period of the previous
-command; without an executable chunk it holds the previous command.
+other; the newest is processed next). Every command passes the ControlLoop's CommandGuard
+(control/limits.py): armed only, finite, within the joint limits, max_delta and max_velocity x
+period of the previous command (of the measured positions after a hold); without an executable
+chunk nothing is sent (the controller holds its last goal). The interface is
+``control.execution``'s (the node drives either execution the same way).
 
 The control thread shares the interpreter lock with the worker's Python-heavy inference; at
 CPython's default switch interval (5 ms) a tick can wait that long for it, so AsyncPolicy
@@ -36,6 +38,7 @@ from collections import deque
 import numpy as np
 
 from aura_ros.control.chunks import ChunkExecutor
+from aura_ros.control.limits import NoJointStates
 from aura_ros.control.loop import ControlLoop, InferenceWorker
 from aura_ros.control.rates import RateMeter
 
@@ -44,14 +47,16 @@ class AsyncPolicy:
     def __init__(self, runner, send, positions, on_step=None, lock=None, control_rate=100.0,
                  action_period=1 / 30, transition='blend', blend_s=0.1, ensemble_decay=0.0,
                  max_age_s=1.0, start_armed=False, instruction=lambda: '',
-                 gil_switch_interval=0.001, freeze_gc=True, control_priority=0):
+                 gil_switch_interval=0.001, freeze_gc=True, control_priority=0, on_error=None):
         """``send(command)`` publishes a (J,) command; ``positions()`` returns the newest
         measured positions (or None); ``on_step(context, chunk, info)`` runs after each
-        inference (gate events, snapshots); ``lock`` guards the runner against other users
-        (services resetting the memory); ``instruction()`` is the current task text."""
+        inference (gate events, snapshots), ``on_error(context, exc)`` after one that raised;
+        ``lock`` guards the runner against other users (services resetting the memory);
+        ``instruction()`` is the current task text."""
         self.runner, self.send, self.positions = runner, send, positions
         self.instruction = instruction
         self.on_step = on_step or (lambda *_: None)
+        self.on_error = on_error or (lambda *_: None)
         self.lock = lock or threading.Lock()
         self.action_period = float(action_period)
         if not 0 <= int(control_priority) <= 99:
@@ -98,9 +103,19 @@ class AsyncPolicy:
                 self.send(held)
         return held
 
+    def frames_stopped(self):
+        """The watchdog: the control loop holds by itself once the newest chunk is older
+        than ``max_age`` (nothing to send here)."""
+        return None
+
     @property
     def armed(self):
         return self.loop.armed
+
+    @property
+    def dropped(self):
+        """Frames replaced by a newer one before they were processed."""
+        return self.worker.dropped
 
     @property
     def inference_failing(self):
@@ -118,16 +133,26 @@ class AsyncPolicy:
             self.loop.restart()
 
     # ---- inference ---------------------------------------------------------------------------
-    def submit(self, image, positions, obs_time, context=None):
+    def submit(self, image, obs_time, context=None, positions=None):
         """A frame (H, W, 3 uint8) seen at ``obs_time`` (time.monotonic clock) with the joint
-        positions measured then. Never blocks."""
+        positions measured then (None: the provider's newest; none fresh: ``on_error`` gets
+        NoJointStates and nothing is inferred). Never blocks."""
+        if positions is None:
+            positions = self.positions()
+        if positions is None:
+            self.on_error(context, NoJointStates('no fresh joint states: not commanding'))
+            return
         self.worker.submit((image, positions, obs_time, context))
 
     def _infer(self, observation):
         image, positions, obs_time, context = observation
         with self.lock:
-            chunk, info = self.runner.infer_chunk(image, positions, obs_time,
-                                                  self.action_period, self.instruction())
+            try:
+                chunk, info = self.runner.infer_chunk(image, positions, obs_time,
+                                                      self.action_period, self.instruction())
+            except Exception as exc:
+                self.on_error(context, exc)
+                raise                       # the worker counts it and keeps serving
             self.on_step(context, chunk, info)
             epoch = self.epoch
         self.inference_rate.tick()
@@ -158,7 +183,6 @@ class AsyncPolicy:
             now = time.monotonic()
             self.periods.append(now - last)
             last = now
-            sent = self.loop.last_command          # the last command that went out
             try:
                 q = self.positions()
                 with self._send_lock:
@@ -167,8 +191,7 @@ class AsyncPolicy:
                         self.send(tick.command)
                         self.command_rate.tick(now)
             except Exception as exc:  # noqa: BLE001 - a failed tick must not end control
-                with self.loop.lock:   # limit the next command against what was really sent
-                    self.loop.last_command = sent
+                self.loop.release()    # it may not have been sent: restart from measured
                 self.control_errors += 1
                 self.last_control_error = f'{type(exc).__name__}: {exc}'
             next_t += self.loop.period

@@ -1,15 +1,16 @@
 """The control tick of asynchronous execution, and the worker that feeds it. No ROS.
 
-``ControlLoop.tick(now, positions)`` runs once per control period. Its promise, whatever the
-inference worker does:
+``ControlLoop.tick(now, positions)`` runs once per control period. Every command passes its
+``CommandGuard`` (control/limits.py: the rule, stated once), whatever the inference worker does:
 
 * disarmed: nothing is commanded (None); ``disarm`` returns one hold command (the measured
   positions) so the arm stops where it is;
-* armed: the executor's command at ``now``, moved at most ``max_delta`` and
-  ``max_velocity * period`` from the previous command and clipped into the joint limits; when
-  the executor holds (no chunk, stale, ran out) the previous command is repeated (hold), and
-  the reason is kept for diagnostics;
-* never a NaN: non-finite measured positions give no command at all.
+* armed: the executor's command at ``now``, within ``max_delta`` and ``max_velocity * period``
+  of the previous command (of the measured positions after a hold), inside the joint limits;
+* when the executor holds (no chunk, stale, ran out) nothing is sent (the controller holds its
+  last goal), the hold is counted with its reason, and the next command starts from the
+  measured positions;
+* never a NaN: missing or non-finite measured positions give no command at all.
 
 ``InferenceWorker`` runs ``infer(observation) -> TimedChunk`` on the newest observation in a
 thread of its own (older unprocessed observations are dropped: one memory step per processed
@@ -22,24 +23,38 @@ from dataclasses import dataclass
 import numpy as np
 
 from aura_ros.control.chunks import ChunkExecutor, TimedChunk
+from aura_ros.control.limits import CommandGuard
 
 
 @dataclass
 class Tick:
     command: np.ndarray | None   # (J,) joint positions to send, None = send nothing
-    held: bool = False           # the command holds position (no executable chunk)
+    held: bool = False           # holding: no executable chunk (nothing sent)
     reason: str = ''             # why it holds / sends nothing
 
 
 class ControlLoop:
     def __init__(self, executor: ChunkExecutor, limits, period, start_armed=False):
-        self.executor, self.limits, self.period = executor, limits, float(period)
+        self.executor, self.limits = executor, limits
+        self.guard = CommandGuard(limits, float(period))
         self.armed = bool(start_armed)
-        self.last_command = None
         self.last_target = None        # the executor's value before the limits (None: held)
         self.lock = threading.Lock()   # the worker pushes chunks from its own thread
         self.holds = 0                 # ticks that held position while armed
         self.last_hold = (-1e9, '')    # (time, reason) of the latest hold
+
+    @property
+    def period(self):
+        return self.guard.period
+
+    @period.setter
+    def period(self, value):
+        self.guard.period = float(value)
+
+    @property
+    def last_command(self):
+        """The last command sent (None after a hold)."""
+        return self.guard.previous
 
     def push(self, chunk: TimedChunk, now):
         """A new chunk from the worker; returns the actions skipped (latency compensation)."""
@@ -48,40 +63,44 @@ class ControlLoop:
 
     def arm(self):
         with self.lock:
-            self.armed, self.last_command = True, None
+            self.armed = True
+            self.guard.release()
 
     def restart(self):
         """New episode: no chunk, and the next command starts from the measured positions."""
         with self.lock:
             self.executor.clear()
-            self.last_command = None
+            self.guard.release()
+
+    def release(self):
+        """A command may not have reached the arm (a failed send): the next one starts from
+        the measured positions."""
+        with self.lock:
+            self.guard.release()
 
     def disarm(self, positions):
         """Stop commanding; returns the one hold command to send (or None)."""
         with self.lock:
             self.armed = False
             self.executor.clear()
-            self.last_command = self.limits.hold_at(positions)
-            return self.last_command
+            return self.guard.hold(positions)
 
     def tick(self, now, positions):
         """The command at ``now`` given the measured ``positions`` (None: none fresh)."""
-        positions = self.limits.measured(positions)
         with self.lock:
             if not self.armed:
                 return Tick(None, reason='disarmed')
-            if positions is None:
+            if self.limits.measured(positions) is None:
+                self.guard.release()
                 return Tick(None, reason='joint positions missing or not finite')
             target, reason = self.executor.sample(now)
             self.last_target = target
-            reference = self.last_command if self.last_command is not None else positions
             if target is None:
                 self.holds += 1
                 self.last_hold = (now, reason)
-                self.last_command = self.limits.clamp(reference, reference, self.period)
-                return Tick(self.last_command, held=True, reason=reason)
-            self.last_command = self.limits.clamp(target, reference, self.period)
-            return Tick(self.last_command)
+                self.guard.release()
+                return Tick(None, held=True, reason=reason)
+            return Tick(self.guard.command(target, positions))
 
 
 class InferenceWorker:

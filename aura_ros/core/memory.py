@@ -117,6 +117,14 @@ class MemoryPolicy(nn.Module):
         self.feature_mean.copy_(flat.mean(0))
         self.feature_std.copy_(flat.std(0).clamp_min(1e-4))
 
+    def set_gate_threshold(self, value):
+        """Run-time change of the write threshold (write iff p > threshold); ValueError,
+        nothing changed, unless 0 < value < 1."""
+        value = float(value)
+        if not 0.0 < value < 1.0:
+            raise ValueError(f'gate_threshold must lie in (0, 1), got {value!r}')
+        self.config.gate_threshold = value
+
     # ---- streaming -----------------------------------------------------------------------
     def reset(self, seed=None):
         """A new episode: counters to zero, empty state; ``seed`` seeds the episode's random

@@ -22,9 +22,14 @@ _TYPES = {STRING: ParameterType.PARAMETER_STRING, INTEGER: ParameterType.PARAMET
 _EMPTY = {STRING_ARRAY: Parameter.Type.STRING_ARRAY, DOUBLE_ARRAY: Parameter.Type.DOUBLE_ARRAY}
 
 
+# The argument list rclpy.init got in this process (run_node records it; None: sys.argv).
+_INIT_ARGS = None
+
+
 def declare_params(node, specs, on_refuse=None):
     """Declare every spec with a ParameterDescriptor (description, range, read_only), refuse
-    out-of-range values at start-up with the reason, and validate later changes."""
+    out-of-range values and parameter-file typos at start-up with the reason
+    (``check_parameter_files``), and validate later changes."""
     values = {}
     for spec in specs:
         desc = ParameterDescriptor(name=spec.name, type=_TYPES[spec.type],
@@ -50,6 +55,7 @@ def declare_params(node, specs, on_refuse=None):
         if reason:
             raise ValueError(f'parameter refused: {reason}')
         values[spec.name] = list(value) if isinstance(value, (list, tuple)) else value
+    check_parameter_files(node, specs, values.get('strict_parameters', True))
     table = {s.name: s for s in specs}
 
     def reason_for(p):
@@ -85,11 +91,41 @@ def declare_params(node, specs, on_refuse=None):
     return values
 
 
+def check_parameter_files(node, specs, strict=True):
+    """Keys of this process's parameter files (and ``-p`` arguments) that reach this node but
+    that it does not declare: a typo is refused (ValueError naming the key and the closest
+    declared name), unless ``strict`` is false (then each is logged at WARN). Keys under a
+    wildcard section (``/**``) are refused only when no node of this package declares them."""
+    import sys
+
+    from aura_ros.params import file_sections, params_files_and_overrides, unknown_parameters
+    files, names = params_files_and_overrides(_INIT_ARGS if _INIT_ARGS is not None
+                                              else sys.argv)
+    if not files and not names:
+        return
+    sections = [section for path in files for section in file_sections(path)]
+    problems = unknown_parameters(sections, node.get_fully_qualified_name(),
+                                  {s.name for s in specs}, extra=names)
+    if problems and strict:
+        more = f' (and {len(problems) - 1} more)' if len(problems) > 1 else ''
+        raise ValueError(problems[0] + more)
+    for problem in problems:
+        node.get_logger().warning(problem)
+
+
 # Episode boundaries are state, not a stream: reliable and transient-local (latched), so a
 # subscriber whose connection completes just after a START (discovery is per topic) still gets
 # it. Subscribers use the same profile; gate_recorder matches it (see its ``discover``).
 EVENTS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+# Gate events are a stream a recorder must not lose the start of: reliable and transient-local
+# with a bounded history, so a subscriber whose connection completes after the first events
+# (discovery is per topic, and a recorder may start a moment late) still receives them. A
+# volatile subscriber still connects (it just gets no history).
+GATE_EVENTS_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def stamp_to_sec(stamp):
@@ -145,6 +181,8 @@ def run_node(make_node, spin, args=None, close=None, exit_process=False, **init_
 
     import rclpy
     from rclpy.executors import ExternalShutdownException
+    global _INIT_ARGS
+    _INIT_ARGS = args
     rclpy.init(args=args, **init_kwargs)
     try:
         node = make_node()

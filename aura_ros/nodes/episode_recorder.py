@@ -12,11 +12,13 @@ that) with episode boundaries:
 Each call writes an aura_ros/EpisodeEvent (stamped with this node's clock, the instruction in
 START) into the bag on ``aura/episode_events`` and publishes it there. Bags from a plain
 ``ros2 bag record`` work too when something else publishes EpisodeEvents (sim_arm_node does,
-on ``sim/episode_events``); ``python -m aura_ros.train episodes`` finds events by type.
+on ``sim/episode_events``); ``python -m aura_ros.train episodes`` finds events by type. The
+count of episodes and successes logged at the end covers every EpisodeEvent END recorded, this
+node's and those of any recorded events topic (a sim's).
 """
 import sys
 
-from rclpy.serialization import serialize_message
+from rclpy.serialization import deserialize_message, serialize_message
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
@@ -33,10 +35,10 @@ class EpisodeRecorder(GateRecorder):
     bag_prefix = 'aura_episodes'
 
     def __init__(self, **kwargs):
-        super().__init__('episode_recorder', EPISODE_RECORDER_PARAMS, **kwargs)
+        # its own events are written directly (never lost to discovery), not subscribed as well
+        super().__init__('episode_recorder', EPISODE_RECORDER_PARAMS,
+                         skip=(topics.EPISODE_EVENTS,), **kwargs)
         self.events_topic = self.resolve_topic_name(topics.EPISODE_EVENTS)
-        # events are written directly (never lost to discovery), so not subscribed as well
-        self.topics = [t for t in self.topics if t != self.events_topic]
         self.event_connection = self.writer.add_connection(
             self.events_topic, EVENT_TYPE, typestore=typestore_for([EVENT_TYPE]))
         self.counts[self.events_topic] = 0
@@ -47,12 +49,20 @@ class EpisodeRecorder(GateRecorder):
         self.add_post_set_parameters_callback(self._apply_parameters)
         self.episode = 0            # index of the next (or running) episode
         self.running = False
-        self.outcomes = []
+        self.outcomes = []          # every END recorded: this node's and other publishers'
 
     def _apply_parameters(self, params):
         for param in params:
             if param.name in self.p:
                 self.p[param.name] = param.value
+
+    def recorded(self, topic, data):
+        """An EpisodeEvent END of another publisher (a sim) counts as a recorded episode."""
+        if self.subscribed.get(topic, (None, None, None))[2] is not EpisodeEvent:
+            return
+        event = deserialize_message(data, EpisodeEvent)
+        if event.event == EpisodeEvent.END:
+            self.outcomes.append(bool(event.success))
 
     def on_instruction(self, msg):
         self.p['instruction'] = msg.data

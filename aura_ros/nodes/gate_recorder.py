@@ -6,6 +6,13 @@ decode the bag. The writer is flushed every ``flush_period`` seconds (MCAP chunk
 fsynced, sqlite committed): a recorder killed hard leaves a bag whose flushed messages can
 still be read (``python -m aura_ros.tools.bag_report`` does). SIGINT/SIGTERM close the bag
 cleanly (metadata.yaml written).
+
+Nothing sent after the recorder started is lost to discovery: a topic whose type is known (the
+package's own topics, see ``aura_ros.topics.TYPES``, or one named ``topic:pkg/msg/Type``) is
+subscribed at start, with the QoS its publishers use (gate and episode events are reliable and
+transient-local, so what they sent before the connection completed arrives too). Other topics
+are subscribed as soon as the graph shows their type; every subscription is remade when the
+publishers need another QoS (best effort cameras, latched topics).
 """
 import importlib
 import os
@@ -19,6 +26,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
+from aura_ros import topics
 from aura_ros.nodes.common import declare_params, run_node
 from aura_ros.params import RECORDER_PARAMS
 
@@ -51,12 +59,23 @@ def typestore_for(msgtypes):
 class GateRecorder(Node):
     bag_prefix = 'aura_bag'
 
-    def __init__(self, node_name='gate_recorder', params=RECORDER_PARAMS, **kwargs):
+    def __init__(self, node_name='gate_recorder', params=RECORDER_PARAMS, skip=(), **kwargs):
+        """``skip``: topics (relative names) a subclass writes itself."""
         super().__init__(node_name, **kwargs)
 
         self.p = p = declare_params(self, params)
+        skip = {self.resolve_topic_name(t) for t in skip}
         # relative names resolve in the node's namespace (the graph lists full names)
-        self.topics = [self.resolve_topic_name(t) for t in p['topics']]
+        self.topics, self.known_types = [], {}
+        for entry in p['topics']:
+            name, _, msgtype = entry.partition(':')
+            topic = self.resolve_topic_name(name)
+            if topic in skip:
+                continue
+            self.topics.append(topic)
+            msgtype = msgtype or topics.TYPES.get(name.lstrip('/'), '')
+            if msgtype:
+                self.known_types[topic] = (msgtype, name.lstrip('/') in topics.LATCHED)
         output, storage, self.flush_period = p['output'], p['storage'], p['flush_period']
         self.path = Path(output or time.strftime(f'{self.bag_prefix}_%Y%m%d_%H%M%S'))
         from rosbags.rosbag2 import StoragePlugin, Writer
@@ -69,6 +88,8 @@ class GateRecorder(Node):
         self.counts = {}
         self.dirty = False
         self.closed = False
+        for topic, (msgtype, latched) in self.known_types.items():   # no wait for discovery
+            self._add_topic(topic, msgtype, (False, latched))
         self.create_timer(0.5, self.discover)
         self.create_timer(self.flush_period, self.flush)
         self.get_logger().info(f'recording {self.topics} to {self.path} ({storage})')
@@ -96,19 +117,24 @@ class GateRecorder(Node):
                     self.destroy_subscription(self.subscribed[topic][0])
                     self._subscribe(topic, self.subscribed[topic][2], want)
                 continue
-            msgtype = types[topic][0]
-            try:
-                store = typestore_for([msgtype])
-                conn = self.writer.add_connection(topic, msgtype, typestore=store)
-                cls = message_class(msgtype)
-            except Exception as exc:  # noqa: BLE001 - an unknown type must not stop the rest
-                self.get_logger().error(f'cannot record {topic} ({msgtype}): {exc}',
-                                        throttle_duration_sec=10.0)
-                continue
-            self.connections[topic] = conn
-            self.counts[topic] = 0
-            self._subscribe(topic, cls, want)
-            self.get_logger().info(f'recording {topic} [{msgtype}]')
+            self._add_topic(topic, types[topic][0], want)
+
+    def _add_topic(self, topic, msgtype, want):
+        """A bag connection and a subscription for ``topic``; False when the type is unknown
+        here (logged, the other topics go on)."""
+        try:
+            store = typestore_for([msgtype])
+            conn = self.writer.add_connection(topic, msgtype, typestore=store)
+            cls = message_class(msgtype)
+        except Exception as exc:  # noqa: BLE001 - an unknown type must not stop the rest
+            self.get_logger().error(f'cannot record {topic} ({msgtype}): {exc}',
+                                    throttle_duration_sec=10.0)
+            return False
+        self.connections[topic] = conn
+        self.counts[topic] = 0
+        self._subscribe(topic, cls, want)
+        self.get_logger().info(f'recording {topic} [{msgtype}]')
+        return True
 
     def _subscribe(self, topic, cls, want):
         best_effort, latched = want
@@ -126,6 +152,10 @@ class GateRecorder(Node):
         self.writer.write(self.connections[topic], time.time_ns(), data)
         self.counts[topic] += 1
         self.dirty = True
+        self.recorded(topic, data)
+
+    def recorded(self, topic, data):
+        """Called for every message written (subclasses look at some)."""
 
     def flush(self):
         """Make everything written so far durable (survives kill -9)."""

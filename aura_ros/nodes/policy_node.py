@@ -1,20 +1,19 @@
 """policy_node (lifecycle): frames -> frozen VLA backbone + AURA memory -> joint commands.
 
 configure  loads the backbone (adapter from the ``backbone.*`` parameters) and the memory
-           checkpoint; a failure leaves the node unconfigured with the reason in the log.
-activate   ``execution: sync``: an InferenceWorker (aura_ros.control) takes the newest frame
-           (a newer frame replaces an unprocessed one: no backlog), runs one PolicyRunner step
-           and publishes the command, a GateEvent and timing.
-           ``execution: async`` (aura_ros.control.AsyncPolicy): a worker turns the newest frame
-           into a time-stamped chunk (one memory step, a GateEvent), and a control thread
-           publishes commands from the chunks at ``control_rate``.
-cleanup    frees the models.
-Arming: with ``start_armed: false`` nothing is commanded (and no frame is processed) until
-~/arm is called; ~/disarm sends one hold command (the measured positions) and stops.
-A watchdog holds the last measured positions and stops commanding when frames stop for
-``frame_timeout``; without fresh joint states the node refuses to command. MemoryStatus and
-/diagnostics go out at ``status_rate``. Services (Trigger): ~/reset_memory, ~/report_memory,
-~/arm, ~/disarm.
+           checkpoint (its path and sha256 logged); a failure leaves the node unconfigured with
+           the reason in the log.
+activate   starts the execution (aura_ros.control.execution): ``sync`` (the newest frame -> one
+           PolicyRunner step -> one command) or ``async`` (the newest frame -> a time-stamped
+           chunk, commands at ``control_rate``). Each memory step publishes a GateEvent.
+deactivate stops it; cleanup frees the models; shutdown ends the process.
+Safety (control/limits.py, the same code in both executions): with ``start_armed: false``
+nothing is commanded (and no frame is processed) until ~/arm is called; ~/disarm sends one hold
+command (the measured positions) and stops. After any hold (frames stopped for
+``frame_timeout``, disarm/arm, deactivate/activate, stale joint states) the first command is
+within ``command.max_delta`` of the measured positions, every other within ``max_delta`` of the
+previous command; without fresh joint states nothing is commanded. MemoryStatus and /diagnostics
+go out at ``status_rate``. Services (Trigger): ~/reset_memory, ~/report_memory, ~/arm, ~/disarm.
 """
 import json
 import os
@@ -37,11 +36,13 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from aura_ros import topics
-from aura_ros.backbones.base import BackboneUnavailable
-from aura_ros.control.loop import InferenceWorker
+from aura_ros.backbones.base import MAX_INSTRUCTION_CHARS, BackboneUnavailable
+from aura_ros.control.execution import make_execution
+from aura_ros.control.limits import NoJointStates
 from aura_ros.core.snapshot import state_digest
 from aura_ros.msg import GateEvent, MemoryStatus
 from aura_ros.nodes.common import (
+    GATE_EVENTS_QOS,
     ThrottledLog,
     declare_params,
     diagnostic_array,
@@ -52,7 +53,6 @@ from aura_ros.nodes.policy_diagnostics import PolicyDiagnostics
 from aura_ros.params import POLICY_PARAMS
 
 FRAMES_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
-MAX_INSTRUCTION = 2000
 
 
 class PolicyNode(LifecycleNode):
@@ -65,12 +65,12 @@ class PolicyNode(LifecycleNode):
         torch.set_num_threads(self.p['torch_threads'])
         self.runner = None
         self.lock = threading.RLock()         # runner state: worker vs services/watchdog
-        self.worker = None                    # execution sync: InferenceWorker(_process_frame)
-        self.async_policy = None              # execution: async
+        self.execution = None                 # while active: SyncExecution or AsyncPolicy
         self._told_scheduler = False           # the control thread's SCHED_FIFO refusal logged
         self._control_errors_seen = 0          # async control ticks that raised, reported
-        self._inference_errors_seen = 0        # async inference steps that raised, reported
-        self.armed = self.p['start_armed']     # the one armed state (AsyncPolicy mirrors it)
+        self._armed = self.p['start_armed']    # armed state while no execution runs (else its)
+        self.finished = False                  # lifecycle shutdown: the process ends
+        self.sequence = 0                      # GateEvents published since start (gap check)
         self.positions = None                 # latest valid joint positions (command order)
         self.positions_time = 0.0
         self.last_frame_time = None
@@ -108,25 +108,31 @@ class PolicyNode(LifecycleNode):
         """Remember a problem for the diagnostics (WARN for a few seconds)."""
         self.diag.problem(message)
 
+    @property
+    def armed(self):
+        return self.execution.armed if self.execution is not None else self._armed
+
     def _value(self, name):
         return self.p[name]
 
+    def _async_settings(self):
+        get = self._value
+        return dict(control_rate=get('control_rate'), transition=get('chunk.transition'),
+                    blend_s=get('chunk.blend_s'), ensemble_decay=get('chunk.ensemble_decay'),
+                    max_age_s=get('chunk.max_age'))
+
     def _apply_parameters(self, params):
         """Validated changes reach what uses them: ``self.p`` (read by the hot paths, never
-        ``get_parameter`` per frame), the async control loop's settings and the runner."""
+        ``get_parameter`` per frame), the execution's settings and the runner."""
         for param in params:
             if param.name in self.p:
                 value = param.value
                 self.p[param.name] = list(value) if isinstance(value, (list, tuple)) else value
         names = {p.name for p in params}
-        policy = self.async_policy
-        if policy is not None and names & {'control_rate', 'chunk.transition', 'chunk.blend_s',
-                                           'chunk.ensemble_decay', 'chunk.max_age'}:
-            get = self._value
-            policy.configure(control_rate=get('control_rate'),
-                             transition=get('chunk.transition'), blend_s=get('chunk.blend_s'),
-                             ensemble_decay=get('chunk.ensemble_decay'),
-                             max_age_s=get('chunk.max_age'))
+        if self.execution is not None and names & {'control_rate', 'chunk.transition',
+                                                   'chunk.blend_s', 'chunk.ensemble_decay',
+                                                   'chunk.max_age'}:
+            self.execution.configure(**self._async_settings())
         if self.runner is not None:
             with self.lock:
                 self._apply_to_runner(self.runner)
@@ -134,11 +140,10 @@ class PolicyNode(LifecycleNode):
     def _apply_to_runner(self, runner):
         """Run-time parameters the runner uses (called on configure and on every change)."""
         get = self._value
-        runner.limits.max_delta = get('command.max_delta')
-        runner.limits.max_velocity = get('command.max_velocity')
+        runner.limits.set_rates(get('command.max_delta'), get('command.max_velocity'))
         runner.memory_enabled = get('memory.enabled')
         if runner.memory is not None:
-            runner.memory.config.gate_threshold = get('memory.gate_threshold')
+            runner.memory.set_gate_threshold(get('memory.gate_threshold'))
 
     def _on_refused_parameter(self, reason):
         self.counts['refused_parameters'] = self.counts.get('refused_parameters', 0) + 1
@@ -159,7 +164,7 @@ class PolicyNode(LifecycleNode):
             block = backbone_block({k: v for k, v in self.p.items() if k.startswith('backbone.')})
             base_dir = self._params_dir()
             backbone = build_backbone(BackboneConfig.from_dict(block), base_dir=base_dir)
-            memory = self._load_memory(base_dir)
+            memory, memory_source = self._load_memory(base_dir)
             limits = CommandLimits(self.p['command.lower_limits'], self.p['command.upper_limits'],
                                    self.p['command.max_delta'],
                                    self.p['command.action_type'],
@@ -189,7 +194,7 @@ class PolicyNode(LifecycleNode):
         self.get_logger().info(
             f"configured: backbone {block['adapter']} ({backbone.feature_dim}-d features), "
             f"memory {mem.config.kind if mem else 'none'} "
-            f"({mem.state_bytes() if mem else 0} B state)")
+            f"({mem.state_bytes() if mem else 0} B state) {memory_source}")
         return TransitionCallbackReturn.SUCCESS
 
     def _params_dir(self):
@@ -203,12 +208,17 @@ class PolicyNode(LifecycleNode):
         self.durable.save(lambda message: self.log('error', message))
 
     def _load_memory(self, base_dir):
+        """(memory or None, where it came from: path and sha256, for the log)."""
+        import hashlib
+
         from aura_ros.core import load_memory
         from aura_ros.paths import resolve_path
-        path = self.p['memory.checkpoint']
-        if not path:
-            return None
-        return load_memory(resolve_path(path, base_dir, kind='memory checkpoint'))
+        raw = self.p['memory.checkpoint']
+        if not raw:
+            return None, '(memory.checkpoint is empty: the frozen policy alone)'
+        path = resolve_path(raw, base_dir, kind='memory checkpoint')
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        return load_memory(path), f'from {path} (sha256 {digest[:16]})'
 
     def _create_interfaces(self):
         """Lifecycle publishers (they publish only while active; destroyed on cleanup), the
@@ -217,7 +227,8 @@ class PolicyNode(LifecycleNode):
         command_type = JointTrajectory if p['command.type'] == 'joint_trajectory' else \
             Float64MultiArray
         self.command_pub = self.create_lifecycle_publisher(command_type, p['command.topic'], 10)
-        self.gate_pub = self.create_lifecycle_publisher(GateEvent, topics.GATE_EVENTS, 100)
+        self.gate_pub = self.create_lifecycle_publisher(GateEvent, topics.GATE_EVENTS,
+                                                        GATE_EVENTS_QOS)
         self.status_pub = self.create_lifecycle_publisher(MemoryStatus, topics.MEMORY_STATUS,
                                                           10)
         self._aura_subs = [
@@ -232,32 +243,28 @@ class PolicyNode(LifecycleNode):
         self._aura_timers = [self.create_timer(0.02, self.watchdog)]
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        if self.p['execution'] == 'async':
-            from aura_ros.control.async_policy import AsyncPolicy
-            get = self._value
-            self._told_scheduler = False
-            self._control_errors_seen = self._inference_errors_seen = 0
-            self.async_policy = AsyncPolicy(
-                self.runner, self.publish_command, self._fresh_positions,
-                on_step=self._after_async_step, lock=self.lock,
-                control_rate=get('control_rate'), action_period=self.p['chunk.action_period'],
-                transition=get('chunk.transition'), blend_s=get('chunk.blend_s'),
-                ensemble_decay=get('chunk.ensemble_decay'), max_age_s=get('chunk.max_age'),
-                start_armed=self.armed, instruction=self._instruction,
-                control_priority=self.p['control_priority'])
-        else:
-            self.worker = InferenceWorker(self._process_frame, lambda _: None)
+        self._told_scheduler = False
+        self._control_errors_seen = 0
+        self.last_frame_time, self.holding = None, False   # watch frames from now on
+        self.execution = make_execution(
+            self.p['execution'], self.runner, self.publish_command, self._fresh_positions,
+            on_step=self._after_step, on_error=self._step_failed, lock=self.lock,
+            start_armed=self._armed, instruction=self._instruction,
+            action_period=self.p['chunk.action_period'],
+            control_priority=self.p['control_priority'], **self._async_settings())
         self.state_label = 'active'
-        self.get_logger().info('active: commanding on ' + self.p['command.topic'])
+        self.get_logger().info(f"active ({self.p['execution']} execution, "
+                               f"{'armed' if self.armed else 'disarmed'}): commanding on "
+                               + self.p['command.topic'])
         return super().on_activate(state)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        self._stop_worker()
+        self._stop_execution()
         self.state_label = 'inactive'
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        self._stop_worker()
+        self._stop_execution()
         self._destroy_interfaces()
         if self.runner is not None:
             self.runner.backbone.close()
@@ -266,17 +273,19 @@ class PolicyNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        self._stop_worker()
+        """Finalized: stop, then the process ends (exit 0) once the transition is answered."""
+        self._stop_execution()
+        self.state_label = 'finalized'
+        self.finished = True
         return TransitionCallbackReturn.SUCCESS
 
-    def _stop_worker(self):
-        """Stop inference and control (each waits at most 1 s for a step in progress)."""
-        if self.worker is not None:
-            self.worker.stop(timeout=1.0)
-        self.worker = None
-        if self.async_policy is not None:
-            self.async_policy.stop()
-        self.async_policy = None
+    def _stop_execution(self):
+        """Stop inference and control (each waits at most 1 s for a step in progress); the
+        armed state is kept for the next activation."""
+        execution, self.execution = self.execution, None
+        if execution is not None:
+            self._armed = execution.armed
+            execution.stop()
 
     def _destroy_interfaces(self):
         for sub in getattr(self, '_aura_subs', []):
@@ -296,15 +305,21 @@ class PolicyNode(LifecycleNode):
         self.counts['frames'] += 1
         self.last_frame_time = time.monotonic()
         self.diag.frame_rate.tick()
-        self.newest_stamp = max(self.newest_stamp, stamp_to_sec(msg.header.stamp))
-        worker = self.async_policy.worker if self.async_policy is not None else self.worker
-        dropped = worker.dropped if worker is not None else 0
-        if self.async_policy is not None:
-            self._submit_async(msg)
-        elif self.worker is not None:
-            self.worker.submit(msg)
-        if worker is not None:     # an unprocessed frame replaced by this one
-            self.counts['skipped_frames'] += worker.dropped - dropped
+        stamp = stamp_to_sec(msg.header.stamp)
+        if stamp < self.newest_stamp:
+            self.counts['stale_frames_used'] += 1   # a newer frame was already here
+        self.newest_stamp = max(self.newest_stamp, stamp)
+        execution = self.execution
+        if execution is None:
+            return
+        observation = self._observation(msg)
+        if observation is None:
+            return
+        age = self.get_clock().now().nanoseconds * 1e-9 - stamp
+        obs_time = time.monotonic() - min(max(age, 0.0), 1.0)   # the frame's time, our clock
+        dropped = execution.dropped
+        execution.submit(observation, obs_time, context=msg)
+        self.counts['skipped_frames'] += execution.dropped - dropped   # replaced unprocessed
 
     def on_joint_state(self, msg):
         names = self.p['command.joint_names']
@@ -325,44 +340,51 @@ class PolicyNode(LifecycleNode):
 
     def on_instruction(self, msg):
         text = msg.data
-        if len(text) > MAX_INSTRUCTION:
+        if len(text) > MAX_INSTRUCTION_CHARS:
             self.counts['bad_instructions'] += 1
             self.problem(f'instruction of {len(text)} characters ignored')
             self.get_logger().warning(f'ignored instruction of {len(text)} characters '
-                                      f'(limit {MAX_INSTRUCTION})')
+                                      f'(limit {MAX_INSTRUCTION_CHARS})')
             return
         self.instruction = text.strip()
         self.get_logger().info(f'instruction: {self.instruction!r}')
 
-    # ---- the control loop --------------------------------------------------------------------
-    def _process_frame(self, msg):
-        """Sync execution, worker thread: one frame -> one step (errors counted, not raised)."""
-        if stamp_to_sec(msg.header.stamp) < self.newest_stamp:
-            self.counts['stale_frames_used'] += 1   # a newer frame was already here
-        try:
-            self._process(msg)
-        except BackboneUnavailable as exc:
-            self.counts['backbone_unavailable'] += 1       # frames lost to it (sync)
-            self._backbone_lost(exc)
-        except Exception as exc:  # noqa: BLE001 - never let one frame kill the loop
-            self.counts['step_errors'] += 1
-            self.problem(f'step failed: {exc}')
-            self.log('error', f'policy step failed: {type(exc).__name__}: {exc}')
+    # ---- the execution's callbacks (worker thread, runner lock held) -----------------------------
+    def _after_step(self, msg, chunk, step):
+        """One memory step was taken for frame ``msg`` (its command, if any, already sent)."""
+        self._backbone_back()
+        if step.wrote and self.durable is not None:   # storage writes = gate writes
+            self._save_snapshot()
+        self.holding = False
+        self.counts['steps'] += 1
+        self.publish_gate_event(msg, step, self.runner)
+        if step.rejected:
+            self.counts['invalid_actions'] += 1
+            self.problem(f'command withheld: {step.rejected}')
+            self.log('warning', f'command withheld: {step.rejected}')
+        self._step_done(msg, step)
 
-    def _backbone_lost(self, exc):
-        """The backbone stopped answering (server down, deadline missed): hold the measured
-        positions once, report ERROR, keep trying on every frame. The memory has not stepped."""
-        if self.backbone_down is None:
-            if self.async_policy is None:
-                with self.lock:   # armed read under the lock: no hold after a disarm
-                    held = (self.runner.hold(self.positions)
-                            if self.runner is not None and self.armed else None)
-                    if held is not None:
-                        self.publish_command(held)
-                        self.counts['holds'] += 1
-            self.get_logger().error(f'backbone unavailable: holding position until it answers '
-                                    f'({exc})')
-        self.backbone_down = str(exc)
+    def _step_failed(self, msg, exc):
+        """A step raised: nothing was commanded for this frame (sync: one hold when steps
+        start failing). A backbone outage is told from a bug by its type."""
+        if not self.context.ok():          # shutting down (SIGINT): not a fault
+            return
+        if isinstance(exc, NoJointStates):
+            self.counts['refused_no_joint_states'] += 1
+            self.problem('no fresh joint states: not commanding')
+            self.log('warning', 'no fresh joint states on '
+                                f"{self.p['joint_states_topic']}: not commanding")
+            return
+        if isinstance(exc, BackboneUnavailable):
+            self.counts['backbone_unavailable'] += 1       # frames lost to it
+            if self.backbone_down is None:
+                self.get_logger().error(f'backbone unavailable: holding position until it '
+                                        f'answers ({exc})')
+            self.backbone_down = str(exc)
+            return
+        self.counts['step_errors'] += 1
+        self.problem(f'step failed: {exc}')
+        self.log('error', f'policy step failed: {type(exc).__name__}: {exc}')
 
     def _backbone_back(self):
         if self.backbone_down is not None:
@@ -381,17 +403,11 @@ class PolicyNode(LifecycleNode):
         return positions
 
     def _observation(self, msg):
-        """(image, positions) of a frame, or None (counted and logged) when it cannot be
-        used: disarmed, no fresh joint states, or a malformed frame."""
+        """The image of a frame, or None (counted and logged) when it cannot be used:
+        disarmed or a malformed frame. (Joint states are the execution's to read, from
+        ``_fresh_positions``.)"""
         if not self.armed:
             self.counts['disarmed_frames'] += 1
-            return None
-        positions = self._fresh_positions()
-        if positions is None:
-            self.counts['refused_no_joint_states'] += 1
-            self.problem('no fresh joint states: not commanding')
-            self.log('warning', 'no fresh joint states on '
-                                f"{self.p['joint_states_topic']}: not commanding")
             return None
         size = self.p['backbone.image_size']
         if msg.encoding != 'rgb8' or msg.height != size or msg.width != size or \
@@ -401,59 +417,27 @@ class PolicyNode(LifecycleNode):
             self.log('warning', f'ignored frame {msg.width}x{msg.height} {msg.encoding}: '
                                 f'expects rgb8 {size}x{size} from perception_node')
             return None
-        return np.frombuffer(msg.data, np.uint8).reshape(size, size, 3), positions
-
-    def _submit_async(self, msg):
-        observation = self._observation(msg)
-        if observation is None:
-            return
-        age = self.get_clock().now().nanoseconds * 1e-9 - stamp_to_sec(msg.header.stamp)
-        obs_time = time.monotonic() - min(max(age, 0.0), 1.0)   # the frame's time, our clock
-        self.async_policy.submit(*observation, obs_time, context=msg)
-
-    def _after_async_step(self, msg, chunk, step):
-        """Worker thread, runner lock held: one memory step was taken for ``msg``."""
-        if step.wrote and self.durable is not None:
-            self._save_snapshot()
-        self.holding = False
-        self.counts['steps'] += 1
-        self.publish_gate_event(msg, step, self.runner, 0.0)
-        self._step_done(msg, step)
-
-    def _process(self, msg):
-        observation = self._observation(msg)
-        if observation is None:
-            return
-        image, positions = observation
-        instruction = self._instruction()
-        with self.lock:
-            runner = self.runner
-            if runner is None:
-                return
-            t0 = time.perf_counter()
-            step = runner.step(image, positions, instruction)
-            self._backbone_back()
-            if step.wrote and self.durable is not None:  # storage writes = gate writes
-                self._save_snapshot()
-            if step.command is not None:
-                self.holding = False
-                self.publish_command(step.command)
-            publish_ms = 1e3 * (time.perf_counter() - t0) - step.total_ms
-            self.counts['steps'] += 1
-            self.publish_gate_event(msg, step, runner, publish_ms)
-        if step.command is None:
-            self.counts['invalid_actions'] += 1
-            self.problem(f'command withheld: {step.rejected}')
-            self.log('warning', f'command withheld: {step.rejected}')
-        self._step_done(msg, step)
+        return np.frombuffer(msg.data, np.uint8).reshape(size, size, 3)
 
     def _step_done(self, msg, step):
         now_s = self.get_clock().now().nanoseconds * 1e-9
         self.diag.step_done(step.total_ms, 1e3 * (now_s - stamp_to_sec(msg.header.stamp)))
 
+    def _publish(self, publisher, msg):
+        """Publish unless cleaned up, inactive or shutting down (a lifecycle publisher that is
+        not activated would log a warning per message; a SIGINT invalidates the context while
+        a worker may be publishing: neither is a fault). Returns whether it was sent."""
+        if publisher is None or not publisher.is_activated or not self.context.ok():
+            return False
+        try:
+            publisher.publish(msg)
+        except Exception:  # noqa: BLE001 - only a shutdown race gets here quietly
+            if self.context.ok():
+                raise
+            return False
+        return True
+
     def publish_command(self, positions):
-        if self.command_pub is None:          # cleaned up: nothing to command with
-            return
         p = self.p
         if p['command.type'] == 'joint_trajectory':
             msg = JointTrajectory(joint_names=list(p['command.joint_names']))
@@ -464,44 +448,46 @@ class PolicyNode(LifecycleNode):
             msg.points = [point]
         else:
             msg = Float64MultiArray(data=[float(x) for x in positions])
-        self.command_pub.publish(msg)
-        self.counts['commands'] += 1
-        self.diag.command_rate.tick()
+        if self._publish(self.command_pub, msg):
+            self.counts['commands'] += 1
+            self.diag.command_rate.tick()
 
-    def publish_gate_event(self, frame, step, runner, publish_ms):
-        if self.gate_pub is None:
-            return
+    def publish_gate_event(self, frame, step, runner):
         mem = runner.memory
+        self.sequence += 1
         event = GateEvent(step=mem.total_steps if mem else self.counts['steps'],
+                          sequence=self.sequence,
                           wrote=step.wrote, gate_probability=float(step.gate_probability),
                           surprise=float(step.surprise),
                           state_bytes=mem.state_bytes() if mem else 0,
                           total_writes=mem.total_writes if mem else 0,
                           total_steps=mem.total_steps if mem else self.counts['steps'],
                           bytes_written=mem.bytes_written if mem else 0,
-                          step_latency_ms=float(step.total_ms + publish_ms),
+                          step_latency_ms=float(step.total_ms),
                           backbone_ms=float(step.backbone_ms), memory_ms=float(step.memory_ms))
         event.header.stamp = self.get_clock().now().to_msg()
         event.header.frame_id = frame.header.frame_id
         event.frame_stamp = frame.header.stamp
-        self.gate_pub.publish(event)
+        self._publish(self.gate_pub, event)
 
     def watchdog(self):
-        """Frames stopped: hold the last measured positions once, then stop commanding (async:
-        the control loop holds by itself once the newest chunk is older than chunk.max_age)."""
-        if self.state_label != 'active' or self.last_frame_time is None:
+        """Frames stopped while armed: hold (sync: one hold command at the measured positions;
+        async: the control loop holds by itself once the newest chunk is older than
+        chunk.max_age), then command nothing until frames resume, from the measured positions.
+        A disarmed node commands nothing, so frames stopping then is not reported."""
+        execution = self.execution
+        if execution is None or self.last_frame_time is None or self.holding:
             return
         silent = time.monotonic() - self.last_frame_time
-        if silent > self.p['frame_timeout'] and not self.holding:
-            if self.async_policy is None and self.armed:
-                with self.lock:
-                    held = self.runner.hold(self.positions)   # None without joint states
-                    if held is not None:
-                        self.publish_command(held)
-            self.holding = True
-            self.counts['holds'] += 1
-            self.get_logger().error(f'no frames for {silent:.2f} s: holding position, '
-                                    f'commands stopped until frames resume')
+        if silent <= self.p['frame_timeout']:
+            return
+        self.holding = True
+        if not execution.armed:
+            return
+        execution.frames_stopped()   # one hold command (sync); nothing without joint states
+        self.counts['holds'] += 1
+        self.get_logger().warning(f'no frames for {silent:.2f} s: holding position, commands '
+                                  f'stopped until frames resume')
 
     # ---- services and status -----------------------------------------------------------------
     def on_reset(self, request, response):
@@ -509,8 +495,8 @@ class PolicyNode(LifecycleNode):
             if self.runner is None:
                 response.success, response.message = False, 'not configured'
                 return response
-            if self.async_policy is not None:   # also drops chunks of the old episode
-                self.async_policy.reset()
+            if self.execution is not None:   # also drops frames and chunks of the old episode
+                self.execution.reset()
             else:
                 self.runner.reset()
             if self.durable is not None:
@@ -524,28 +510,27 @@ class PolicyNode(LifecycleNode):
             if self.runner is None:
                 response.success, response.message = False, 'not configured'
                 return response
-            self.armed = True
-            self.runner.forget_commands()
-        if self.async_policy is not None:
-            self.async_policy.arm()
-        self.get_logger().warning('ARMED: commanding on ' + self.p['command.topic'])
+            self.last_frame_time, self.holding = None, False   # watch frames from now on
+            if self.execution is not None:
+                self.execution.arm()
+            else:
+                self._armed = True
+                self.runner.forget_commands()
+        self.get_logger().info('armed: commanding on ' + self.p['command.topic'])
         response.success, response.message = True, 'armed'
         return response
 
     def on_disarm(self, request, response):
         """Stop commanding: one hold command (the measured positions), then nothing."""
-        self.armed = False
-        if self.async_policy is not None:
-            held = self.async_policy.disarm()
-        else:
-            with self.lock:
-                held = self.runner.hold(self.positions) if self.runner is not None else None
-            if held is not None:
-                self.publish_command(held)
-        self.get_logger().warning('disarmed: holding position, commands stopped')
+        with self.lock:
+            if self.execution is not None:
+                held = self.execution.disarm()
+            else:
+                self._armed, held = False, None
+        self.get_logger().info('disarmed: holding position, commands stopped')
         response.success = True
-        response.message = 'disarmed' + ('' if held is not None else ' (no joint states: no hold '
-                                                                      'command sent)')
+        response.message = 'disarmed' + ('' if held is not None else ' (no hold command sent: '
+                                         'no fresh joint states, or not active)')
         return response
 
     def on_report(self, request, response):
@@ -569,10 +554,13 @@ class PolicyNode(LifecycleNode):
                     counts=dict(self.counts))
 
     def publish_status(self):
+        if not self.context.ok():
+            return
         try:
             self._publish_status()
         except Exception as exc:  # noqa: BLE001 - a status report must never stop the node
-            self.log('error', f'status report failed: {exc}')
+            if self.context.ok():
+                self.log('error', f'status report failed: {exc}')
 
     def _publish_status(self):
         if self.runner is None:
@@ -591,30 +579,16 @@ class PolicyNode(LifecycleNode):
                               bytes_written=report['bytes_written'],
                               dropped_frames=self.counts['skipped_frames'])
         status.header.stamp = self.get_clock().now().to_msg()
-        if self.status_pub is not None:
-            self.status_pub.publish(status)
-        policy = self.async_policy
-        if policy is not None:   # async: the control loop holds by itself; say why
-            failing = policy.inference_failing
-            if isinstance(failing, BackboneUnavailable):
-                self._backbone_lost(failing)
-            elif failing is None:
-                self._backbone_back()
+        self._publish(self.status_pub, status)
+        execution = self.execution
+        stats = execution.stats() if execution is not None else None   # async only
         level, message = self.diag.status(
             self.state_label, self.armed, self.holding, self.positions is not None,
-            self.last_frame_time is not None, policy.loop.last_hold if policy else None,
+            self.last_frame_time is not None, execution.loop.last_hold if stats else None,
             self.backbone_down)
-        stats = policy.stats() if policy else None
         if stats and stats['control_errors'] > self._control_errors_seen:
             self._control_errors_seen = stats['control_errors']
             self.diag.problem('control tick failed: ' + stats['last_control_error'])
-        if stats and stats['inference_errors'] > self._inference_errors_seen:
-            new = stats['inference_errors'] - self._inference_errors_seen
-            self._inference_errors_seen = stats['inference_errors']
-            if stats['last_inference_error'].startswith(BackboneUnavailable.__name__):
-                self.counts['backbone_unavailable'] += new    # frames lost to it (async)
-            else:
-                self.diag.problem('inference failed: ' + stats['last_inference_error'])
         if stats and 'refused' in stats['control_scheduler'] and not self._told_scheduler:
             self._told_scheduler = True
             self.log('warning', 'control thread: ' + stats['control_scheduler'] + '; grant '
@@ -625,13 +599,15 @@ class PolicyNode(LifecycleNode):
 
 
 def spin(node):
+    """Until Ctrl-C, ROS shutdown or the lifecycle shutdown transition (then exit 0)."""
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    executor.spin()
+    while node.context.ok() and not node.finished:
+        executor.spin_once(timeout_sec=0.1)
 
 
 def main(args=None):
-    return run_node(PolicyNode, spin, args, close=PolicyNode._stop_worker, exit_process=True)
+    return run_node(PolicyNode, spin, args, close=PolicyNode._stop_execution, exit_process=True)
 
 
 if __name__ == '__main__':

@@ -22,9 +22,15 @@ moves linearly from where it was commanded to each point, due ``time_from_start`
 header stamp (or the arrival when unstamped), then holds the last one. In lockstep a frame is
 not wall time: the frame's command is the newest trajectory's last point. Float64MultiArray:
 the newest array.
-At each episode start the sim calls ``reset_service`` (std_srvs/Trigger, the policy node's
-~/reset_memory) so that memory does not leak across episodes. Waiting costs next to no CPU
-(blocking waits, one single-threaded executor), and SIGINT stops the node within a second.
+The sim serves the policy node named by ``policy`` ("" = none: teleoperation). Before each
+episode it waits until the policy is active (its lifecycle GetState: however long configuring
+takes, e.g. a first start that compiles), then calls its ~/reset_memory (std_srvs/Trigger) so
+that memory does not leak across episodes; after the last of a set number of episodes it calls
+its ~/disarm (the run is over: the policy stops commanding, rather than reporting that its
+frames stopped). Each EpisodeResult says how many commands the episode received:
+one with none was not driven by a policy and is not a policy result (logged as such). Waiting
+costs next to no CPU (blocking waits, one single-threaded executor), and SIGINT stops the node
+within a second.
 """
 import sys
 import threading
@@ -32,6 +38,8 @@ import time
 
 import numpy as np
 import rclpy
+from lifecycle_msgs.msg import State as LifecycleState
+from lifecycle_msgs.srv import GetState
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
@@ -70,8 +78,14 @@ class SimArmNode(Node):
         else:
             self.create_subscription(Float64MultiArray, self.p['command_topic'],
                                      self.on_array, 10)
-        self.reset_client = (self.create_client(Trigger, self.p['reset_service'])
-                             if self.p['reset_service'] else None)
+        policy = self.p['policy'].rstrip('/')
+        self.reset_client = self.state_client = self.disarm_client = None
+        if policy:
+            self.reset_client = self.create_client(Trigger, f'{policy}/reset_memory')
+            self.state_client = self.create_client(GetState, f'{policy}/get_state')
+            if self.p['episodes']:
+                self.disarm_client = self.create_client(Trigger, f'{policy}/disarm')
+        self.episode_commands = 0              # commands received during the current episode
         self.command = None                    # lockstep / arrays: the newest target
         self.trajectory = TrajectoryFollower()   # real time: JointTrajectory over time
         self.command_event = threading.Event()
@@ -123,6 +137,7 @@ class SimArmNode(Node):
                                       throttle_duration_sec=2.0)
             return
         self.command = command
+        self.episode_commands += 1
         self.command_event.set()
 
     # ---- episodes -----------------------------------------------------------------------------
@@ -144,6 +159,37 @@ class SimArmNode(Node):
         self.publish_joints(stamp)
         self.publish_frame(frame, stamp)
 
+    def _call(self, client, request, timeout=10.0):
+        """The service's response, or None (not answered within ``timeout`` / stopping)."""
+        done = threading.Event()
+        future = client.call_async(request)
+        future.add_done_callback(lambda _: done.set())
+        while not done.wait(0.05):
+            timeout -= 0.05
+            if self.stop.is_set() or timeout <= 0:
+                return None
+        return future.result()
+
+    def wait_for_policy(self):
+        """Block until the policy reports the lifecycle state active (no deadline: an episode
+        the policy does not see is not run); False when the node is stopping."""
+        if self.state_client is None:
+            return True
+        told = False
+        while not self.stop.is_set():
+            if self.state_client.service_is_ready():
+                reply = self._call(self.state_client, GetState.Request(), timeout=2.0)
+                if reply is not None and \
+                        reply.current_state.id == LifecycleState.PRIMARY_STATE_ACTIVE:
+                    if told:
+                        self.get_logger().info('the policy is active: starting')
+                    return True
+            if not told:
+                told = True
+                self.get_logger().info(f"waiting for {self.p['policy']} to be active")
+            self.stop.wait(0.2)
+        return False
+
     def reset_memory(self):
         if self.reset_client is None:
             return
@@ -152,13 +198,10 @@ class SimArmNode(Node):
             if self.stop.wait(0.05):
                 return
             if time.monotonic() > deadline:
-                self.get_logger().warning(f"{self.p['reset_service']} not available: memory "
+                self.get_logger().warning(f"{self.p['policy']}/reset_memory not available: memory "
                                           f'not reset for this episode')
                 return
-        done = threading.Event()
-        future = self.reset_client.call_async(Trigger.Request())
-        future.add_done_callback(lambda _: done.set())
-        done.wait(10.0)
+        self._call(self.reset_client, Trigger.Request())
 
     def run(self):
         try:
@@ -176,6 +219,8 @@ class SimArmNode(Node):
         while not self.stop.is_set() and (self.p['episodes'] == 0 or
                                           index < self.p['episodes']):
             seed = self.p['seed'] + index
+            if not self.wait_for_policy():
+                return
             self.reset_memory()
             if self.stop.is_set():
                 return
@@ -183,6 +228,7 @@ class SimArmNode(Node):
                 frame = self.env.reset(seed)
                 self.command = None
                 self.trajectory.clear()
+                self.episode_commands = 0
             self.publish_event(EpisodeEvent.START, index, seed)
             finished = (self._lockstep_episode(frame) if self.p['lockstep']
                         else self._realtime_episode(frame))
@@ -191,6 +237,8 @@ class SimArmNode(Node):
             self.publish_event(EpisodeEvent.END, index, seed, bool(self.env.success))
             self.publish_result(index, seed)
             index += 1
+        if self.disarm_client is not None and self.disarm_client.service_is_ready():
+            self._call(self.disarm_client, Trigger.Request(), timeout=2.0)   # the run is over
 
     def _lockstep_episode(self, frame):
         while not self.stop.is_set():
@@ -224,10 +272,15 @@ class SimArmNode(Node):
         env = self.env
         msg = EpisodeResult(episode=index, seed=seed, variant=self.p['variant'],
                             success=bool(env.success), steps=env.t,
-                            target=env.episode.target, reached=env.reached)
+                            target=env.episode.target, reached=env.reached,
+                            commands=self.episode_commands)
         msg.header.stamp = self.get_clock().now().to_msg()
         self.results.publish(msg)
         self.episode_results.append(msg)
+        if not msg.commands:
+            self.get_logger().warning(f'episode {index} seed {seed}: no command received: not '
+                                      f'a policy result')
+            return
         self.get_logger().info(f"episode {index} seed {seed}: "
                                f"{'SUCCESS' if env.success else 'failure'} in {env.t} steps "
                                f'(target pad {env.episode.target}, reached {env.reached})')
@@ -239,8 +292,11 @@ def spin(node):
     node.thread.start()
     while rclpy.ok() and not node.finished.is_set():
         executor.spin_once(timeout_sec=0.1)
-    successes = sum(r.success for r in node.episode_results)
-    node.get_logger().info(f'{successes}/{len(node.episode_results)} episodes succeeded')
+    driven = [r for r in node.episode_results if r.commands]
+    unscored = len(node.episode_results) - len(driven)
+    node.get_logger().info(f'{sum(r.success for r in driven)}/{len(driven)} episodes succeeded'
+                           + (f' ({unscored} without a policy command, not counted)'
+                              if unscored else ''))
 
 
 def close(node):

@@ -11,7 +11,7 @@ from rclpy.node import Node
 
 from aura_ros import topics
 from aura_ros.msg import GateEvent, MemoryStatus
-from aura_ros.nodes.common import declare_params, run_node, spin_until_done
+from aura_ros.nodes.common import GATE_EVENTS_QOS, declare_params, run_node, spin_until_done
 from aura_ros.params import STATUS_PUBLISHER_PARAMS
 
 STATE_BYTES = (32 * 32 + 32) * 4  # fast-weight W (32x32) + bias (32), fp32
@@ -23,7 +23,7 @@ class StatusPublisher(Node):
         self.p = declare_params(self, STATUS_PUBLISHER_PARAMS)
         self.count = self.p['count']
         self.write_every = self.p['write_every']
-        self.events = self.create_publisher(GateEvent, topics.GATE_EVENTS, 100)
+        self.events = self.create_publisher(GateEvent, topics.GATE_EVENTS, GATE_EVENTS_QOS)
         self.status = self.create_publisher(MemoryStatus, topics.MEMORY_STATUS, 10)
         self.step = 0
         self.writes = 0
@@ -34,7 +34,8 @@ class StatusPublisher(Node):
         wrote = self.step % self.write_every == 0
         self.writes += wrote
         stamp = self.get_clock().now().to_msg()
-        event = GateEvent(step=self.step, wrote=wrote, gate_probability=0.9 if wrote else 0.1,
+        event = GateEvent(step=self.step, sequence=self.step, wrote=wrote,
+                          gate_probability=0.9 if wrote else 0.1,
                           surprise=float(wrote), state_bytes=STATE_BYTES,
                           total_writes=self.writes, total_steps=self.step,
                           bytes_written=self.writes * STATE_BYTES)

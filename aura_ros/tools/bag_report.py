@@ -6,7 +6,8 @@ Reads bags from ``ros2 bag record`` or ``gate_recorder`` (sqlite3 or MCAP; also 
 recorder was killed: no metadata.yaml, MCAP without summary), decodes aura_ros/msg/GateEvent
 (with the bag's own message definitions, or aura_ros's when the bag has none) and writes:
   summary.json, summary.txt   steps, writes, write rate, write bursts, bytes written, state
-                              bytes min/max, memory resets, gaps in step numbers
+                              bytes min/max, memory resets, gaps in step numbers, and events
+                              lost by the recording (gaps in the publisher's sequence numbers)
   gate_activity.png           writes over time with the gate probability
   cumulative_writes.png       cumulative writes against an always-write memory
   state_bytes.png             state bytes over time next to what a KV-cache would have held
@@ -40,6 +41,7 @@ class GateRecord:
     total_writes: int
     total_steps: int
     bytes_written: int
+    sequence: int = 0       # the publisher's event count (0: a bag recorded before it existed)
 
 
 @dataclass
@@ -100,17 +102,40 @@ def read_bag(path, topic=None):
         listed = ', '.join(f'{t} [{ty}]' for t, (ty, _) in contents.topics.items()) or 'none'
         raise BagError(f'{path}: no {GATE_TYPE} messages'
                        f'{" on " + topic if topic else ""}; topics in the bag: {listed}')
+    contents.gate = drop_repeats(contents.gate)
     t0 = contents.gate[0].t
     for rec in contents.gate:
         rec.t -= t0
     return contents
 
 
+def drop_repeats(records):
+    """Records in recording order without repeated sequence numbers (a transient-local
+    history delivered again after a recorder re-subscribed); records without one are kept."""
+    seen, out = set(), []
+    for rec in records:
+        if rec.sequence:
+            if rec.sequence in seen:
+                continue
+            seen.add(rec.sequence)
+        out.append(rec)
+    return out
+
+
+def sequence_gaps(records):
+    """Events the recording lost: ([[last seen, next seen], ...], lost count) from the
+    publisher's sequence numbers (in sequence order; none for bags without them)."""
+    seq = np.sort([r.sequence for r in records if r.sequence])
+    gaps = [[int(a), int(b)] for a, b in zip(seq[:-1], seq[1:]) if b > a + 1]
+    return gaps, int(sum(b - a - 1 for a, b in gaps))
+
+
 def _gate_record(t_ns, msg):
     return GateRecord(t=t_ns * 1e-9, step=int(msg.step), wrote=bool(msg.wrote),
                       gate_probability=float(msg.gate_probability), surprise=float(msg.surprise),
                       state_bytes=int(msg.state_bytes), total_writes=int(msg.total_writes),
-                      total_steps=int(msg.total_steps), bytes_written=int(msg.bytes_written))
+                      total_steps=int(msg.total_steps), bytes_written=int(msg.bytes_written),
+                      sequence=int(getattr(msg, 'sequence', 0)))
 
 
 def _wanted(conn_topic, msgtype, topic):
@@ -212,6 +237,8 @@ def summarise(contents: BagContents):
     for prev, cur in zip(recs[:-1], recs[1:]):
         written += cur.bytes_written - (prev.bytes_written if cur.step > prev.step else 0)
     state = np.array([r.state_bytes for r in recs])
+    seq_gaps, lost = sequence_gaps(recs)
+    sequences = [r.sequence for r in recs if r.sequence]
     return dict(
         bag=contents.path, storage=contents.storage, topics={t: {'type': ty, 'messages': n}
                                                             for t, (ty, n) in
@@ -224,6 +251,9 @@ def summarise(contents: BagContents):
                           mean_length=float(np.mean(bursts)) if bursts else 0.0),
         bytes_written=int(written), state_bytes_min=int(state.min()),
         state_bytes_max=int(state.max()), step_gaps=gaps[:100], step_gap_count=len(gaps),
+        first_sequence=int(min(sequences)) if sequences else None,
+        last_sequence=int(max(sequences)) if sequences else None,
+        lost_events=lost if sequences else None, sequence_gaps=seq_gaps[:100],
         gate_probability_mean=float(np.mean([r.gate_probability for r in recs])),
         duration_s=float(recs[-1].t - recs[0].t), warnings=contents.warnings)
 
@@ -241,6 +271,12 @@ def summary_text(s):
              f"bytes written: {s['bytes_written']:,}",
              f"state bytes: min {s['state_bytes_min']:,}, max {s['state_bytes_max']:,}",
              f"gaps in step numbers: {s['step_gap_count']}",
+             ('lost gate events: unknown (a bag without sequence numbers)'
+              if s['lost_events'] is None else
+              f"lost gate events: {s['lost_events']} (sequence {s['first_sequence']} .. "
+              f"{s['last_sequence']}, {len(s['sequence_gaps'])} gaps"
+              + (f"; the first {s['first_sequence'] - 1} events were sent before the "
+                 f"recording began" if s['first_sequence'] > 1 else '') + ')'),
              'topics: ' + ', '.join(f"{t} [{v['type']}] x{v['messages']}"
                                     for t, v in s['topics'].items())]
     lines += [f'warning: {w}' for w in s['warnings']]

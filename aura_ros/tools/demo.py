@@ -30,6 +30,7 @@ class Watcher:
         from aura_ros.msg import EpisodeResult, GateEvent
         self.verbose, self.namespace = verbose, namespace
         self.results, self.steps, self.writes = [], 0, 0
+        self.unscored = 0          # results of episodes no policy command reached
         prefix = f'/{namespace}/' if namespace else '/'
         node.create_subscription(GateEvent, prefix + topics.GATE_EVENTS, self.on_event, 1000)
         node.create_subscription(EpisodeResult, prefix + topics.EPISODE_RESULT, self.on_result,
@@ -47,6 +48,13 @@ class Watcher:
         self.writes += int(msg.wrote)
 
     def on_result(self, msg):
+        if not msg.commands:   # no policy drove it (the sim says so): not a policy result
+            self.unscored += 1
+            if self.verbose:
+                print(f'episode {msg.episode}: no policy command received, not counted',
+                      flush=True)
+            self.steps = self.writes = 0
+            return
         # gate events of this episode: every step the policy answered before the result
         self.results.append((msg, self.steps, self.writes))
         if self.verbose:
@@ -57,6 +65,15 @@ class Watcher:
                   f'(always-write: {self.steps}); target pad {msg.target}, reached '
                   f'{msg.reached}', flush=True)
         self.steps = self.writes = 0
+
+
+def command_type(params):
+    """The joint command message type a parameter file's policy node publishes."""
+    from aura_ros.params import read_params_file
+    values, _ = read_params_file(params, 'policy_node')
+    return ('std_msgs/msg/Float64MultiArray'
+            if values.get('command.type') == 'float64_multi_array'
+            else 'trajectory_msgs/msg/JointTrajectory')
 
 
 def run_through_nodes(episodes, variant='memory', seed=1000, params=None, out='demo_output',
@@ -103,7 +120,7 @@ def run_arms(namespaces, episodes, variant='memory', seed=1000, params=None, out
         start(ns, 'perception_node', '--params-file', params)
         start(ns, 'gate_recorder', '-p', f'output:={bags[ns]}', '-p',
               f'topics:=[{topics.GATE_EVENTS}, {topics.MEMORY_STATUS}, {topics.EPISODE_RESULT}, '
-              f'{topics.JOINT_COMMANDS}]')
+              f'"{topics.JOINT_COMMANDS}:{command_type(params)}"]')   # quoted: YAML flow
     time.sleep(1.0)
     sims = [start(ns, 'sim_arm_node', '--params-file', params, '-p', f'episodes:={episodes}',
                   '-p', f'variant:={variant}', '-p', f'seed:={seed + 1000 * i}')

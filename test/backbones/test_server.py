@@ -110,6 +110,95 @@ def test_a_network_bind_needs_tls_and_a_token(tiny_models):
     assert time.monotonic() - t0 < 30      # refused before the model loads
 
 
+@pytest.mark.parametrize('tls, token', [(False, False), (False, True), (True, False)])
+def test_a_network_bind_without_both_tls_and_a_token_is_refused(tmp_path, tls, token):
+    """Each missing half alone is refused (a token without TLS travels in the clear)."""
+    from argparse import Namespace
+
+    from aura_ros.backbones.server import security
+    certs = make_certs(tmp_path) if tls else None
+    args = Namespace(bind='0.0.0.0:5601', insecure=False, client_ca=None,
+                     token_file=str(tmp_path / 'token') if token else None,
+                     tls_cert=str(certs / 'server.pem') if tls else None,
+                     tls_key=str(certs / 'server.key') if tls else None)
+    if token:
+        (tmp_path / 'token').write_text('a-token\n')
+    with pytest.raises(SystemExit, match='is not a loopback address: it needs TLS'):
+        security(args)
+    args.bind = '127.0.0.1:5601'                 # loopback: allowed as configured
+    security(args)
+
+
+def test_a_network_bind_with_a_token_and_no_tls_exits_with_the_reason(tiny_models, tmp_path):
+    (tmp_path / 'token').write_text('a-token\n')
+    proc = subprocess.run([sys.executable, '-m', 'aura_ros.backbones.server', '--params',
+                           str(tiny_models['params_pi0']), '--bind', f'0.0.0.0:{free_port()}',
+                           '--token-file', str(tmp_path / 'token')],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and 'it needs TLS (--tls-cert, --tls-key)' in proc.stderr
+
+
+def test_every_oversized_field_is_refused_before_any_allocation(served, tiny_models):
+    """Instruction, image, state: INVALID_ARGUMENT with the reason; a message past the receive
+    limit: RESOURCE_EXHAUSTED by gRPC before it is read. The server keeps serving."""
+    from aura_ros.backbones.server import max_request_bytes
+    stub, _ = served
+    image = np.zeros((64, 64, 3), np.uint8)
+    state = np.zeros(3, np.float32)
+    cases = [(request(image, state, ), 'x' * 1_000_000, None,
+              'instruction has 1000000 characters, at most 2000'),
+             (pb.InferRequest(image=image.tobytes() * 2, height=64, width=64,
+                              state=state.tolist()), None, None, 'image has 24576 bytes'),
+             (pb.InferRequest(image=image.tobytes(), height=4096, width=4096,
+                              state=state.tolist()), None, None, 'image is 4096x4096'),
+             (request(image, np.zeros(100_000, np.float32)), None, None,
+              'state has 100000 values'),
+             (pb.InferRequest(image=b'\0' * (max_request_bytes(64) + 1), height=64, width=64,
+                              state=state.tolist()), None, grpc.StatusCode.RESOURCE_EXHAUSTED,
+              '')]
+    for message, instruction, code, detail in cases:
+        if instruction is not None:
+            message.instruction = instruction
+        t0 = time.monotonic()
+        with pytest.raises(grpc.RpcError) as exc:
+            stub.Infer(message, timeout=30)
+        assert exc.value.code() == (code or grpc.StatusCode.INVALID_ARGUMENT), detail
+        assert detail in (exc.value.details() or '')
+        assert time.monotonic() - t0 < 2.0
+    assert len(stub.Infer(request(image, state), timeout=30).features) > 0
+
+
+def test_calls_per_connection_are_bounded(tiny_models):
+    from aura_ros.backbones import build_backbone
+    from aura_ros.backbones.server import build_server
+    params, base_dir = read_params_file(tiny_models['params_pi0'], 'policy_node')
+    slow = build_backbone(dict(backbone_block(params), delay_ms=400.0), base_dir=base_dir)
+    server, port = build_server(slow, '127.0.0.1:0', max_batch=1, max_calls_per_client=1)
+    server.start()
+    try:
+        channel = grpc.insecure_channel(f'127.0.0.1:{port}')
+        stub = pb_grpc.BackboneStub(channel)
+        image, state = np.zeros((64, 64, 3), np.uint8), np.zeros(3, np.float32)
+        first = stub.Infer.future(request(image, state), timeout=30)
+        time.sleep(0.1)
+        with pytest.raises(grpc.RpcError) as exc:       # the same connection, a second call
+            stub.Infer(request(image, state), timeout=30)
+        assert exc.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert 'at most 1' in exc.value.details()
+        assert len(first.result().features) > 0
+        assert len(stub.Infer(request(image, state), timeout=30).features) > 0   # freed
+        other = grpc.insecure_channel(f'127.0.0.1:{port}',
+                                      options=[('grpc.use_local_subchannel_pool', 1)])
+        assert len(pb_grpc.BackboneStub(other).Infer(request(image, state),
+                                                     timeout=30).features) > 0
+        channel.close()
+        other.close()
+    finally:
+        server.stop(grace=0)
+    with pytest.raises(ValueError, match='max_batch must be in'):
+        build_server(slow, '127.0.0.1:0', max_batch=1000)
+
+
 def test_a_wrong_token_is_refused(tiny_models):
     from aura_ros.backbones.server import build_server
     server, port = build_server(local_backbone(tiny_models), '127.0.0.1:0', token='s3cret')
@@ -205,8 +294,9 @@ def test_committed_stubs_match_the_proto(tmp_path):
 
 @pytest.mark.parametrize('max_batch', [1, 8])
 def test_concurrent_callers_each_get_their_own_answer(tiny_models, max_batch):
-    """Six arms at once: batched (one pass for several) or one at a time, every reply is the
-    in-process answer for that caller's frame and seed."""
+    """Six arms at once, each on its own connection (as robots are; one connection may have
+    only --max-calls-per-client calls in progress): batched (one pass for several) or one at
+    a time, every reply is the in-process answer for that caller's frame and seed."""
     from concurrent.futures import ThreadPoolExecutor
 
     from aura_ros.backbones.server import build_server
@@ -218,15 +308,18 @@ def test_concurrent_callers_each_get_their_own_answer(tiny_models, max_batch):
     frames = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(6)]
     states = [rng.normal(size=3).astype(np.float32) for _ in range(6)]
     try:
-        channel = grpc.insecure_channel(f'127.0.0.1:{port}')
-        stub = pb_grpc.BackboneStub(channel)
+        channels = [grpc.insecure_channel(f'127.0.0.1:{port}',
+                                          [('grpc.use_local_subchannel_pool', 1)])
+                    for _ in range(6)]
 
         def call(i):
-            return stub.Infer(request(frames[i], states[i], want_chunk=True, has_seed=True,
-                                      seed=i), timeout=60)
+            return pb_grpc.BackboneStub(channels[i]).Infer(
+                request(frames[i], states[i], want_chunk=True, has_seed=True, seed=i),
+                timeout=60)
         with ThreadPoolExecutor(6) as pool:
             replies = list(pool.map(call, range(6)))
-        channel.close()
+        for channel in channels:
+            channel.close()
     finally:
         server.stop(grace=0)
     sizes = [r.batch_size for r in replies]

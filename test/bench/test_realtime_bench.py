@@ -2,12 +2,11 @@
 import json
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
-from aura_ros.bench.realtime import SyncPolicy, stream_metrics, targets
+from aura_ros.bench.realtime import stream_metrics, targets
 
 
 def test_stream_metrics_of_a_cubic_give_its_constant_jerk_and_steps():
@@ -47,40 +46,6 @@ def test_targets_follow_the_numbers():
     out = targets(result)
     assert out['smoother_than_latest_by'] == 'target_step_p99 and jerk_p99'
     assert out['smoother_than_latest']['async_blend'] == [True, False]   # 0.12 > 0.10 at 200
-
-
-class Runner:
-    """A PolicyRunner stand-in: each step sleeps, then commands its own step count."""
-
-    def __init__(self, delay):
-        self.delay, self.n, self.episode_seed = delay, 0, None
-
-    def step(self, image, positions):
-        time.sleep(self.delay)
-        self.n += 1
-        return type('Step', (), dict(command=np.full(2, float(self.n)), wrote=False))()
-
-    def reset(self, episode_seed=None):
-        self.episode_seed = episode_seed
-
-
-def test_sync_policy_sends_each_step_and_reset_drops_the_one_in_flight():
-    sent = []
-    policy = SyncPolicy(Runner(0.1), lambda command, obs_time: sent.append(command[0]))
-    try:
-        policy.submit(None, None, time.monotonic())
-        time.sleep(0.05)
-        policy.reset(episode_seed=4)            # waits for the step in flight (old episode)
-        n = len(sent)
-        time.sleep(0.15)
-        assert sent[n:] == [] and policy.runner.episode_seed == 4
-        policy.submit(None, None, time.monotonic())
-        deadline = time.monotonic() + 2
-        while len(sent) == n and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert sent[n:] == [2.0]
-    finally:
-        policy.stop()
 
 
 @pytest.mark.slow

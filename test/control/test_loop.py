@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from aura_ros.control import ChunkExecutor, ControlLoop, InferenceWorker, TimedChunk
-from aura_ros.policy import CommandLimits
+from aura_ros.control.limits import CommandLimits
 
 LIMITS = CommandLimits(lower=[-1.0, -1.0], upper=[1.0, 1.0], max_delta=0.5, max_velocity=2.0)
 
@@ -28,14 +28,19 @@ def test_disarmed_commands_nothing_then_arming_follows_the_chunk_within_velocity
     assert loop.last_target == pytest.approx([0.9, 0.9])  # what the chunk asked, pre-limits
 
 
-def test_holds_the_last_command_when_the_chunk_runs_out_and_counts_it():
+def test_holds_by_silence_when_the_chunk_runs_out_then_resumes_from_the_measured_positions():
     loop = ControlLoop(ChunkExecutor(), LIMITS, period=0.01, start_armed=True)
     loop.push(far_chunk(n=3), now=0.0)                   # ends at 0.04
     last = [loop.tick(t, np.zeros(2)).command for t in (0.0, 0.01, 0.02, 0.03, 0.04)][-1]
+    assert last == pytest.approx([0.1, 0.1])              # 5 velocity-limited steps from 0
     tick = loop.tick(0.05, np.zeros(2))
     assert tick.held and 'chunk horizon' in tick.reason and loop.last_target is None
-    np.testing.assert_array_equal(tick.command, last)
-    assert loop.holds == 1
+    assert tick.command is None and loop.holds == 1      # nothing sent: the controller holds
+    loop.push(far_chunk(t0=0.06), now=0.06)
+    measured = np.array([-0.5, 0.5])                     # the arm is elsewhere meanwhile
+    resumed = loop.tick(0.06, measured).command
+    # from the measured positions, not from the last command (0.1, 0.1)
+    np.testing.assert_allclose(resumed, measured + 2.0 * 0.01)
 
 
 def test_no_command_from_non_finite_positions_and_disarm_holds_where_the_arm_is():
@@ -47,7 +52,8 @@ def test_no_command_from_non_finite_positions_and_disarm_holds_where_the_arm_is(
     assert loop.tick(0.01, np.zeros(2)).command is None
     assert loop.executor.newest is None                  # the chunk is not resumed on re-arm
     loop.arm()
-    assert loop.tick(0.02, np.zeros(2)).held
+    tick = loop.tick(0.02, np.zeros(2))
+    assert tick.held and tick.command is None
 
 
 def test_worker_processes_the_newest_observation_and_survives_errors():

@@ -88,11 +88,14 @@ def test_recorder_matches_a_camera_s_best_effort_qos_and_gets_latched_events(ros
         for _ in range(20):
             camera.publish(camera_image(node))
             spin_until(executor, lambda: False, 0.05)
+        events.publish(EpisodeEvent(event=EpisodeEvent.END, seed=7, success=True))
+        spin_until(executor, lambda: False, 0.5)
     finally:
         proc.send_signal(signal.SIGINT)
         log = proc.communicate(timeout=20)[0]
         node.destroy_node()
     assert proc.returncode == 0, log
+    assert '1 episodes, 1 successful' in log      # the sim's episode, recorded, is counted
     from rosbags.highlevel import AnyReader
     with AnyReader([bag]) as reader:
         counts = {c.topic: c.msgcount for c in reader.connections}
@@ -100,7 +103,7 @@ def test_recorder_matches_a_camera_s_best_effort_qos_and_gets_latched_events(ros
         seeds = [reader.deserialize(raw, conn.msgtype).seed
                  for _, _, raw in reader.messages(connections=[conn])]
     assert counts['/camera/image_raw'] >= 15, counts
-    assert seeds == [7]
+    assert seeds == [7, 7]
 
 
 def test_teleop_recording_trains_a_checkpoint_the_policy_node_loads(ros_context, tiny_models,
@@ -139,7 +142,7 @@ def test_teleop_recording_trains_a_checkpoint_the_policy_node_loads(ros_context,
         step = node.runner.step(np.zeros((64, 64, 3), np.uint8), np.array([1.57, -2.5, 2.5]))
         assert step.command is not None and np.all(np.isfinite(step.command))
     finally:
-        node._stop_worker()
+        node._stop_execution()
         node.destroy_node()
 
 

@@ -1,5 +1,6 @@
 """policy_node in-process: parameters (ranges, read-only), lifecycle, services, watchdog."""
 import json
+import time
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.ros
 def policy(ros_context, tiny_models):
     node = PolicyNode(context=ros_context, parameter_overrides=overrides(tiny_models))
     yield node
-    node._stop_worker()
+    node._stop_execution()
     node.destroy_node()
 
 
@@ -232,3 +233,75 @@ def test_sim_clock_jumping_back_is_counted_and_frames_on_the_new_clock_are_not_s
         executor.shutdown()
         test.destroy_node()
         node.destroy_node()
+
+
+def test_sync_resume_after_a_hold_and_disarm_follow_the_measured_positions(policy, ros_context):
+    """The reported hazard: after a frame-timeout hold at A the arm was moved to B; the first
+    command must be within max_delta of B, not walk back from the old command. Disarm in sync
+    execution: one hold at the measured positions, then nothing, and no memory step while
+    frames keep arriving; armed again, the first command starts from the measured positions."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+    assert policy.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert policy.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    test = rclpy.create_node('resume_test', context=ros_context)
+    commands = []
+    test.create_subscription(JointTrajectory, '/aura/joint_commands',
+                             lambda m: commands.append(np.array(m.points[0].positions)), 100)
+    frames = test.create_publisher(Image, '/aura/frames', FRAMES_QOS)
+    joints = test.create_publisher(JointState, '/joint_states', 10)
+    arm = test.create_client(Trigger, '/policy_node/arm')
+    disarm = test.create_client(Trigger, '/policy_node/disarm')
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(policy)
+    executor.add_node(test)
+    frame = Image(**rgb_to_msg_fields(np.zeros((64, 64, 3), np.uint8)))
+    max_delta = policy.p['command.max_delta']
+    a, b = np.array([0.8, -0.8, 0.8]), np.zeros(3)
+
+    def stream(q, seconds, with_frames=True):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            joints.publish(joint_state(test, q))
+            if with_frames:
+                frame.header.stamp = test.get_clock().now().to_msg()
+                frames.publish(frame)
+            spin_until(executor, lambda: False, 0.04)
+
+    def call(client):
+        future = client.call_async(Trigger.Request())
+        spin_until(executor, future.done, 5)
+        return future.result()
+
+    try:
+        spin_until(executor, lambda: frames.get_subscription_count() > 0
+                   and disarm.service_is_ready(), 10)
+        stream(a, 1.0)
+        assert len(commands) >= 5 and np.abs(commands[-1] - a).max() <= 2 * max_delta
+        n = len(commands)
+        stream(a, 0.8, with_frames=False)              # frames stop: the watchdog holds at A
+        assert policy.holding and len(commands) == n + 1
+        np.testing.assert_allclose(commands[-1], a)
+        stream(b, 0.3, with_frames=False)              # meanwhile the arm is moved to B
+        n = len(commands)
+        stream(b, 0.6)                                 # frames resume
+        assert len(commands) > n + 3
+        assert np.abs(commands[n] - b).max() <= max_delta + 1e-9     # from B, not from A
+        assert np.abs(np.diff(np.array(commands[n:]), axis=0)).max() <= max_delta + 1e-9
+        # disarm (sync): one hold at the measured positions, then nothing
+        steps = policy.runner.memory.total_steps
+        assert call(disarm).success
+        spin_until(executor, lambda: False, 0.2)
+        n = len(commands)
+        np.testing.assert_allclose(commands[-1], b)
+        stream(b, 0.8)                                 # frames keep arriving
+        assert len(commands) == n and policy.runner.memory.total_steps == steps
+        assert policy.counts['disarmed_frames'] >= 5
+        c = np.array([0.3, 0.3, -0.3])
+        stream(c, 0.3, with_frames=False)
+        assert call(arm).success
+        stream(c, 0.5)
+        assert len(commands) > n
+        assert np.abs(commands[n] - c).max() <= max_delta + 1e-9
+    finally:
+        executor.shutdown()
+        test.destroy_node()

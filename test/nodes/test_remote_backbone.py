@@ -85,8 +85,8 @@ def test_server_killed_and_restarted_under_a_running_policy_node(ros_context, ti
         if execution == 'sync':    # one hold at the measured positions, then nothing
             holds = [c for t, c in since(commands, killed) if np.allclose(c, MEASURED)]
             assert len(holds) == 1 and not after
-        else:                      # the control loop holds its last command, at its rate
-            assert len(after) > 50 and all(np.allclose(c, after[0][1]) for _, c in after)
+        else:                      # the chunk ages out: the control loop sends nothing
+            assert not after
         level = [s for t, s in since(diag, killed + 2.0)]
         assert level and level[-1].level == DiagnosticStatus.ERROR, level[-1].message
         assert 'backbone unavailable' in level[-1].message
@@ -96,8 +96,7 @@ def test_server_killed_and_restarted_under_a_running_policy_node(ros_context, ti
         stream(60, until=lambda: sum(t > restarted for t in events) >= 5)
         stream(1.0)
         assert len([t for t in events if t > restarted]) >= 5, 'did not resume'
-        moved = [c for t, c in since(commands, restarted)
-                 if not np.allclose(c, after[-1][1] if after else MEASURED)]
+        moved = [c for t, c in since(commands, restarted) if not np.allclose(c, MEASURED)]
         assert moved, 'no new commands after the server came back'
         stream(5.0, until=lambda: any(s.level == DiagnosticStatus.OK
                                       for _, s in since(diag, restarted)))

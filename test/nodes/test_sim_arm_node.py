@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
 def start_sim(*params):
-    args = ['-p', "reset_service:=''", '-p', 'command_type:=float64_multi_array']
+    args = ['-p', "policy:=''", '-p', 'command_type:=float64_multi_array']
     for p in params:
         args += ['-p', p]
     return spawn([executable('sim_arm_node'), '--ros-args', *args])
@@ -187,3 +187,58 @@ def test_mujoco_engine_in_lockstep_answers_commands_frame_by_frame(ros_context):
         took, out = sigint_exit(proc)
     assert proc.returncode == 0 and 'Traceback' not in out, out[-2000:]
     assert 'ignored invalid command [0.0, 0.0, 0.0]' in out
+
+
+def test_episodes_wait_for_the_policy_to_be_active_and_results_say_who_drove_them(ros_context):
+    """However long the policy takes to configure, no episode runs before it is active; each
+    result counts the commands the episode received; after the last episode the sim disarms
+    the policy (the run is over)."""
+    from rclpy.lifecycle import Node as LifecycleNode
+    from std_srvs.srv import Trigger
+
+    from aura_ros.msg import EpisodeResult
+    proc = spawn([executable('sim_arm_node'), '--ros-args', '-p', 'episodes:=1', '-p',
+                  'command_type:=float64_multi_array', '-p', 'command_timeout:=0.05'])
+    policy = LifecycleNode('policy_node', context=ros_context)   # a stand-in policy
+    calls = {'reset_memory': 0, 'disarm': 0}
+
+    def service(name):
+        def answer(request, response):
+            calls[name] += 1
+            response.success = True
+            return response
+        return answer
+    for name in calls:
+        policy.create_service(Trigger, f'~/{name}', service(name))
+    commands = policy.create_publisher(Float64MultiArray, 'aura/joint_commands', 10)
+    results, frames = [], []
+    policy.create_subscription(EpisodeResult, 'sim/episode_result', results.append, 10)
+    policy.create_subscription(Image, 'camera/image_raw', frames.append, 10)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(policy)
+    try:
+        spin_until(executor, lambda: False, 4.0)        # unconfigured: the sim waits
+        assert frames == [] and results == [] and calls['reset_memory'] == 0
+        policy.trigger_configure()
+        spin_until(executor, lambda: False, 1.0)        # inactive: still waiting
+        assert frames == []
+        policy.trigger_activate()
+        answered = 0
+
+        def answer_frames():
+            nonlocal answered
+            while answered < len(frames) and answered < 10:   # answer the first 10 frames
+                commands.publish(Float64MultiArray(data=[1.5, -2.0, 2.0]))
+                answered += 1
+            return bool(results)
+        assert spin_until(executor, answer_frames, 60)
+        spin_until(executor, lambda: calls['disarm'] == 1, 5)
+        assert calls == {'reset_memory': 1, 'disarm': 1}
+        assert results[0].commands == 10 and results[0].steps > 10
+        output = proc.communicate(timeout=20)[0]
+        assert 'waiting for policy_node to be active' in output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        policy.destroy_node()

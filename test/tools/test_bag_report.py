@@ -6,8 +6,10 @@ from aura_ros.tools import bag_report
 GATE = 'aura_ros/msg/GateEvent'
 
 
-def write_bag(path, steps, storage='mcap', topic='/aura/gate_events', chunk_every=0):
-    """A bag with the given (step, wrote) sequence, total counters as a real memory keeps."""
+def write_bag(path, steps, storage='mcap', topic='/aura/gate_events', chunk_every=0,
+              sequences=None):
+    """A bag with the given (step, wrote) sequence, total counters as a real memory keeps;
+    ``sequences``: the publisher's sequence numbers (default 1, 2, ...)."""
     from rosbags.rosbag2 import StoragePlugin, Writer
     store = bag_report.aura_typestore()
     Msg = store.types[GATE]
@@ -23,7 +25,8 @@ def write_bag(path, steps, storage='mcap', topic='/aura/gate_events', chunk_ever
                       wrote=wrote, gate_probability=0.9 if wrote else 0.1, surprise=0.5,
                       state_bytes=4224, total_writes=writes, total_steps=step,
                       bytes_written=4224 * writes, step_latency_ms=5.0, backbone_ms=4.0,
-                      memory_ms=0.1, frame_stamp=Time(sec=i, nanosec=0))
+                      memory_ms=0.1, frame_stamp=Time(sec=i, nanosec=0),
+                      sequence=sequences[i] if sequences else i + 1)
             writer.write(conn, (i + 1) * 10**8, store.serialize_cdr(msg, GATE))
             if chunk_every and (i + 1) % chunk_every == 0:
                 writer.storage.close_chunk()   # as gate_recorder's flush does
@@ -40,6 +43,20 @@ def test_numbers(tmp_path, storage):
     assert s['bytes_written'] == 4 * 4224
     assert s['step_gaps'] == [[2, 4]]
     assert s['write_reduction'] == 2.0
+
+
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_lost_events_are_counted_by_sequence_and_repeats_dropped(tmp_path, storage):
+    seq = [(1, True), (2, False), (3, False), (4, True), (5, False), (5, False), (6, False)]
+    # events 7 and 8 never reached the bag; a re-delivered event (5) is recorded twice
+    write_bag(tmp_path / 'bag', seq, storage, sequences=[3, 4, 5, 6, 9, 9, 10])
+    s = bag_report.report(tmp_path / 'bag', tmp_path / 'out')
+    assert s['steps'] == 6 and s['lost_events'] == 2 and s['sequence_gaps'] == [[6, 9]]
+    assert s['first_sequence'] == 3 and s['last_sequence'] == 10
+    text = (tmp_path / 'out' / 'summary.txt').read_text()
+    assert 'lost gate events: 2' in text and 'the first 2 events were sent before' in text
+    write_bag(tmp_path / 'whole', seq[:4], storage)
+    assert bag_report.report(tmp_path / 'whole', tmp_path / 'o2')['lost_events'] == 0
 
 
 def test_missing_topic_and_unknown_bag_are_clear_errors(tmp_path):

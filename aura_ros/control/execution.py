@@ -1,0 +1,161 @@
+"""How a PolicyRunner drives the arm: one interface, two executions. No ROS, no torch import.
+
+    execution = make_execution('sync' | 'async', runner, send, positions, ...)
+    execution.submit(image, obs_time, context)     # every usable frame
+    execution.arm() / disarm() / frames_stopped() / reset(seed) / stop()
+
+``SyncExecution`` (``execution: sync``): the newest frame -> one ``PolicyRunner.step`` -> its
+command, in a worker thread (a newer frame replaces an unprocessed one: no backlog). One command
+per processed frame; its period is the inference period.
+``AsyncPolicy`` (``execution: async``, control/async_policy.py): the newest frame -> one
+time-stamped chunk; a control thread commands from the chunks at ``control_rate``.
+
+What both promise (the node, the benchmarks and the tests rely on it):
+
+* **One armed state**, here. Disarmed: no memory step, nothing commanded; ``disarm`` sends one
+  hold command (the measured positions) and then nothing.
+* **Every command passes the CommandGuard** (control/limits.py): after any hold (frames stopped,
+  disarm/arm, a new execution after deactivate/activate, a failed step, stale joint states) the
+  first command is within one step of the measured positions; every other within one step of
+  the previous command.
+* **Measured positions come from one place**, the ``positions()`` provider (None: none fresh):
+  sync execution reads them when it takes the frame (the freshest for its command), async
+  execution with the frame (its chunk is predicted from that observation; its control loop
+  reads them again at every tick). Without them a step raises ``NoJointStates`` (nothing is
+  commanded).
+* **One memory step per processed frame**; ``on_step(context, chunk, step)`` runs after it
+  (gate events, snapshots), ``on_error(context, exc)`` after a step that raised (typed: the
+  caller tells stale joint states or a backbone outage from a bug by the exception's class).
+  A step that raised commands nothing; sync execution sends one hold command (the measured
+  positions) when steps start failing, async execution keeps executing the current chunk
+  until it is older than its ``max_age`` and then holds by itself.
+* ``frames_stopped`` (the node's watchdog): sync sends one hold command; async holds by itself.
+"""
+import threading
+
+from aura_ros.control.limits import NoJointStates
+from aura_ros.control.loop import InferenceWorker
+
+EXECUTIONS = ('sync', 'async')
+
+
+class SyncExecution:
+    def __init__(self, runner, send, positions, on_step=None, on_error=None, lock=None,
+                 start_armed=False, instruction=lambda: ''):
+        """``send(command)`` publishes a (J,) command; ``positions()``: the newest measured
+        positions (None when stale); ``lock`` guards the runner against its other users."""
+        self.runner, self.send, self.positions = runner, send, positions
+        self.on_step = on_step or (lambda *_: None)
+        self.on_error = on_error or (lambda *_: None)
+        self.instruction = instruction
+        self.lock = lock or threading.RLock()
+        self._armed = bool(start_armed)
+        self.epoch = 0                 # reset() count: a step of the old episode sends nothing
+        self.failing = None            # the exception of the last step (None: it worked)
+        self.obs_time = None           # observation time of the step being executed
+        with self.lock:
+            runner.forget_commands()   # a new execution starts from the measured positions
+        self.worker = InferenceWorker(self._step, lambda _: None)
+
+    @property
+    def armed(self):
+        return self._armed
+
+    @property
+    def dropped(self):
+        """Frames replaced by a newer one before they were processed."""
+        return self.worker.dropped
+
+    def submit(self, image, obs_time, context=None, positions=None):
+        """A frame (H, W, 3 uint8) seen at ``obs_time``. Never blocks. (``positions`` measured
+        with the frame are not used: the step reads the freshest when it runs.)"""
+        self.worker.submit((image, obs_time, context, self.epoch))
+
+    def _step(self, observation):
+        image, obs_time, context, epoch = observation
+        with self.lock:
+            if not self._armed or epoch != self.epoch:
+                return None
+            self.obs_time = obs_time
+            try:
+                positions = self.positions()
+                if positions is None:
+                    raise NoJointStates('no fresh joint states: not commanding')
+                step = self.runner.step(image, positions, self.instruction())
+            except Exception as exc:  # noqa: BLE001 - the caller is told; the loop goes on
+                if self.failing is None:          # steps start failing: hold once
+                    held = self.runner.hold(self.positions())
+                    if held is not None:
+                        self.send(held)
+                self.failing = exc
+                self.on_error(context, exc)
+                return None
+            self.failing = None
+            if step.command is not None:
+                self.send(step.command)
+            self.on_step(context, None, step)
+        return None
+
+    def arm(self):
+        """Start commanding, from the measured positions."""
+        with self.lock:
+            self._armed = True
+            self.runner.forget_commands()
+
+    def disarm(self):
+        """Stop commanding: the one hold command (measured positions, None without them) is
+        sent and returned; no memory step until armed again."""
+        with self.lock:
+            self._armed = False
+            held = self.runner.hold(self.positions())
+            if held is not None:
+                self.send(held)
+        return held
+
+    def frames_stopped(self):
+        """The watchdog: frames stopped. One hold command (the measured positions), then
+        nothing until frames resume (from the measured positions then)."""
+        with self.lock:
+            if not self._armed:
+                return None
+            held = self.runner.hold(self.positions())
+            if held is not None:
+                self.send(held)
+        return held
+
+    def reset(self, episode_seed=None):
+        """New episode: memory and noise schedule reset, the pending frame dropped, the next
+        command from the measured positions."""
+        self.epoch += 1                 # frames submitted before: no step (checked first)
+        self.worker.discard_pending()
+        with self.lock:                 # a step in flight finishes first
+            self.runner.reset(episode_seed)
+
+    def configure(self, **_):
+        """Async settings (control rate, transitions) do not apply to sync execution."""
+
+    def stats(self):
+        return None
+
+    @property
+    def inference_failing(self):
+        return self.failing
+
+    def stop(self, timeout=1.0):
+        return self.worker.stop(timeout)
+
+
+def make_execution(kind, runner, send, positions, on_step=None, on_error=None, lock=None,
+                   start_armed=False, instruction=lambda: '', **async_settings):
+    """The execution named ``kind`` ('sync' or 'async'); ``async_settings`` go to AsyncPolicy
+    (control_rate, action_period, transition, blend_s, ensemble_decay, max_age_s,
+    control_priority)."""
+    if kind == 'sync':
+        return SyncExecution(runner, send, positions, on_step, on_error, lock, start_armed,
+                             instruction)
+    if kind == 'async':
+        from aura_ros.control.async_policy import AsyncPolicy
+        return AsyncPolicy(runner, send, positions, on_step=on_step, on_error=on_error,
+                           lock=lock, start_armed=start_armed, instruction=instruction,
+                           **async_settings)
+    raise ValueError(f'execution must be one of {list(EXECUTIONS)}, got {kind!r}')
