@@ -388,7 +388,8 @@ def read_params_file(path, node_name=None, check=True):
             declared = {spec.name for spec in NODE_PARAMS[node_name]}
             problems = unknown_parameters(own, '/' + node_name, declared)
             if problems and merged.get('strict_parameters', True):
-                raise ValueError(f'{path}: {problems[0]}')
+                raise ValueError(f'{path}: {problems[0]}; set strict_parameters: false to '
+                                 f'allow keys of other packages')
     if not merged and len(sections) == 1:   # a single node block under another name
         merged = dict(sections[0][1])
     return merged, path.parent.resolve()
@@ -461,8 +462,7 @@ def unknown_parameters(sections, fq_name, declared, extra=()):
         seen.add(name)
         close = difflib.get_close_matches(name, sorted(declared), n=1, cutoff=0.6)
         hint = f' (did you mean {close[0]}?)' if close else ''
-        problems.append(f'unknown parameter {name!r} under {where} for {node_name}{hint}; '
-                        f'set strict_parameters: false to allow keys of other packages')
+        problems.append(f'unknown parameter {name!r} under {where} for {node_name}{hint}')
 
     for pattern, values in sections:
         if not _matches(pattern, tokens):

@@ -52,7 +52,7 @@ from aura_ros.backbones.proto import backbone_pb2 as pb
 from aura_ros.backbones.proto import backbone_pb2_grpc as pb_grpc
 
 SERVICE = 'aura_ros.backbone.v1.Backbone'
-MESSAGE_MARGIN = 4 << 20     # bytes a request may carry besides its frame (state, instruction)
+MESSAGE_MARGIN = 1 << 20     # bytes a request may carry besides its frame (state, instruction)
 MAX_BATCH = 64               # --max-batch upper bound
 MAX_REPLY = 16 << 20         # replies: features + one chunk
 

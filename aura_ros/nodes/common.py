@@ -108,9 +108,10 @@ def check_parameter_files(node, specs, strict=True):
                                   {s.name for s in specs}, extra=names)
     if problems and strict:
         more = f' (and {len(problems) - 1} more)' if len(problems) > 1 else ''
-        raise ValueError(problems[0] + more)
+        raise ValueError(problems[0] + more + '; set strict_parameters: false to allow keys '
+                         'of other packages')
     for problem in problems:
-        node.get_logger().warning(problem)
+        node.get_logger().warning(problem + ' (ignored: strict_parameters is false)')
 
 
 # Episode boundaries are state, not a stream: reliable and transient-local (latched), so a
