@@ -38,19 +38,26 @@ def graph(ros_context, tiny_models, tmp_path):
                (('get_state', GetState), ('change_state', ChangeState), ('arm', Trigger),
                 ('disarm', Trigger))}
 
-    def call(name, request=None):
+    def call(name, request=None, timeout=30):
+        """The service's response (None: no answer within ``timeout``: the node's executor
+        may be busy configuring, e.g. compiling on a loaded machine)."""
         client = clients[name]
         assert spin_until(executor, client.service_is_ready, 60), name
         future = client.call_async(request or client.srv_type.Request())
-        assert spin_until(executor, future.done, 10), name
-        return future.result()
+        spin_until(executor, future.done, timeout)
+        return future.result() if future.done() else None
 
-    assert spin_until(executor, lambda: call('get_state').current_state.id == ACTIVE, 60)
-    yield node, executor, call, proc
-    if proc.poll() is None:
-        proc.kill()
-        proc.communicate()
-    node.destroy_node()
+    def active():
+        reply = call('get_state', timeout=2)
+        return reply is not None and reply.current_state.id == ACTIVE
+    try:
+        assert spin_until(executor, active, 120)
+        yield node, executor, call, proc
+    finally:                     # also when setup failed: no policy_node left on the domain
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        node.destroy_node()
 
 
 def transition(call, transition_id):

@@ -40,15 +40,17 @@ def pipeline(ros_context, tiny_models, tmp_path):
     joints = node.create_publisher(JointState, '/joint_states', 10)
     executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(node)
-    assert spin_until(executor, lambda: camera.get_subscription_count() > 0 and
-                      node.count_publishers('/aura/joint_commands') > 0, 60)
-    yield node, executor, camera, joints, state
-    running = [p for p in procs if p.poll() is None]     # a test may have stopped them
-    for p in running:
-        p.send_signal(signal.SIGINT)
-    for p in running:
-        p.communicate(timeout=20)
-    node.destroy_node()
+    try:
+        assert spin_until(executor, lambda: camera.get_subscription_count() > 0 and
+                          node.count_publishers('/aura/joint_commands') > 0, 60)
+        yield node, executor, camera, joints, state
+    finally:                 # also when setup failed: no node left running on the domain
+        running = [p for p in procs if p.poll() is None]     # a test may have stopped them
+        for p in running:
+            p.send_signal(signal.SIGINT)
+        for p in running:
+            p.communicate(timeout=20)
+        node.destroy_node()
 
 
 def test_policy_perception_and_recorder_stop_within_a_second_of_sigint(pipeline, tmp_path):
