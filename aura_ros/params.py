@@ -223,8 +223,10 @@ SIM_PARAMS = [
     ParamSpec('joint_names', STRING_ARRAY, [], "the arm's joint names in /joint_states and "
               "commands ([] = the engine's: joint_1..3, or the SO-101's shoulder_pan, "
               'shoulder_lift, elbow_flex, wrist_flex, wrist_roll)', read_only=True),
-    ParamSpec('variant', STRING, 'memory', "task variant ('colour': planar only)",
-              choices=('visible', 'memory', 'memory_hard', 'colour'), read_only=True),
+    ParamSpec('variant', STRING, 'memory', "task variant (task v2, aura_ros/sim/arm.py; "
+              "'colour': planar only)",
+              choices=('visible', 'memory', 'memory_switch', 'memory_hard', 'colour'),
+              read_only=True),
     ParamSpec('image_size', INTEGER, 64, 'camera image side (pixels)', range=(16, 512),
               read_only=True),
     ParamSpec('episodes', INTEGER, 0, 'episodes to run, then exit (0 = run forever)',
@@ -263,7 +265,8 @@ SIM_PARAMS = [
 RECORDER_PARAMS = [
     ParamSpec('topics', STRING_ARRAY, list(topics.RECORDED), 'topics to record (relative names '
               "resolve in the recorder's namespace)", read_only=True),
-    ParamSpec('output', STRING, '', 'bag directory (empty: aura_bag_<time>)', read_only=True),
+    ParamSpec('output', STRING, '', 'bag directory (empty: aura_bag_<namespace>_<time>)',
+              read_only=True),
     ParamSpec('storage', STRING, 'mcap', 'bag storage', choices=('mcap', 'sqlite3'),
               read_only=True),
     ParamSpec('flush_period', DOUBLE, 1.0, 'seconds between flushes to disk',
@@ -276,7 +279,7 @@ EPISODE_RECORDER_PARAMS = [
               'leader arm: JointTrajectory, Float64MultiArray or JointState), the instruction '
               'and the episode events (relative names resolve in the namespace)',
               read_only=True),
-    ParamSpec('output', STRING, '', 'bag directory (empty: aura_episodes_<time>)',
+    ParamSpec('output', STRING, '', 'bag directory (empty: aura_episodes_<namespace>_<time>)',
               read_only=True),
     *RECORDER_PARAMS[2:],
     ParamSpec('instruction', STRING, '', 'task instruction written into every START event '
@@ -286,7 +289,8 @@ EPISODE_RECORDER_PARAMS = [
 SIM_TELEOP_PARAMS = [
     *SIM_PARAMS[:2],                   # engine, joint_names: the sim's
     ParamSpec('variant', STRING, 'memory', "task variant (the sim's)",
-              choices=('visible', 'memory', 'memory_hard', 'colour'), read_only=True),
+              choices=('visible', 'memory', 'memory_switch', 'memory_hard', 'colour'),
+              read_only=True),
     ParamSpec('noise', DOUBLE, 0.3, "operator noise: std of each command's deviation from the "
               "expert, as a fraction of the arm's max joint speed per frame (DART)",
               range=(0.0, 2.0), read_only=True),

@@ -11,6 +11,7 @@ CAMERA = 'camera/image_raw'                   # sensor_msgs/Image from the camer
 JOINT_STATES = 'joint_states'                 # sensor_msgs/JointState
 EPISODE_RESULT = 'sim/episode_result'         # aura_ros/EpisodeResult (simulated arm)
 SIM_EPISODE_EVENTS = 'sim/episode_events'     # aura_ros/EpisodeEvent (simulated arm)
+FRAME_TRUTH = 'sim/frame_truth'               # aura_ros/FrameTruth (simulated arm, per frame)
 EPISODE_EVENTS = 'aura/episode_events'       # aura_ros/EpisodeEvent (episode_recorder)
 TELEOP_COMMANDS = 'teleop/joint_commands'    # demonstrated commands (sim_teleop, a leader arm)
 POLICY_NODE = 'policy_node'                   # the policy node (services under its name)
@@ -26,7 +27,9 @@ TYPES = {FRAMES: 'sensor_msgs/msg/Image', GATE_EVENTS: 'aura_ros/msg/GateEvent',
          CAMERA: 'sensor_msgs/msg/Image', JOINT_STATES: 'sensor_msgs/msg/JointState',
          EPISODE_RESULT: 'aura_ros/msg/EpisodeResult',
          SIM_EPISODE_EVENTS: 'aura_ros/msg/EpisodeEvent',
-         EPISODE_EVENTS: 'aura_ros/msg/EpisodeEvent'}
+         EPISODE_EVENTS: 'aura_ros/msg/EpisodeEvent',
+         FRAME_TRUTH: 'aura_ros/msg/FrameTruth'}
 LATCHED = (GATE_EVENTS, SIM_EPISODE_EVENTS, EPISODE_EVENTS)   # transient-local publishers
-RECORDED = [GATE_EVENTS, MEMORY_STATUS, JOINT_COMMANDS]   # gate_recorder's default topics
-EPISODE_RECORDED = [CAMERA, JOINT_STATES, TELEOP_COMMANDS, INSTRUCTION, EPISODE_EVENTS]
+RECORDED = [GATE_EVENTS, MEMORY_STATUS, JOINT_COMMANDS, FRAME_TRUTH]   # gate_recorder's
+EPISODE_RECORDED = [CAMERA, JOINT_STATES, TELEOP_COMMANDS, INSTRUCTION, EPISODE_EVENTS,
+                    FRAME_TRUTH]

@@ -31,8 +31,8 @@ def generate_launch_description():
         DeclareLaunchArgument('episodes', default_value='5'),
         DeclareLaunchArgument('variant', default_value='memory'),
         DeclareLaunchArgument('seed', default_value='1000'),
-        DeclareLaunchArgument('bag', default_value='aura_demo_bag',
-                              description='rosbag2 directory for the gate events'),
+        DeclareLaunchArgument('bag', default_value='', description='rosbag2 directory for '
+                              'the gate events ("": aura_bag_<namespace>_<time>)'),
         Node(package='aura_ros', executable='perception_node', name='perception_node',
              namespace=namespace, output='screen', parameters=[params_file]),
         Node(package='aura_ros', executable='policy_node', name='policy_node',

@@ -10,7 +10,7 @@ installable from PyPI) and checks that each policy drives only its own arm.
 from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler
 from launch.event_handlers import OnProcessExit
 from launch.events import Shutdown
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
@@ -26,6 +26,8 @@ def generate_launch_description():
         DeclareLaunchArgument('params_file', default_value=PathJoinSubstitution(
             [FindPackageShare('aura_ros'), 'config', 'default.yaml'])),
         DeclareLaunchArgument('episodes', default_value='3'),
+        DeclareLaunchArgument('bag', default_value='', description='bag directory prefix: '
+                              'each arm records to <bag>_<arm> ("": aura_bag_<arm>_<time>)'),
     ]
     for i, arm in enumerate(ARMS):
         sim = Node(package='aura_ros', executable='sim_arm_node', name='sim_arm_node',
@@ -44,7 +46,9 @@ def generate_launch_description():
                  namespace=arm, output='screen', parameters=[params_file]),
             Node(package='aura_ros', executable='gate_recorder', name='gate_recorder',
                  namespace=arm, output='screen',
-                 parameters=[{'output': f'aura_demo_bag_{arm}'}]),
+                 parameters=[{'output': PythonExpression(
+                     ["'", LaunchConfiguration('bag'), "' and '", LaunchConfiguration('bag'),
+                      f"_{arm}' or ''"])}]),
             sim,
             RegisterEventHandler(OnProcessExit(target_action=sim, on_exit=on_exit)),
         ]

@@ -1,4 +1,7 @@
-"""The README documents every node parameter and the two commands."""
+"""The README documents every node parameter and the two commands, and its pip-only block
+runs as written (with fewer episodes)."""
+import pytest
+
 from aura_ros.params import (
     EPISODE_RECORDER_PARAMS,
     MONITOR_PARAMS,
@@ -26,3 +29,37 @@ def test_every_parameter_is_documented_with_its_default():
 def test_the_two_commands_come_first():
     head = '\n'.join(README.splitlines()[:40])
     assert 'make demo' in head and 'make test' in head
+
+
+def readme_block(heading):
+    """The first ```bash block after the paragraph that starts with ``heading``."""
+    text = README[README.index(heading):]
+    start = text.index('```bash\n') + len('```bash\n')
+    return text[start:text.index('```', start)]
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_the_pip_only_record_train_deploy_run_block_runs(tmp_path):
+    """The README's whole path on the simulated arm, as written, with fewer episodes and
+    training steps: record (recorder stopped before training), train, deploy, run."""
+    import os
+    import subprocess
+    block = readme_block('**The whole path on the simulated arm, from a pip-only venv**')
+    quick = (block.replace('episodes:=300', 'episodes:=3').replace('--episodes 20',
+                                                                     '--episodes 2')
+             .replace('--out my_memory', '--out my_memory --steps 40 --val-fraction 0.34'))
+    assert quick.count('episodes:=3') == 2 and '--steps 40' in quick
+    env = dict(os.environ, PATH=f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}")
+    quick = quick.replace('$PWD/.venv', str(REPO / '.venv')).replace(   # (run from the repo)
+        'config/default.yaml', str(REPO / 'config' / 'default.yaml'))
+    proc = subprocess.run(['bash', '-e', '-c', quick],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
+    assert (tmp_path / 'demos' / 'sim' / 'metadata.yaml').is_file()   # the recorder closed it
+    assert (tmp_path / 'my_memory' / 'memory.safetensors').is_file()
+    assert 'my_sim.yaml: memory.checkpoint' in proc.stdout
+    import re
+    assert re.search(r'demo: [0-2]/2 episodes succeeded', proc.stdout), proc.stdout[-2000:]
+    assert 'from ' + str((tmp_path / 'my_memory' / 'memory.safetensors').resolve()) in \
+        (tmp_path / 'my_run' / 'policy_node.log').read_text()

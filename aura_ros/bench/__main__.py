@@ -57,15 +57,23 @@ def cmd_step_cost(args):
     return step_cost.run(horizons=horizons, window=args.window), step_cost.plot
 
 
+def closed_loop_arms():
+    from aura_ros.bench.closed_loop import ARMS
+    return ARMS
+
+
 def cmd_closed_loop(args):
     from aura_ros.bench import closed_loop
     arms = [a for a in args.arms.split(',') if a]
     variants = [v for v in args.variants.split(',') if v]
-    if args.engine != 'planar' and args.through_ros:
-        raise SystemExit('closed-loop: --through-ros runs the planar demo graph; use it with '
-                         '--engine planar')
+    unknown = set(variants) - set(closed_loop.VARIANTS)
+    if unknown:
+        raise SystemExit(f'closed-loop: unknown variants {sorted(unknown)} (choose from '
+                         f'{list(closed_loop.VARIANTS)})')
     return (closed_loop.run(arms, args.episodes, params=args.params, variants=variants,
-                            through_ros=args.through_ros, engine=args.engine),
+                            through_ros=args.through_ros, engine=args.engine,
+                            calibration=args.calibration, ablation=not args.no_ablation,
+                            realtime=args.realtime),
             closed_loop.plot)
 
 
@@ -173,12 +181,17 @@ def main(argv=None):
     p.add_argument('--steps', default='1000,10000,100000', help='horizons, comma-separated')
     p.add_argument('--window', type=int, default=300, help='timed steps at each horizon')
     p.set_defaults(run=cmd_step_cost)
-    p = sub.add_parser('closed-loop', help='simulated arm, every arm, same seeds')
-    p.add_argument('--arms', default='base,base_memory_variant,no_memory,aura,'
-                   'aura_surprise_only,feature_gate,always_write,kv_cache,random_budget,'
-                   'periodic_budget')
+    p = sub.add_parser('closed-loop', help='simulated arm (task v2), every arm, same seeds, '
+                       'write probability per frame kind, gate-input ablation')
+    p.add_argument('--arms', default=','.join(closed_loop_arms()))
     p.add_argument('--episodes', type=int, default=200)
-    p.add_argument('--variants', default='memory,memory_hard')
+    p.add_argument('--variants', default='plain,switch', help='plain (memory), switch '
+                   '(memory_switch)')
+    p.add_argument('--calibration', type=int, default=50, help='calibration episodes (other '
+                   'seeds): the pixel-change threshold and the ablation inputs')
+    p.add_argument('--no-ablation', action='store_true', help="skip the gate-input ablation")
+    p.add_argument('--realtime', type=int, default=0, help='also run this many episodes of '
+                   'each variant through the nodes with the sim in real time')
     p.add_argument('--through-ros', type=int, default=0,
                    help='also run this many episodes through the real nodes and compare')
     p.add_argument('--params', default=None, help='parameter file (default: the package\'s '

@@ -48,9 +48,10 @@ evaluation point is reused only for the same settings, parameter values and weig
    enlarged), the frames whose processing opened the gate framed in red and marked WRITE:
    a GIF next to the JSON.
 
-The task is sim_arm_node's in real time (``ArmTaskConfig`` at 30 fps: cue 3 frames = 0.1 s,
-delay 10-19 frames with distractor flashes, 30 frames = 1 s after go to reach and dwell 3
-frames on the cued pad): recordings and evaluation see the same task.
+The task is sim_arm_node's in real time (``ArmTaskConfig``, task v2, at 30 fps: go at a random
+frame 18-30, the cue 3 frames = 0.1 s at a random onset before it, distractor flashes, 30
+frames = 1 s after go to reach and dwell 3 frames on the cued pad): recordings and evaluation
+see the same task.
 """
 import json
 import shutil
@@ -70,12 +71,14 @@ CONFIG_CHECKPOINT = 'checkpoint: package://aura_ros/models/aura_so101/memory.saf
 
 
 def realtime_task():
-    """sim_arm_node's task (ArmTaskConfig's frame counts) stated in seconds at 30 fps."""
+    """sim_arm_node's task (ArmTaskConfig's frame counts, task v2) stated in seconds at 30 fps:
+    recordings and evaluation see the same task."""
     from aura_ros.sim.arm import ArmTaskConfig
     from aura_ros.sim.realtime import RealtimeTask
     cfg, fps = ArmTaskConfig(), 30.0
-    task = RealtimeTask(variant='memory', cue_s=cfg.cue_steps / fps,
-                        delay_s=(cfg.delay[0] / fps, cfg.delay[1] / fps),
+    task = RealtimeTask(variant='memory', cue_onset=cfg.cue_onset,
+                        go_s=(cfg.go[0] / fps, cfg.go[1] / fps),
+                        go_switch_s=(cfg.go_switch[0] / fps, cfg.go_switch[1] / fps),
                         go_timeout_s=cfg.max_steps_after_go / fps,
                         dwell_s=cfg.dwell_steps / fps, distractor_rate=cfg.distractor_rate,
                         frame_rate=fps)

@@ -103,6 +103,9 @@ class RealtimeSettings:
 
     def key(self, mode, latency_ms, params_digest):
         fields = asdict(self)
+        if fields['task']['cue_onset'] == 'first':   # cached before task v2 existed
+            for name in ('cue_onset', 'go_s', 'go_switch_s'):
+                del fields['task'][name]
         if fields['engine'] == 'planar':  # cached before engines existed
             del fields['engine']
         if not fields['sim_process']:     # the settings' first runs (cached before they existed)

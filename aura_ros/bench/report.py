@@ -133,13 +133,15 @@ def main_table(results):
                         f"(2.61x, 1 seed) | {_p(p, 'event')} vs {_p(p, 'distractor')} "
                         f"({b['seeds']} seeds, hard); repeats {_p(p, 'repeat')} |")
     if cl:
-        a = cl['arms']
-        rows.append(f"| closed loop: episodes per arm | 60 | {cl['episodes']} |")
-        if 'kv_cache' in a:
+        block = cl['variants'].get('plain', {})
+        a = block.get('arms', {})
+        rows.append(f"| closed loop: episodes per arm | 60 | {cl['episodes']} (per variant) |")
+        if {'aura', 'base', 'kv_cache'} <= set(a):
             rows.append(f"| closed loop: success AURA / ungated base / always-write KV residual "
                         f"| 0.233 / 0.233 / 0.217 (claim: parity) | {a['aura']['success']:.3f} "
-                        f"/ {a['base']['success']:.3f} / {a['kv_cache']['success']:.3f} (our "
-                        f"claim: AURA above the memoryless arms, see below) |")
+                        f"/ {a['base']['success']:.3f} / {a['kv_cache']['success']:.3f} (task "
+                        f"v2, plain; our claim: AURA above the memoryless arms and the write "
+                        f"clocks, see below) |")
             kv_w, aura_w = a['kv_cache']['writes_per_episode'], a['aura']['writes_per_episode']
             rows.append(f"| closed loop: writes AURA vs the KV arm | 504 vs 3,541 (7.0x) | "
                         f"{aura_w:.2f} vs {kv_w:.2f} per episode "
@@ -150,33 +152,70 @@ def main_table(results):
     return rows
 
 
-def closed_loop_section(cl):
-    lines = ['## Closed loop on the simulated arm (`closed_loop.json`, `closed_loop.png`)', '',
-             f"{cl['episodes']} episodes per arm and variant, the same seeds for every arm "
-             '(sim, chunk noise per episode and step, write schedules); success with a Wilson '
-             '95% interval. Write probability per cue frame: frame 1 shows the cue first, '
-             'frames 2-3 repeat it.', '']
-    for variant, block in cl['variants'].items():
-        lines += [f'### {variant}', '',
-                  '| arm | success [95% CI] | writes / episode | write reduction | '
-                  'largest state (bytes) | write prob. cue / delay / distractor / go | '
-                  'cue frame 1 / 2 / 3 |',
-                  '|---|---|---|---|---|---|---|']
-        for arm, s in block.items():
-            ph = s['write_probability_by_phase']
-            phases = ' / '.join('-' if ph[k] is None else f'{ph[k]:.3f}'
-                                for k in ('cue', 'delay', 'distractor', 'go'))
-            frames = ' / '.join('-' if f['p'] is None else f"{f['p']:.2f} ({f['writes']}/"
-                                f"{f['steps']})" for f in s.get('write_probability_by_cue_frame',
-                                                                 []))
-            lines.append(f"| {arm} | {_ci(s, 'success')} | {s['writes_per_episode']:.2f} | "
-                         f"{_x(s['write_reduction'])} | {s['state_bytes_max']:,} | {phases} | "
-                         f"{frames or '-'} |")
-        above = cl.get('aura_above', {}).get(variant)
-        if above:
-            lines += ['', 'AURA\'s lower bound above the arm\'s upper bound: '
+KIND_ORDER = ('cue_onset', 'switch_cue', 'reshown_cue', 'cue_continued', 'distractor',
+              'pre_cue', 'delay', 'go')
+
+
+def _wp(stats, kind):
+    w = stats['write_probability'][kind]
+    return '-' if w['p'] is None else f"{w['p']:.2f} ({w['writes']}/{w['frames']})"
+
+
+def closed_loop_section(cl, robot='the planar arm', files='`closed_loop.json`, '
+                        '`closed_loop.png`'):
+    """Task v2 (sim/arm.py), every arm, per-kind write probabilities, the gate ablation."""
+    lines = [f'## Closed loop on {robot}, task v2 ({files})', '',
+             f"{cl['episodes']} lockstep episodes per arm and variant (seeds "
+             f"{cl.get('first_seed', 500000)}...), the same seeds for every arm (scene, chunk "
+             'noise per episode and step, write schedules); success with a Wilson 95% interval; '
+             'write probability per ground-truth frame kind: p (writes/frames). `first_frame`, '
+             '`pixel_change` and `cue_oracle` run AURA\'s trained memory with their writes '
+             'forced: they differ from `aura` only in when they write. The checkpoints are the '
+             'shipped ones (`' + str(cl.get('checkpoint', '')) + '` and its siblings, sha256 '
+             'in the JSON; '
+             '`test/bench/test_closed_loop.py` replays episodes of each and checks the stored '
+             'outcomes and write steps).', '']
+    for key, block in cl['variants'].items():
+        lines += [f"### {key} (`{block['variant']}`)", '',
+                  '| arm | success [95% CI] | writes / episode | write reduction | largest '
+                  'state (B) | ' + ' | '.join(KIND_ORDER) + ' |',
+                  '|---|---|---|---|---|' + '---|' * len(KIND_ORDER)]
+        rows = list(block['arms'].items()) + [(f'aura, {name.replace("_", " ")}', st) for
+                                             name, st in block.get('ablation', {}).items()]
+        for arm, st in rows:
+            lines.append(f"| {arm} | {_ci(st, 'success')} | {st['writes_per_episode']:.2f} | "
+                         f"{_x(st.get('write_reduction'))} | {st['state_bytes_max']:,} | "
+                         + ' | '.join(_wp(st, k) for k in KIND_ORDER) + ' |')
+        cal = block.get('calibration')
+        if cal:
+            lines += ['', f"Calibration ({cal['episodes']} episodes on other seeds, AURA "
+                      f"driving): {cal['aura_writes_per_episode']:.2f} writes per episode; the "
+                      f"pixel-change threshold for that budget {cal['pixel_change_threshold']:.2f}"
+                      f" (mean absolute pixel change, 0-255); the ablation's inputs recorded "
+                      f"there."]
+        need = block.get('cue_onset_writes_by_need')
+        if need:
+            skipped = block['arms']['aura'].get('cue_onset_skipped')
+            tail = (f"; cue onsets AURA skipped: {skipped['episodes']}, of which "
+                    f"{skipped['successes']} episodes succeeded anyway." if skipped else '.')
+            lines += ['', 'AURA on cue onsets, by need (an episode needs the memory where '
+                      '`no_memory`, the same head without memory, failed on that seed): '
+                      + '; '.join(f"{k.replace('_', ' ')} {_wp({'write_probability': need}, k)}"
+                                  for k in ('needed', 'not_needed')) + tail]
+        t = block.get('targets', {})
+        if t:
+            above = t.get('aura_above', {})
+            lines += ['', 'Targets: AURA\'s lower bound above the upper bound of '
                       + ', '.join(f'{arm} {"yes" if v else "no"}' for arm, v in above.items())
-                      + '.']
+                      + f"; within or above `cue_oracle`: "
+                      f"{t.get('aura_within_or_above_cue_oracle')}; write probabilities in "
+                      f"bounds: " + ', '.join(f'{k} {v}' for k, v in
+                                            t.get('write_probability', {}).items())
+                      + f"; write reduction >= 7x: {t.get('write_reduction_at_least_7x')}; "
+                      f"with shuffled surprise AURA falls to no_memory or writes cues no more "
+                      f"than distractors: {t.get('surprise_shuffled_loses_it')}; with shuffled "
+                      f"features cue-onset writes stay >= 0.8: "
+                      f"{t.get('features_shuffled_keeps_cue_writes')}."]
         lines.append('')
     ros = cl.get('through_ros')
     if ros:
@@ -184,6 +223,12 @@ def closed_loop_section(cl):
                   f"separate processes, DDS, lockstep): {ros['episodes']} episodes, AURA success "
                   f"{_ci(ros, 'success')}, {ros['writes_per_episode']:.2f} writes per episode; "
                   f"agrees with the in-process run: {ros['agrees_with_in_process']}.", '']
+    for key, rt in (cl.get('realtime') or {}).items():
+        lines += [f"Real time, {key}: the same nodes with the sim on the wall clock (30 fps "
+                  f"whatever the policy does, `lockstep: false`), {rt['episodes']} episodes: "
+                  f"AURA success {_ci(rt, 'success')}, {rt['writes_per_episode']:.2f} writes "
+                  f"per episode (in process, lockstep: "
+                  f"{_ci(cl['variants'][key]['arms']['aura'], 'success')}).", '']
     return lines
 
 
@@ -475,7 +520,7 @@ def render(folder):
     results = {name: _load(folder, f'{name}.json') for name in
                ('synthetic', 'state_growth', 'closed_loop', 'step_cost', 'latency', 'soak',
                 'realtime', 'train_from_recordings', 'backbone_server', 'mujoco',
-                'reliability')}
+                'reliability', 'closed_loop_mujoco')}
     lines = ['# Benchmarks', '',
              'Generated by `python -m aura_ros.bench report` from the JSON files in '
              '`bench/results/` (each written by the command in the top-level README). Machine: '
@@ -491,6 +536,9 @@ def render(folder):
                   f"{s['kv_state_bytes_last']:,} B ({s['kv_over_aura']:,.0f}x).", '']
     if results['closed_loop']:
         lines += closed_loop_section(results['closed_loop'])
+    if results['closed_loop_mujoco']:
+        lines += closed_loop_section(results['closed_loop_mujoco'], 'the SO-101 in MuJoCo',
+                                     '`closed_loop_mujoco.json`, `closed_loop_mujoco.png`')
     if results['realtime']:
         lines += realtime_section(results['realtime'])
     if results['train_from_recordings']:

@@ -125,7 +125,7 @@ def record_sim_demonstrations(out, episodes, variant='memory', seed=SEED, noise=
 
 def _arm_result(stats):
     keep = ('success', 'success_ci95', 'successes', 'writes_per_episode', 'steps_per_episode',
-            'write_probability_by_phase')
+            'write_probability')
     return {k: stats[k] for k in keep}
 
 

@@ -247,6 +247,8 @@ class FastWeightMemory(MemoryPolicy):
             d['_state_np'] = (d['W'].numpy()[0], d['b'].numpy()[0])
             d['_state_src'] = d['W']
         decision = rule.scheduled(d['_rs'])
+        if d.get('_write_when') is not None:     # a forced schedule (force_writes)
+            decision = bool(d['_write_when']())
         action, wrote, prob, surprise = d['_fast'](
             *d['_state_np'], _as_f32(features), None if base_action is None
             else _as_f32(base_action), -1 if decision is None else int(decision),
@@ -257,9 +259,18 @@ class FastWeightMemory(MemoryPolicy):
                           gate_probability=prob if decision is None else float(wrote),
                           surprise=surprise)
 
+    def force_writes(self, when):
+        """Streaming steps write exactly when ``when()`` returns True (asked once per step,
+        before it), whatever the gate would decide; None: the memory's own rule again. An arm
+        made this way differs from the trained memory only in *when* it writes (a clock, a
+        pixel-change heuristic, an oracle of cue onsets)."""
+        self.__dict__['_write_when'] = when
+
     @torch.inference_mode()
     def reference_step(self, features, base_action=None):
         """One streaming step through ``transition`` (batch 1, hard gate)."""
+        if self.__dict__.get('_write_when') is not None:
+            raise ValueError('forced writes run in the compiled streaming step only')
         cfg = self.config
         base = None if base_action is None else base_action.reshape(1, -1).float()
         enc = self.encode(features.reshape(1, -1).float())

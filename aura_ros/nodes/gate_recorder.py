@@ -77,7 +77,9 @@ class GateRecorder(Node):
             if msgtype:
                 self.known_types[topic] = (msgtype, name.lstrip('/') in topics.LATCHED)
         output, storage, self.flush_period = p['output'], p['storage'], p['flush_period']
-        self.path = Path(output or time.strftime(f'{self.bag_prefix}_%Y%m%d_%H%M%S'))
+        ns = self.get_namespace().strip('/').replace('/', '_')
+        self.path = Path(output or time.strftime(
+            f"{self.bag_prefix}{'_' + ns if ns else ''}_%Y%m%d_%H%M%S"))
         from rosbags.rosbag2 import StoragePlugin, Writer
         plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
         self.writer = Writer(self.path, version=9, storage_plugin=plugin)

@@ -4,7 +4,9 @@
 in MuJoCo, 5 joints, seen by a perspective camera; aura_ros.sim.mujoco_arm). The joint names
 come from ``joint_names`` (default: the engine's own).
 
-Publishes camera/image_raw (rgb8) and joint_states, follows joint position commands
+Publishes camera/image_raw (rgb8) and joint_states, and with every frame its ground truth on
+sim/frame_truth (aura_ros/FrameTruth: the frame's kind, e.g. cue_onset or distractor, with the
+frame's stamp: recordings can count writes per kind), follows joint position commands
 (trajectory_msgs/JointTrajectory or std_msgs/Float64MultiArray, by ``command_type``), runs
 episodes back to back and publishes each result on sim/episode_result (and logs it). Episode
 boundaries go out on sim/episode_events (aura_ros/EpisodeEvent: START with the seed before the
@@ -49,7 +51,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from aura_ros import topics
 from aura_ros.imaging import rgb_to_msg_fields
-from aura_ros.msg import EpisodeEvent, EpisodeResult
+from aura_ros.msg import EpisodeEvent, EpisodeResult, FrameTruth
 from aura_ros.nodes.common import EVENTS_QOS, declare_params, run_node
 from aura_ros.params import SIM_PARAMS
 from aura_ros.sim.arm import ArmTaskConfig
@@ -72,6 +74,8 @@ class SimArmNode(Node):
         self.joints = self.create_publisher(JointState, self.p['joint_states_topic'], 10)
         self.results = self.create_publisher(EpisodeResult, topics.EPISODE_RESULT, 10)
         self.events = self.create_publisher(EpisodeEvent, topics.SIM_EPISODE_EVENTS, EVENTS_QOS)
+        self.truth = self.create_publisher(FrameTruth, topics.FRAME_TRUTH, 10)
+        self.episode_index = 0
         if self.p['command_type'] == 'joint_trajectory':
             self.create_subscription(JointTrajectory, self.p['command_topic'], self.on_trajectory,
                                      10)
@@ -152,6 +156,12 @@ class SimArmNode(Node):
         image = Image(**rgb_to_msg_fields(frame))
         image.header.stamp = stamp or self.get_clock().now().to_msg()
         image.header.frame_id = 'sim_camera'
+        episode = self.env.episode
+        truth = FrameTruth(episode=self.episode_index, step=self.env.t,
+                           kind=episode.frame_kind(self.env.t),
+                           cued_target=episode.cued_target(self.env.t))
+        truth.header = image.header
+        self.truth.publish(truth)
         self.camera.publish(image)
 
     def publish_observation(self, frame):
@@ -219,6 +229,7 @@ class SimArmNode(Node):
         while not self.stop.is_set() and (self.p['episodes'] == 0 or
                                           index < self.p['episodes']):
             seed = self.p['seed'] + index
+            self.episode_index = index
             if not self.wait_for_policy():
                 return
             self.reset_memory()

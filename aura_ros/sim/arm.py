@@ -1,17 +1,33 @@
 """A planar 3-joint arm seen from above by a 64x64 RGB camera: a task that needs memory.
 
-Episode ("cue, delay, go"), deterministic per seed:
+Task v2, deterministic per seed (``ArmTaskConfig.cue_onset = 'random'``, the default):
   * 4 grey pads on slots drawn from an arc in front of the arm (layout shuffled per episode);
-  * cue (``cue_steps`` frames): a white ring marks the target pad;
-  * delay (``delay`` frames, 10-19): distractor marks (yellow rings) flash on other pads;
-    in ``memory_hard`` they flash on the pads next to the target, twice as often;
-  * go: the lamp in the top-left corner turns from red to green; only now does the arm move
+  * the go lamp (top-left corner) is red until frame ``go_step``, drawn uniformly from
+    ``go`` (``go_switch`` in the switch variant); then green, and only now does the arm move
     (before go, commands are ignored: the pose cannot carry the answer);
+  * the **cue**: a white ring marks a pad for ``cue_steps`` frames, starting at a random
+    onset after 2 or more blank or distractor frames and no later than the middle of the
+    time before go (``2 <= onset <= go_step // 2``): no clock that writes a fixed frame can
+    catch it;
+  * ``memory_switch`` adds, later before go, a **switch cue** (another pad, ``cue_steps``
+    frames; the memory must update) and then the **re-shown** switch cue (the same pad again:
+    a repeat, writing it changes nothing); the target is the last cued pad;
+  * **distractors**: on every frame before go that shows no cue, with chance
+    ``distractor_rate``, a yellow ring flashes on a pad other than the one cued so far (before
+    the first cue: other than the first cue's pad); in ``memory_hard`` on its neighbours, twice
+    as often;
   * success: the end effector dwells ``dwell_steps`` frames on the target pad within
     ``max_steps_after_go``; dwelling on another pad, or running out of time, fails.
+Every frame has a ground-truth kind (``frame_kind``, ``FRAME_KINDS``): ``pre_cue`` (blank,
+before the first cue), ``cue_onset`` (the first cue's first frame), ``cue_continued`` (a cue's
+later frames), ``switch_cue`` and ``reshown_cue`` (their first frames), ``distractor``,
+``delay`` (blank, after the first cue) and ``go``.
 Variants: ``visible`` (the target ring stays on in every frame: no memory needed),
-``memory``, ``memory_hard``, and ``colour`` (pads get distinct colours; the cue is a patch of
-the target's colour at the lamp, not a ring: the cue names a colour, not a place).
+``memory``, ``memory_switch``, ``memory_hard``, and ``colour`` (pads get distinct colours; the
+cue is a patch of the target's colour at the lamp, not a ring: the cue names a colour).
+``cue_onset = 'first'`` is the earlier task (the cue on frames 0 .. cue_steps-1, then a delay
+of ``delay`` frames with distractors, then go): the real-time benchmark's task
+(``RealtimeTask``), kept so its results stay comparable.
 Actions are joint deltas (rad per step); commands are joint positions; the arm moves at most
 ``max_joint_speed`` rad per step towards the commanded position. In real time (``integrate``)
 the same limit is a speed: max_joint_speed * frame_rate rad/s, integrated at the physics rate.
@@ -20,7 +36,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-VARIANTS = ('visible', 'memory', 'memory_hard', 'colour')
+VARIANTS = ('visible', 'memory', 'memory_switch', 'memory_hard', 'colour')
+FRAME_KINDS = ('pre_cue', 'cue_onset', 'cue_continued', 'reshown_cue', 'switch_cue',
+               'distractor', 'delay', 'go')
+CUE_ONSETS = ('random', 'first')
 LINKS = np.array([0.5, 0.45, 0.25])
 BASE = np.array([0.0, -0.95])
 HOME = np.array([np.pi / 2, -2.5, 2.5])   # folded: the effector starts inside the pad arc
@@ -39,9 +58,12 @@ JOINT_NAMES = ('joint_1', 'joint_2', 'joint_3')
 class ArmTaskConfig:
     variant: str = 'memory'
     image_size: int = 64
-    cue_steps: int = 3
-    delay: tuple = (10, 19)
-    distractor_rate: float = 0.3     # chance of a distractor flash per delay frame
+    cue_steps: int = 3               # frames each cue stays on
+    cue_onset: str = 'random'        # 'random': task v2; 'first': the cue on frame 0 (earlier)
+    go: tuple = (18, 30)             # v2: the go frame, uniform (plain variants)
+    go_switch: tuple = (30, 40)      # v2: the go frame in memory_switch (room for three cues)
+    delay: tuple = (10, 19)          # 'first': frames between the cue's end and go
+    distractor_rate: float = 0.3     # chance of a distractor flash per frame without a cue
     max_steps_after_go: int = 30
     dwell_steps: int = 3
     max_joint_speed: float = 0.15
@@ -49,8 +71,18 @@ class ArmTaskConfig:
     def __post_init__(self):
         if self.variant not in VARIANTS:
             raise ValueError(f'variant must be one of {VARIANTS}, got {self.variant!r}')
+        if self.cue_onset not in CUE_ONSETS:
+            raise ValueError(f'cue_onset must be one of {CUE_ONSETS}, got {self.cue_onset!r}')
         if not 16 <= self.image_size <= 512:
             raise ValueError('image_size must be in [16, 512]')
+        c = self.cue_steps
+        if self.cue_onset == 'random':
+            if not 4 + 2 * c <= self.go[0] <= self.go[1]:
+                raise ValueError(f'go must be (lo, hi) with {4 + 2 * c} <= lo <= hi, got '
+                                 f'{self.go}')
+            if not 4 * c + 16 <= self.go_switch[0] <= self.go_switch[1]:
+                raise ValueError(f'go_switch must be (lo, hi) with {4 * c + 16} <= lo <= hi '
+                                 f'(three cues, two apart), got {self.go_switch}')
 
 
 def forward_kinematics(q):
@@ -78,9 +110,39 @@ def inverse_kinematics(target):
 class Episode:
     seed: int
     pads: np.ndarray              # (4, 2) pad centres
-    target: int
-    delay: int
+    target: int                   # the pad to reach: the last one cued
+    go_step: int                  # the frame the lamp turns green
+    cues: tuple = ()              # ((onset frame, pad, kind of its first frame), ...)
     distractors: dict = field(default_factory=dict)  # frame index -> pad index
+    cue_steps: int = 3
+
+    @property
+    def delay(self):
+        """Frames between the first cue's end and go."""
+        return self.go_step - self.cues[0][0] - self.cue_steps
+
+    def cue_at(self, t):
+        """(onset, pad, kind) of the cue shown at frame ``t``, or None."""
+        for cue in self.cues:
+            if cue[0] <= t < cue[0] + self.cue_steps:
+                return cue
+        return None
+
+    def cued_target(self, t):
+        """The pad the latest cue up to frame ``t`` named (-1 before the first cue)."""
+        pads = [pad for onset, pad, _ in self.cues if onset <= t]
+        return pads[-1] if pads else -1
+
+    def frame_kind(self, t):
+        """The ground-truth kind of frame ``t`` (one of FRAME_KINDS)."""
+        if t >= self.go_step:
+            return 'go'
+        cue = self.cue_at(t)
+        if cue is not None:
+            return cue[2] if t == cue[0] else 'cue_continued'
+        if t in self.distractors:
+            return 'distractor'
+        return 'pre_cue' if t < self.cues[0][0] else 'delay'
 
 
 class ArmEnv:
@@ -106,17 +168,34 @@ class ArmEnv:
         cfg = self.config
         rng = np.random.default_rng(seed)
         pads = self.slots[np.sort(rng.choice(len(self.slots), N_PADS, replace=False))]
-        target = int(rng.integers(N_PADS))
-        delay = int(rng.integers(cfg.delay[0], cfg.delay[1] + 1))
-        distractors = {}
+        first = int(rng.integers(N_PADS))
+        c = cfg.cue_steps
+        if cfg.cue_onset == 'first':          # the earlier task: the cue opens the episode
+            go_step = c + int(rng.integers(cfg.delay[0], cfg.delay[1] + 1))
+            cues = ((0, first, 'cue_onset'),)
+        else:
+            lo, hi = cfg.go_switch if cfg.variant == 'memory_switch' else cfg.go
+            go_step = int(rng.integers(lo, hi + 1))
+            onset = int(rng.integers(2, go_step // 2 + 1))
+            cues = ((onset, first, 'cue_onset'),)
+            if cfg.variant == 'memory_switch':
+                second = int(rng.choice([p for p in range(N_PADS) if p != first]))
+                switch = int(rng.integers(onset + c + 2, go_step - 2 * c - 2))
+                reshown = int(rng.integers(switch + c + 1, go_step - c))
+                cues += ((switch, second, 'switch_cue'), (reshown, second, 'reshown_cue'))
+        episode = Episode(seed, pads, cues[-1][1], go_step, cues, {}, c)
         hard = cfg.variant == 'memory_hard'
-        neighbours = [p for p in (target - 1, target + 1) if 0 <= p < N_PADS]
-        others = [p for p in range(N_PADS) if p != target]
         rate = min(1.0, cfg.distractor_rate * (2 if hard else 1))
-        for t in range(cfg.cue_steps, cfg.cue_steps + delay):
-            if cfg.variant != 'visible' and rng.random() < rate:
-                distractors[t] = int(rng.choice(neighbours if hard else others))
-        self.episode = Episode(seed, pads, target, delay, distractors)
+        start = c if cfg.cue_onset == 'first' else 0
+        for t in range(start, go_step):
+            if cfg.variant == 'visible' or episode.cue_at(t) is not None:
+                continue
+            cued = episode.cued_target(t) if episode.cued_target(t) >= 0 else first
+            if rng.random() < rate:
+                neighbours = [p for p in (cued - 1, cued + 1) if 0 <= p < N_PADS]
+                others = [p for p in range(N_PADS) if p != cued]
+                episode.distractors[t] = int(rng.choice(neighbours if hard else others))
+        self.episode = episode
         self.colours = (rng.permutation(PAD_COLOURS) if cfg.variant == 'colour'
                         else np.full((N_PADS, 3), 150, np.uint8))
         self._reset_arm()
@@ -137,7 +216,12 @@ class ArmEnv:
 
     @property
     def go_step(self):
-        return self.config.cue_steps + self.episode.delay
+        return self.episode.go_step
+
+    @property
+    def frame_kind(self):
+        """The ground-truth kind of the frame the camera shows now (``render()``)."""
+        return self.episode.frame_kind(self.t)
 
     @property
     def unlocked(self):
@@ -221,22 +305,24 @@ class ArmEnv:
 
     # ---- rendering ----------------------------------------------------------------------------
     def marks(self):
-        """(pad -> colour) rings drawn on this frame, and the lamp colour."""
+        """(pad -> colour) rings drawn on this frame, the lamp colour, and the pad whose cue is
+        shown (-1: none; in ``colour`` a patch of that pad's colour, not a ring)."""
         cfg, ep, t = self.config, self.episode, self.t
         rings = {}
-        cue = t < cfg.cue_steps or cfg.variant == 'visible'
-        if cue and cfg.variant != 'colour':
-            rings[ep.target] = (255, 255, 255)
+        cue = ep.cue_at(t)
+        shown = ep.target if cfg.variant == 'visible' else (cue[1] if cue else -1)
+        if shown >= 0 and cfg.variant != 'colour':
+            rings[shown] = (255, 255, 255)
         if t in ep.distractors:
             rings[ep.distractors[t]] = (255, 230, 0)
         lamp = (40, 220, 40) if self.unlocked else (200, 30, 30)
-        return rings, lamp, cue
+        return rings, lamp, shown
 
     def render(self):
         size = self.config.image_size
         img = np.full((size, size, 3), 40, np.uint8)
         world = self._world
-        rings, lamp, cue = self.marks()
+        rings, lamp, shown = self.marks()
         for i, centre in enumerate(self.episode.pads):
             d = np.linalg.norm(world - centre, axis=-1)
             img[d < PAD_RADIUS] = self.colours[i]
@@ -251,6 +337,6 @@ class ArmEnv:
         img[ee < 0.06] = (255, 140, 0)
         k = max(2, size // 16)
         img[:k, :k] = lamp
-        if cue and self.config.variant == 'colour':  # colour cue next to the lamp
-            img[:k, k:2 * k] = self.colours[self.episode.target]
+        if shown >= 0 and self.config.variant == 'colour':  # colour cue next to the lamp
+            img[:k, k:2 * k] = self.colours[shown]
         return img

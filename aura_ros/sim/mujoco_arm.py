@@ -6,11 +6,12 @@ from that package at run time, never copied here. Around it this module builds t
 ``mujoco.MjSpec``: a table, 4 round pads on 6 slots of an arc in front of the arm, a go lamp
 and a fixed camera looking at the table from the front.
 
-The task, its clock and its rules are ``aura_ros.sim.arm.ArmEnv``'s (written once): a cue
-lights the target pad white for ``cue_steps`` frames, distractors flash yellow on other pads
-during the delay, the lamp turns from red to green at go, success is the gripper's frame
-dwelling ``dwell_steps`` frames over the target pad (within ``PAD_RADIUS`` across, below
-``TOUCH_HEIGHT`` above the table). Variants ``visible``, ``memory``, ``memory_hard``.
+The task, its clock and its rules are ``aura_ros.sim.arm.ArmEnv``'s (written once, task v2):
+a cue lights a pad white for ``cue_steps`` frames at a random onset, distractors flash yellow
+on other pads, the lamp turns from red to green at a random go frame, success is the gripper's
+frame dwelling ``dwell_steps`` frames over the target pad (within ``PAD_RADIUS`` across, below
+``TOUCH_HEIGHT`` above the table). Variants ``visible``, ``memory``, ``memory_switch``,
+``memory_hard``.
 
 Control: the 5 arm joints are position-controlled by the model's own actuators (kp 17.8,
 +-3.35 N m, as the STS3215 servo); the gripper is held closed. Commands are joint positions;
@@ -151,7 +152,7 @@ class MujocoArmEnv(ArmEnv):
         self.config = config or ArmTaskConfig()
         if self.config.variant == 'colour':
             raise ValueError("the MuJoCo arm has no 'colour' variant (visible, memory, "
-                             'memory_hard)')
+                             'memory_switch, memory_hard)')
         self.model = build_model(self.config.image_size)
         self.data = mujoco.MjData(self.model)
         self._kin = mujoco.MjData(self.model)     # kinematics only (IK, forward kinematics)

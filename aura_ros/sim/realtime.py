@@ -8,8 +8,10 @@ Three schedules, absolute (no drift), sleeping in between:
 - camera frames at ``frame_rate``, the task's clock (``ArmEnv.step(None)``; ``on_frame(frame,
   t)``). A schedule that falls behind skips ahead instead of bursting, like a camera.
 
-``RealtimeTask`` states the task in seconds (cue, delay, go timeout, dwell) and converts it to
-the frame counts of ``ArmTaskConfig`` at the frame rate.
+``RealtimeTask`` states the task in seconds and converts it to the frame counts of
+``ArmTaskConfig`` at the frame rate: ``cue_onset='first'`` (the default, the real-time
+benchmark's task: the cue opens the episode, then a delay) or ``'random'`` (task v2: the go
+frame drawn from ``go_s`` / ``go_switch_s``, the cue at a random onset before it).
 """
 import threading
 import time
@@ -27,6 +29,9 @@ class RealtimeTask:
     dwell_s: float = 0.1               # on one pad, to end the episode
     distractor_rate: float = 0.3       # chance of a distractor flash per delay frame
     frame_rate: float = 30.0
+    cue_onset: str = 'first'           # 'random': task v2 (sim/arm.py), timed by the two below
+    go_s: tuple = (0.6, 1.0)           # v2: when the lamp turns green (18-30 frames at 30 fps)
+    go_switch_s: tuple = (1.0, 1.33)   # v2, memory_switch (30-40 frames at 30 fps)
 
     def __post_init__(self):
         if not 1.0 <= self.frame_rate <= 240.0:
@@ -41,7 +46,14 @@ class RealtimeTask:
         return max(1, round(seconds * self.frame_rate))
 
     def arm_config(self, image_size=64):
-        return ArmTaskConfig(variant=self.variant, image_size=image_size,
+        if self.cue_onset == 'random':   # v2: its cue lasts as ArmTaskConfig's (3 frames)
+            return ArmTaskConfig(variant=self.variant, image_size=image_size, cue_onset='random',
+                                 go=tuple(self.frames(s) for s in self.go_s),
+                                 go_switch=tuple(self.frames(s) for s in self.go_switch_s),
+                                 distractor_rate=self.distractor_rate,
+                                 max_steps_after_go=self.frames(self.go_timeout_s),
+                                 dwell_steps=self.frames(self.dwell_s))
+        return ArmTaskConfig(variant=self.variant, image_size=image_size, cue_onset='first',
                              cue_steps=self.frames(self.cue_s),
                              delay=(self.frames(self.delay_s[0]), self.frames(self.delay_s[1])),
                              distractor_rate=self.distractor_rate,

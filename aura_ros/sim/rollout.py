@@ -1,12 +1,14 @@
 """Closed-loop episodes of a PolicyRunner on the simulated arm, in-process (no ROS).
 
-The same control step as the policy node (PolicyRunner), the same sim as sim_arm_node.
+The same control step as the policy node (PolicyRunner), the same sim as sim_arm_node. Each
+step is logged with the ground-truth kind of the frame the policy saw (``ArmEnv.frame_kind``:
+pre_cue, cue_onset, cue_continued, reshown_cue, switch_cue, distractor, delay, go).
 """
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from aura_ros.policy import CommandLimits
+from aura_ros.control.limits import CommandLimits
 from aura_ros.sim.arm import JOINT_LOWER, JOINT_UPPER, ArmEnv
 
 
@@ -29,34 +31,29 @@ class EpisodeLog:
     reached: int
     wrote: list = field(default_factory=list)        # per step
     gate_probability: list = field(default_factory=list)
-    phase: list = field(default_factory=list)        # 'cue' | 'delay' | 'distractor' | 'go'
+    kinds: list = field(default_factory=list)        # the frame's ground-truth kind per step
     memory_ms: list = field(default_factory=list)
     backbone_ms: list = field(default_factory=list)
 
 
-def phase_of(env):
-    cfg, t = env.config, env.t
-    if t < cfg.cue_steps:
-        return 'cue'
-    if t < env.go_step:
-        return 'distractor' if t in env.episode.distractors else 'delay'
-    return 'go'
-
-
-def run_episode(env: ArmEnv, runner, seed, instruction='', record=None):
-    """One episode; ``record(env, frame, step)`` is called after every control step."""
+def run_episode(env: ArmEnv, runner, seed, instruction='', record=None, before_step=None):
+    """One episode; ``before_step(env, frame)`` is called before every control step (a forced
+    write schedule looks at the frame or the ground truth there), ``record(env, frame, step)``
+    after it."""
     frame = env.reset(seed)
     runner.reset(episode_seed=seed)
     log = EpisodeLog(seed, False, 0, 0, 0, env.episode.target, -1)
     done = False
     while not done:
-        phase = phase_of(env)
+        kind = env.frame_kind
+        if before_step is not None:
+            before_step(env, frame)
         step = runner.step(frame, env.q, instruction)
         if record is not None:
             record(env, frame, step)
         log.wrote.append(bool(step.wrote))
         log.gate_probability.append(float(step.gate_probability))
-        log.phase.append(phase)
+        log.kinds.append(kind)
         log.memory_ms.append(step.memory_ms)
         log.backbone_ms.append(step.backbone_ms)
         if runner.memory is not None:

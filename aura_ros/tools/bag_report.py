@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 
 GATE_TYPE = 'aura_ros/msg/GateEvent'
+TRUTH_TYPE = 'aura_ros/msg/FrameTruth'
+RESULT_TYPE = 'aura_ros/msg/EpisodeResult'
 KV_BYTES_PER_STEP = 256   # (d_k + d_v) * 4 at d_k = d_v = 32
 
 
@@ -42,6 +44,7 @@ class GateRecord:
     total_steps: int
     bytes_written: int
     sequence: int = 0       # the publisher's event count (0: a bag recorded before it existed)
+    frame_stamp_ns: int = 0  # header stamp of the camera frame the step processed
 
 
 @dataclass
@@ -51,6 +54,8 @@ class BagContents:
     topics: dict                        # topic -> (type, count)
     gate: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
+    truth: dict = field(default_factory=dict)   # frame stamp (ns) -> kind (FrameTruth, a sim's)
+    results: list = field(default_factory=list)   # (episode, success) of EpisodeResults
 
 
 def aura_typestore():
@@ -135,7 +140,24 @@ def _gate_record(t_ns, msg):
                       gate_probability=float(msg.gate_probability), surprise=float(msg.surprise),
                       state_bytes=int(msg.state_bytes), total_writes=int(msg.total_writes),
                       total_steps=int(msg.total_steps), bytes_written=int(msg.bytes_written),
-                      sequence=int(getattr(msg, 'sequence', 0)))
+                      sequence=int(getattr(msg, 'sequence', 0)),
+                      frame_stamp_ns=_ns(getattr(msg, 'frame_stamp', None)))
+
+
+def _ns(stamp):
+    return 0 if stamp is None else int(stamp.sec) * 10**9 + int(stamp.nanosec)
+
+
+def _truth(contents, msg):
+    contents.truth[_ns(msg.header.stamp)] = str(msg.kind)
+
+
+def _other(contents, msgtype, msg):
+    """FrameTruth and EpisodeResult messages (read beside the gate events)."""
+    if msgtype == TRUTH_TYPE:
+        _truth(contents, msg)
+    elif msgtype == RESULT_TYPE:
+        contents.results.append((int(msg.episode), bool(msg.success)))
 
 
 def _wanted(conn_topic, msgtype, topic):
@@ -151,9 +173,14 @@ def _read_with_rosbags(folder, topic):
         contents.storage = meta['rosbag2_bagfile_information'].get('storage_identifier', '?')
         for conn in reader.connections:
             contents.topics[conn.topic] = (conn.msgtype, conn.msgcount)
-        conns = [c for c in reader.connections if _wanted(c.topic, c.msgtype, topic)]
+        conns = [c for c in reader.connections if _wanted(c.topic, c.msgtype, topic)
+                 or c.msgtype in (TRUTH_TYPE, RESULT_TYPE)]
         for conn, t_ns, raw in (reader.messages(connections=conns) if conns else ()):
-            contents.gate.append(_gate_record(t_ns, reader.deserialize(raw, conn.msgtype)))
+            msg = reader.deserialize(raw, conn.msgtype)
+            if conn.msgtype == GATE_TYPE:
+                contents.gate.append(_gate_record(t_ns, msg))
+            else:
+                _other(contents, conn.msgtype, msg)
     return contents
 
 
@@ -173,6 +200,8 @@ def _read_mcap_raw(file, topic):
                 contents.topics[channel.topic] = (ty, n + 1)
                 if _wanted(channel.topic, name, topic):
                     contents.gate.append(_gate_record(message.log_time, decoded))
+                elif name in (TRUTH_TYPE, RESULT_TYPE):
+                    _other(contents, name, decoded)
         except Exception as exc:  # noqa: BLE001 - truncated tail: keep what was read
             what = ('file ends without its summary section (recorder stopped hard?)'
                     if type(exc).__name__ == 'EndOfFile' else
@@ -208,6 +237,10 @@ def _read_sqlite_raw(file, topic):
                                          'ORDER BY timestamp', (tid,)):
                 msg = store.deserialize_cdr(bytes(data), GATE_TYPE)
                 contents.gate.append(_gate_record(t_ns, msg))
+        for tid, (_, ty) in topics.items():
+            if ty in (TRUTH_TYPE, RESULT_TYPE):
+                for (data,) in db.execute('SELECT data FROM messages WHERE topic_id=?', (tid,)):
+                    _other(contents, ty, store.deserialize_cdr(bytes(data), ty))
     except sqlite3.DatabaseError as exc:
         raise BagError(f'{file}: not a readable sqlite3 bag ({exc})') from exc
     return contents
@@ -239,11 +272,21 @@ def summarise(contents: BagContents):
     state = np.array([r.state_bytes for r in recs])
     seq_gaps, lost = sequence_gaps(recs)
     sequences = [r.sequence for r in recs if r.sequence]
+    kinds = writes_by_frame_kind(contents)
+    starts = [0] + [i for i in range(1, len(steps)) if steps[i] <= steps[i - 1]] + [len(steps)]
+    lengths = np.diff(starts)              # memory steps of each stretch between resets
+    results = dict(sorted(dict(contents.results).items()))
     return dict(
         bag=contents.path, storage=contents.storage, topics={t: {'type': ty, 'messages': n}
                                                             for t, (ty, n) in
                                                             contents.topics.items()},
         steps=len(recs), first_step=int(steps[0]), last_step=int(steps[-1]),
+        episodes=len(lengths), steps_per_episode=dict(min=int(lengths.min()),
+                                                      max=int(lengths.max()),
+                                                      mean=float(lengths.mean())),
+        episode_results=dict(episodes=len(results), successes=int(sum(results.values())),
+                             success_rate=(sum(results.values()) / len(results))
+                             if results else None) if results else None,
         memory_resets=resets, writes=int(wrote.sum()),
         write_rate=float(wrote.mean()), always_write_writes=len(recs),
         write_reduction=(len(recs) / wrote.sum()) if wrote.any() else None,
@@ -255,14 +298,34 @@ def summarise(contents: BagContents):
         last_sequence=int(max(sequences)) if sequences else None,
         lost_events=lost if sequences else None, sequence_gaps=seq_gaps[:100],
         gate_probability_mean=float(np.mean([r.gate_probability for r in recs])),
-        duration_s=float(recs[-1].t - recs[0].t), warnings=contents.warnings)
+        duration_s=float(recs[-1].t - recs[0].t), warnings=contents.warnings,
+        write_probability_by_frame_kind=kinds)
+
+
+def writes_by_frame_kind(contents):
+    """{kind: {p, ci95, writes, frames}} of the gate events whose frame the bag's FrameTruth
+    names (a simulated arm's recording), None when the bag has none."""
+    if not contents.truth:
+        return None
+    from aura_ros.bench.stats import wilson
+    counts = {}
+    for rec in contents.gate:
+        kind = contents.truth.get(rec.frame_stamp_ns)
+        if kind is None:
+            continue
+        w, n = counts.get(kind, (0, 0))
+        counts[kind] = (w + int(rec.wrote), n + 1)
+    return {kind: dict(p=w / n, ci95=wilson(w, n), writes=w, frames=n)
+            for kind, (w, n) in sorted(counts.items())}
 
 
 def summary_text(s):
     bursts = s['write_bursts']
+    per = s['steps_per_episode']
     lines = [f"bag: {s['bag']} ({s['storage']})",
-             f"steps: {s['steps']} (step {s['first_step']} .. {s['last_step']}, "
-             f"{s['memory_resets']} memory resets, {s['duration_s']:.1f} s)",
+             f"steps: {s['steps']} in {s['episodes']} episodes (memory resets split them; "
+             f"{per['min']} to {per['max']} steps each, mean {per['mean']:.1f}; "
+             f"{s['duration_s']:.1f} s)",
              f"writes: {s['writes']} (write rate {s['write_rate']:.4f}; always-write would "
              f"write {s['always_write_writes']}"
              + (f", {s['write_reduction']:.1f}x more)" if s['write_reduction'] else ')'),
@@ -279,6 +342,14 @@ def summary_text(s):
                  f"recording began" if s['first_sequence'] > 1 else '') + ')'),
              'topics: ' + ', '.join(f"{t} [{v['type']}] x{v['messages']}"
                                     for t, v in s['topics'].items())]
+    if s.get('episode_results'):
+        r = s['episode_results']
+        lines.append(f"episode results: {r['successes']}/{r['episodes']} succeeded "
+                     f"({r['success_rate']:.2f})")
+    if s.get('write_probability_by_frame_kind'):
+        lines.append('writes by frame kind (the sim\'s ground truth): ' + ', '.join(
+            f"{k} {v['writes']}/{v['frames']}"
+            for k, v in s['write_probability_by_frame_kind'].items()))
     lines += [f'warning: {w}' for w in s['warnings']]
     return '\n'.join(lines) + '\n'
 
@@ -303,9 +374,9 @@ def plot_all(contents: BagContents, out: Path):
     ax.set_ylim(0, 1.05)
     ax.set_xlabel('memory step (in recording order)')
     ax.set_title(f'Gate activity: {int(wrote.sum())} writes in {len(recs)} steps')
-    ax.legend(loc='upper right', fontsize=8)
+    ax.legend(loc='upper left', bbox_to_anchor=(1.0, 1.0), fontsize=8, borderaxespad=0.0)
     fig.tight_layout()
-    fig.savefig(out / 'gate_activity.png', dpi=110)
+    fig.savefig(out / 'gate_activity.png', dpi=110, bbox_inches='tight')   # legend outside
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -322,11 +393,13 @@ def plot_all(contents: BagContents, out: Path):
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(x + 1, [r.state_bytes for r in recs], color='tab:red', label='AURA state bytes')
     ax.plot(x + 1, KV_BYTES_PER_STEP * steps, color='tab:gray', ls='--',
-            label=f'KV-cache ({KV_BYTES_PER_STEP} B per step since reset)')
-    ax.set_xlabel('memory steps')
+            label=f'KV-cache ({KV_BYTES_PER_STEP} B per step since the episode began)')
+    ax.set_xlabel('memory steps (in recording order)')
     ax.set_ylabel('bytes')
     ax.set_yscale('log')
-    ax.set_title('Inference state')
+    cross = int(np.ceil(max(r.state_bytes for r in recs) / KV_BYTES_PER_STEP))
+    ax.set_title(f'Inference state: a KV-cache holds less than AURA only in the first '
+                 f'{cross - 1} steps of an episode', fontsize=9)
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / 'state_bytes.png', dpi=110)

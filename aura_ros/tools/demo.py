@@ -2,7 +2,8 @@
 
 Starts sim_arm_node, perception_node, policy_node (config/default.yaml: the embedded tiny PI0
 + its AURA memory) and gate_recorder as separate processes over DDS (loopback), runs a few
-episodes of the memory task (cue, delay with distractors, go), prints each episode's result
+episodes of the memory task (task v2: a cue at a random moment among distractor flashes, then
+go at a random moment), prints each episode's result
 and its writes against its steps, records the gate events to a rosbag2 directory and turns it
 into a report with PNG plots. Same as ``ros2 launch aura_ros sim_demo.launch.py``.
 """
@@ -77,15 +78,17 @@ def command_type(params):
 
 
 def run_through_nodes(episodes, variant='memory', seed=1000, params=None, out='demo_output',
-                      timeout=600.0, verbose=True):
+                      timeout=600.0, verbose=True, lockstep=True):
     """Run ``episodes`` sim episodes through the real nodes (separate processes); returns
-    (ok, results, bag) with results = [(EpisodeResult, memory steps, writes), ...]."""
-    ok, results, bags = run_arms([''], episodes, variant, seed, params, out, timeout, verbose)
+    (ok, results, bag) with results = [(EpisodeResult, memory steps, writes), ...].
+    ``lockstep=False``: the sim in real time (frames at 30 fps whatever the policy does)."""
+    ok, results, bags = run_arms([''], episodes, variant, seed, params, out, timeout, verbose,
+                                 lockstep)
     return ok, results[''], bags['']
 
 
 def run_arms(namespaces, episodes, variant='memory', seed=1000, params=None, out='demo_output',
-             timeout=600.0, verbose=True):
+             timeout=600.0, verbose=True, lockstep=True):
     """One simulated arm + perception + policy + gate recorder per namespace ('' = none), all
     at once, each arm seeded differently (arm i: seed + 1000 i). Returns (ok, {ns: results},
     {ns: bag})."""
@@ -120,10 +123,13 @@ def run_arms(namespaces, episodes, variant='memory', seed=1000, params=None, out
         start(ns, 'perception_node', '--params-file', params)
         start(ns, 'gate_recorder', '-p', f'output:={bags[ns]}', '-p',
               f'topics:=[{topics.GATE_EVENTS}, {topics.MEMORY_STATUS}, {topics.EPISODE_RESULT}, '
-              f'"{topics.JOINT_COMMANDS}:{command_type(params)}"]')   # quoted: YAML flow
+              f'{topics.FRAME_TRUTH}, {topics.CAMERA}, {topics.JOINT_STATES}, '
+              f'"{topics.JOINT_COMMANDS}:{command_type(params)}"]')   # all the Foxglove layout
+
     time.sleep(1.0)
     sims = [start(ns, 'sim_arm_node', '--params-file', params, '-p', f'episodes:={episodes}',
-                  '-p', f'variant:={variant}', '-p', f'seed:={seed + 1000 * i}')
+                  '-p', f'variant:={variant}', '-p', f'seed:={seed + 1000 * i}',
+                  '-p', f'lockstep:={str(bool(lockstep)).lower()}')
             for i, ns in enumerate(namespaces)]     # the file may choose the engine
     t0 = time.monotonic()
     ok = True
@@ -167,16 +173,18 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--episodes', type=int, default=5)
     parser.add_argument('--variant', default='memory',
-                        choices=['visible', 'memory', 'memory_hard', 'colour'])
+                        choices=['visible', 'memory', 'memory_switch', 'memory_hard', 'colour'])
     parser.add_argument('--seed', type=int, default=1000)
     parser.add_argument('--params', default=None, help='parameter file (default: the '
                         "package's config/default.yaml)")
     parser.add_argument('--out', default='demo_output', help='bag, report and logs go here')
     parser.add_argument('--timeout', type=float, default=600.0)
+    parser.add_argument('--realtime', action='store_true', help='the sim in real time (30 fps '
+                        'whatever the policy does) instead of lockstep')
     args = parser.parse_args(argv)
     t0 = time.monotonic()
     ok, results, bag = run_through_nodes(args.episodes, args.variant, args.seed, args.params,
-                                         args.out, args.timeout)
+                                         args.out, args.timeout, lockstep=not args.realtime)
     successes = sum(r.success for r, _, _ in results)
     writes = sum(w for _, _, w in results)
     steps = sum(s for _, s, _ in results)

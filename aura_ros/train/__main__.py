@@ -3,6 +3,7 @@
     python -m aura_ros.train backbone --out models/pi0_sim --params config/default.yaml
     python -m aura_ros.train memory --params config/default.yaml --out models/aura_sim
     python -m aura_ros.train episodes BAGS... --params my_arm.yaml --out DIR  # your robot
+    python -m aura_ros.train deploy DIR/memory.safetensors --params my_arm.yaml
     python -m aura_ros.train backbone --out models/pi0_sim_rt --params config/realtime.yaml \
         --chunk-size 32 && python -m aura_ros.train memory --params config/realtime.yaml \
         --out models/aura_sim_rt --arms aura --chunk-horizon 32 --task realtime \
@@ -124,8 +125,55 @@ def cmd_episodes(args):
                       'frames_dropped_unsynced': report['frames_dropped_unsynced'],
                       'feature_extraction': report['feature_extraction'],
                       'validation': val}, indent=2))
-    print(f"wrote {args.out}/memory.safetensors, report.json, PNGs; load it with:\n"
-          f"{report['params_lines']}")
+    print(f"wrote {args.out}/memory.safetensors, report.json, PNGs; deploy it with:\n"
+          f"  python -m aura_ros.train deploy {args.out}/memory.safetensors --params "
+          f"{args.params} --out my_arm_with_memory.yaml")
+
+
+def set_checkpoint(text, checkpoint):
+    """A parameter file's text with the policy node's ``memory.checkpoint`` set (the one
+    ``checkpoint:`` line replaced, or one added under the one ``memory:`` line); ValueError
+    when the file's layout does not say where it goes."""
+    lines = text.splitlines()
+    found = [i for i, line in enumerate(lines) if re.match(r'^\s*checkpoint:', line)]
+    if len(found) == 1:
+        i = found[0]
+        indent = lines[i][:len(lines[i]) - len(lines[i].lstrip())]
+        lines[i] = f'{indent}checkpoint: {checkpoint}'
+        return '\n'.join(lines) + '\n'
+    memory = [i for i, line in enumerate(lines) if re.match(r'^\s*memory:\s*(#.*)?$', line)]
+    if not found and len(memory) == 1:
+        i = memory[0]
+        indent = lines[i][:len(lines[i]) - len(lines[i].lstrip())] + '  '
+        lines.insert(i + 1, f'{indent}checkpoint: {checkpoint}')
+        return '\n'.join(lines) + '\n'
+    raise ValueError(f'found {len(found)} "checkpoint:" and {len(memory)} "memory:" lines: add '
+                     f'"memory: {{checkpoint: ...}}" under your file\'s policy_node section by '
+                     f'hand')
+
+
+def cmd_deploy(args):
+    """Point a parameter file's policy node at a trained checkpoint, checked."""
+    from aura_ros.core import load_memory
+    from aura_ros.params import read_params_file
+    checkpoint = Path(args.checkpoint).resolve()
+    load_memory(checkpoint)                       # a readable checkpoint (safetensors)
+    source = Path(args.params)
+    try:
+        text = set_checkpoint(source.read_text(), checkpoint)
+    except ValueError as exc:
+        raise SystemExit(f'train deploy: {source}: {exc}') from None
+    out = Path(args.out or args.params)
+    if out == source:
+        source.with_suffix(source.suffix + '.bak').write_text(source.read_text())
+    out.write_text(text)
+    values, _ = read_params_file(out, 'policy_node')
+    if values.get('memory.checkpoint') != str(checkpoint):
+        raise SystemExit(f'train deploy: {out}: memory.checkpoint reads '
+                         f"{values.get('memory.checkpoint')!r} after the edit, not the "
+                         f'checkpoint: set it by hand')
+    print(f'{out}: memory.checkpoint = {checkpoint}'
+          + (f' (the previous file kept as {source}.bak)' if out == source else ''))
 
 
 def main(argv=None):
@@ -214,6 +262,13 @@ def main(argv=None):
                    "backbone's cache")
     p.add_argument('--seed', type=int, default=0)
     p.set_defaults(run=cmd_episodes)
+    p = sub.add_parser('deploy', help="set a parameter file's memory.checkpoint to a trained "
+                       'checkpoint (the printed command after train episodes)')
+    p.add_argument('checkpoint', help='the trained memory.safetensors')
+    p.add_argument('--params', required=True, help='the parameter file the robot runs')
+    p.add_argument('--out', default=None, help='write the edited file here (default: in '
+                   'place, the previous one kept as .bak)')
+    p.set_defaults(run=cmd_deploy)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     t0 = time.monotonic()

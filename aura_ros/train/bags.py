@@ -128,13 +128,22 @@ def _typestore():
     return aura_typestore()
 
 
+STILL_RECORDING = ('no metadata.yaml yet: is its recorder still running? Stop it (Ctrl-C, or '
+                   'kill -INT its process) and it closes the bag; a bag whose recorder was '
+                   'killed hard needs `ros2 bag reindex` first')
+DAMAGED = 'run with --on-bad-bag skip to train on the other bags'
+
+
 def _open(path):
     from rosbags.highlevel import AnyReader
+    if Path(path).is_dir() and not (Path(path) / 'metadata.yaml').is_file():
+        raise BagError(f'{path}: {STILL_RECORDING}')
     try:
         reader = AnyReader([Path(path)], default_typestore=_typestore())
         reader.open()
     except Exception as exc:  # noqa: BLE001 - any reader failure is a damaged bag to the user
-        raise BagError(f'{path}: cannot read the bag ({type(exc).__name__}: {exc})') from exc
+        raise BagError(f'{path}: cannot read the bag ({type(exc).__name__}: {exc}); '
+                       f'{DAMAGED}') from exc
     return reader
 
 
@@ -224,8 +233,8 @@ def scan(path, topics=None, joint_names=None, stamps='header'):
         except RecordingError:
             raise
         except Exception as exc:  # noqa: BLE001 - truncated chunk, bad CDR: a damaged bag
-            raise BagError(f'{path}: damaged or truncated ({type(exc).__name__}: {exc})') \
-                from exc
+            raise BagError(f'{path}: damaged or truncated ({type(exc).__name__}: {exc}); '
+                           f'{DAMAGED}') from exc
     finally:
         reader.close()
     for name, values in (('joint states', jq), ('demonstrated commands', dq),
@@ -295,6 +304,7 @@ def iter_frames(path, topics=None, wanted=None):
     except RecordingError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise BagError(f'{path}: damaged or truncated ({type(exc).__name__}: {exc})') from exc
+        raise BagError(f'{path}: damaged or truncated ({type(exc).__name__}: {exc}); '
+                       f'{DAMAGED}') from exc
     finally:
         reader.close()

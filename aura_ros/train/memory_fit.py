@@ -20,7 +20,7 @@ from aura_ros.sim.arm import ArmTaskConfig
 from aura_ros.sim.engines import make_env
 from aura_ros.sim.rollout import sim_limits
 
-TRAIN_VARIANTS = ('memory', 'memory_hard')
+TRAIN_VARIANTS = ('memory', 'memory_switch', 'memory_hard')
 
 
 @dataclass

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from aura_ros.bench import closed_loop, report, soak, step_cost
 from aura_ros.bench.stats import wilson
@@ -25,36 +26,79 @@ def test_closed_loop_small_run_json(tmp_path):
     out = tmp_path / 'cl.json'
     result = subprocess.run(
         [sys.executable, '-m', 'aura_ros.bench', 'closed-loop', '--episodes', '3',
-         '--variants', 'memory', '--json', str(out), '--plot', str(tmp_path / 'cl.png')],
-        capture_output=True, text=True, timeout=900)
+         '--calibration', '3', '--variants', 'plain', '--json', str(out), '--plot',
+         str(tmp_path / 'cl.png')], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     data = json.loads(out.read_text())
-    assert data['episodes'] == 3
-    arms = data['arms']
+    assert data['episodes'] == 3 and data['task'] == 'v2' and list(data['variants']) == ['plain']
+    block = data['variants']['plain']
+    arms = block['arms']
     assert set(arms) == set(closed_loop.ARMS)
+    assert set(block['ablation']) == set(closed_loop.ABLATIONS)
     for stats in arms.values():
         assert stats['successes'] == round(3 * stats['success'])
-        frames = stats['write_probability_by_cue_frame']
-        assert len(frames) == 3 and all(f['steps'] == 3 for f in frames)
+        probability = stats['write_probability']
+        assert set(probability) == set(closed_loop.FRAME_KINDS)
+        frames = sum(p['frames'] for p in probability.values())
+        assert frames == round(3 * stats['steps_per_episode'])        # every step has a kind
+        assert sum(p['writes'] for p in probability.values()) == round(
+            3 * stats['writes_per_episode'])
+        assert len(stats['per_episode']) == 3
+        assert sum(len(w) for _, w in stats['per_episode']) == round(
+            3 * stats['writes_per_episode'])
     for arm in closed_loop.MEMORYLESS:
-        assert arms[arm]['writes_per_episode'] == 0
+        if arm in arms:
+            assert arms[arm]['writes_per_episode'] == 0
     assert arms['aura']['state_bytes_max'] == 4224
     assert arms['kv_cache']['state_bytes_max'] > 4224       # grows with steps
-    assert arms['base']['writes_per_episode'] == 0
     assert arms['always_write']['writes_per_episode'] == arms['always_write']['steps_per_episode']
+    assert all(w == [0] for _, w in arms['first_frame']['per_episode'])
+    oracle = arms['cue_oracle']['write_probability']
+    assert oracle['cue_onset']['p'] == 1.0 and oracle['cue_onset']['frames'] == 3
+    assert sum(p['writes'] for k, p in oracle.items() if k != 'cue_onset') == 0
+    assert set(data['checkpoints']) >= {'memory.safetensors', 'memory_kv_cache.safetensors'}
     assert (tmp_path / 'cl.png').stat().st_size > 1000
     (tmp_path / 'closed_loop.json').write_text(out.read_text())
-    assert 'Closed loop on the simulated arm' in report.render(tmp_path)
+    assert 'Closed loop on the planar arm, task v2' in report.render(tmp_path)
 
 
 def test_aura_beats_the_memoryless_base_with_separated_intervals():
-    """The shipped memory on the memory task, 40 seeded episodes per arm: AURA's Wilson
-    interval lies entirely above the frozen base's; the random schedule is fresh per episode
-    (its writes land on different steps) yet repeats for the same episode seed."""
-    result = closed_loop.run(['base', 'aura'], 40, variants=('memory',), progress=False)
-    base, aura = result['arms']['base'], result['arms']['aura']
+    """The shipped memory on task v2 (plain), 40 seeded episodes per arm: AURA's Wilson
+    interval lies entirely above the frozen base's."""
+    result = closed_loop.run(['base', 'aura'], 40, variants=('plain',), progress=False,
+                             ablation=False)
+    block = result['variants']['plain']
+    base, aura = block['arms']['base'], block['arms']['aura']
     assert aura['success_ci95'][0] > base['success_ci95'][1], (aura, base)
-    assert result['aura_above']['memory']['base']
+    assert block['targets']['aura_above']['base']
+
+
+def test_forced_schedules_write_where_they_say_and_nothing_else_differs():
+    """first_frame writes frame 0, cue_oracle the cue onsets that carry news (switch too, not
+    the re-shown cue), pixel_change the frames past its threshold; each on AURA's memory."""
+    from aura_ros.sim.arm import ArmEnv, ArmTaskConfig
+    memory = closed_loop.load_arm('cue_oracle', closed_loop.default_memory_dir())
+    aura = closed_loop.load_arm('aura', closed_loop.default_memory_dir())
+    assert all(torch.equal(a, b) for a, b in zip(memory.state_dict().values(),
+                                                  aura.state_dict().values()))
+    env = ArmEnv(ArmTaskConfig(variant='memory_switch'))
+    for arm, threshold in (('first_frame', None), ('cue_oracle', None), ('pixel_change', 5.0)):
+        schedule = closed_loop.ForcedWrites(arm, threshold)
+        env.reset(7)
+        previous, decided = None, []
+        while env.t < env.go_step:
+            frame = env.render()
+            schedule.before_step(env, frame)
+            decided.append(schedule.write)
+            expected = {'first_frame': env.t == 0,
+                        'cue_oracle': env.frame_kind in ('cue_onset', 'switch_cue'),
+                        'pixel_change': closed_loop.pixel_change(frame, previous) > 5.0}[arm]
+            assert schedule.write == expected, (arm, env.t, env.frame_kind)
+            previous = frame
+            env.step(None)
+        assert any(decided)
+    with pytest.raises(ValueError, match='calibrated threshold'):
+        closed_loop.ForcedWrites('pixel_change')
 
 
 def test_budget_schedules_are_fresh_per_episode_and_repeat_for_its_seed():
@@ -87,3 +131,36 @@ def test_soak_small_run():
     assert set(result['state_bytes']) == {4224}
     assert result['summary']['withheld_commands'] == 0
     assert all(r > 0 for r in result['rss_bytes'])
+
+
+@pytest.mark.parametrize('name, engine, params', [
+    ('closed_loop.json', 'planar', 'config/default.yaml'),
+    ('closed_loop_mujoco.json', 'mujoco', 'config/sim_mujoco.yaml')])
+def test_the_published_closed_loop_numbers_come_from_the_shipped_checkpoints(name, engine,
+                                                                           params):
+    """What ships is what is published: the JSON's checkpoints are the shipped files (sha256),
+    and replaying its first episodes with them (lockstep is deterministic) gives the stored
+    outcome and write steps, episode by episode."""
+    from aura_ros.train.__main__ import load_backbone
+    from conftest import REPO
+    data = json.loads((REPO / 'bench' / 'results' / name).read_text())
+    memory_dir = closed_loop.default_memory_dir(str(REPO / params))   # what the file ships
+    assert closed_loop.checkpoint_digests(memory_dir, list(closed_loop.ARMS)) == \
+        data['checkpoints']
+    backbone = load_backbone(str(REPO / params))
+    episodes = 3 if engine == 'planar' else 2
+    for key, arms in (('plain', ('aura', 'first_frame', 'pixel_change', 'always_write')),
+                      ('switch', ('aura', 'cue_oracle'))):
+        block = data['variants'][key]
+        seeds = range(data['first_seed'], data['first_seed'] + episodes)
+        for arm in arms:
+            memory = closed_loop.load_arm(arm, memory_dir)
+            before = None
+            if arm in closed_loop.FORCED:
+                threshold = block.get('calibration', {}).get('pixel_change_threshold')
+                before = closed_loop.ForcedWrites(arm, threshold).attach(memory).before_step
+            logs = closed_loop.rollouts(backbone, memory, block['variant'], seeds, engine,
+                                        before, progress=False)
+            replayed = [[int(log.success), [t for t, w in enumerate(log.wrote) if w]]
+                        for log in logs]
+            assert replayed == block['arms'][arm]['per_episode'][:episodes], (key, arm)

@@ -196,7 +196,7 @@ def test_episodes_wait_for_the_policy_to_be_active_and_results_say_who_drove_the
     from rclpy.lifecycle import Node as LifecycleNode
     from std_srvs.srv import Trigger
 
-    from aura_ros.msg import EpisodeResult
+    from aura_ros.msg import EpisodeResult, FrameTruth
     proc = spawn([executable('sim_arm_node'), '--ros-args', '-p', 'episodes:=1', '-p',
                   'command_type:=float64_multi_array', '-p', 'command_timeout:=0.05'])
     policy = LifecycleNode('policy_node', context=ros_context)   # a stand-in policy
@@ -214,6 +214,8 @@ def test_episodes_wait_for_the_policy_to_be_active_and_results_say_who_drove_the
     results, frames = [], []
     policy.create_subscription(EpisodeResult, 'sim/episode_result', results.append, 10)
     policy.create_subscription(Image, 'camera/image_raw', frames.append, 10)
+    truths = []
+    policy.create_subscription(FrameTruth, 'sim/frame_truth', truths.append, 100)
     executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(policy)
     try:
@@ -235,6 +237,13 @@ def test_episodes_wait_for_the_policy_to_be_active_and_results_say_who_drove_the
         spin_until(executor, lambda: calls['disarm'] == 1, 5)
         assert calls == {'reset_memory': 1, 'disarm': 1}
         assert results[0].commands == 10 and results[0].steps > 10
+        # every frame went out with its ground truth (same stamp), in order, task v2
+        stamp = [(m.header.stamp.sec, m.header.stamp.nanosec) for m in frames]
+        assert [(t.header.stamp.sec, t.header.stamp.nanosec) for t in truths] == stamp
+        assert [t.step for t in truths] == list(range(len(frames)))
+        kinds = [t.kind for t in truths]
+        assert kinds[0] in ('pre_cue', 'distractor') and kinds.count('cue_onset') == 1
+        assert kinds[-1] == 'go' and truths[-1].cued_target == results[0].target
         output = proc.communicate(timeout=20)[0]
         assert 'waiting for policy_node to be active' in output
     finally:

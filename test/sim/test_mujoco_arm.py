@@ -60,18 +60,23 @@ def test_commands_outside_the_limits_are_clamped_and_ignored_before_go(env):
 
 
 def test_frame_shows_the_cue_then_hides_it(env):
-    """Same seed, visible vs memory: the same image while the cue is on, different once the
-    memory variant has hidden it (on a frame without a distractor flash)."""
+    """Same seed, visible vs memory: the same image while the cue is on (task v2: from its
+    random onset), different once the memory variant has hidden it (on a frame without a
+    distractor flash)."""
     visible = mujoco_arm.MujocoArmEnv(ArmTaskConfig(variant='visible'))
     try:
         frame, seen = env.reset(5), visible.reset(5)
         assert frame.shape == (64, 64, 3) and frame.dtype == np.uint8 and frame.std() > 5
-        assert np.array_equal(frame, seen)                      # the cue is on in both
-        assert env.config.cue_steps not in env.episode.distractors
-        for _ in range(env.config.cue_steps):
+        onset = env.episode.cues[0][0]
+        while env.t < onset:
             frame, _ = env.step(None)
             seen, _ = visible.step(None)
-        assert not np.array_equal(frame, seen)                  # memory: the cue is gone
+        assert env.frame_kind == 'cue_onset' and np.array_equal(frame, seen)   # on in both
+        end = onset + env.config.cue_steps
+        while env.t < end or env.t in env.episode.distractors:
+            frame, _ = env.step(None)
+            seen, _ = visible.step(None)
+        assert env.frame_kind == 'delay' and not np.array_equal(frame, seen)  # memory: gone
         assert env.render_ms > 0 and env.physics_ms > 0
     finally:
         visible.close()
@@ -101,7 +106,7 @@ def test_episodes_are_deterministic_per_seed(env):
 
 
 def test_same_task_as_the_planar_arm():
-    """Same seed -> same target, delay and distractor frames as the planar ArmEnv."""
+    """Same seed -> same target, cues, go frame and distractor frames as the planar ArmEnv."""
     from aura_ros.sim.arm import ArmEnv
     planar, env = ArmEnv(ArmTaskConfig()), mujoco_arm.MujocoArmEnv(ArmTaskConfig())
     try:
@@ -109,7 +114,8 @@ def test_same_task_as_the_planar_arm():
             planar.reset(seed)
             env.reset(seed)
             assert planar.episode.target == env.episode.target
-            assert planar.episode.delay == env.episode.delay
+            assert planar.episode.cues == env.episode.cues
+            assert planar.episode.go_step == env.episode.go_step
             assert planar.episode.distractors == env.episode.distractors
     finally:
         env.close()

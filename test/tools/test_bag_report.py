@@ -7,7 +7,7 @@ GATE = 'aura_ros/msg/GateEvent'
 
 
 def write_bag(path, steps, storage='mcap', topic='/aura/gate_events', chunk_every=0,
-              sequences=None):
+              sequences=None, results=()):
     """A bag with the given (step, wrote) sequence, total counters as a real memory keeps;
     ``sequences``: the publisher's sequence numbers (default 1, 2, ...)."""
     from rosbags.rosbag2 import StoragePlugin, Writer
@@ -30,6 +30,16 @@ def write_bag(path, steps, storage='mcap', topic='/aura/gate_events', chunk_ever
             writer.write(conn, (i + 1) * 10**8, store.serialize_cdr(msg, GATE))
             if chunk_every and (i + 1) % chunk_every == 0:
                 writer.storage.close_chunk()   # as gate_recorder's flush does
+        if results:                            # sim/episode_result, one per episode
+            Result = store.types[bag_report.RESULT_TYPE]
+            rconn = writer.add_connection('/sim/episode_result', bag_report.RESULT_TYPE,
+                                          typestore=store)
+            for e, ok in enumerate(results):
+                msg = Result(header=Header(stamp=Time(sec=e, nanosec=0), frame_id=''),
+                             episode=e, seed=e, variant='memory', success=ok, steps=2,
+                             target=0, reached=0, commands=2)
+                writer.write(rconn, (len(steps) + e + 1) * 10**8,
+                             store.serialize_cdr(msg, bag_report.RESULT_TYPE))
 
 
 @pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
@@ -43,6 +53,19 @@ def test_numbers(tmp_path, storage):
     assert s['bytes_written'] == 4 * 4224
     assert s['step_gaps'] == [[2, 4]]
     assert s['write_reduction'] == 2.0
+    assert s['episodes'] == 2 and s['steps_per_episode'] == {'min': 3, 'max': 5, 'mean': 4.0}
+    text = (tmp_path / 'out' / 'summary.txt').read_text()
+    assert 'steps: 8 in 2 episodes' in text and '3 to 5 steps each' in text
+    assert s['episode_results'] is None           # the bag has no EpisodeResult
+
+
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_episode_results_in_the_bag_give_the_success_rate(tmp_path, storage):
+    write_bag(tmp_path / 'bag', [(1, True), (2, False), (1, True), (2, False)], storage,
+              results=(True, False))
+    s = bag_report.summarise(bag_report.read_bag(tmp_path / 'bag'))
+    assert s['episode_results'] == {'episodes': 2, 'successes': 1, 'success_rate': 0.5}
+    assert 'episode results: 1/2 succeeded (0.50)' in bag_report.summary_text(s)
 
 
 @pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])

@@ -288,7 +288,8 @@ def test_truncated_bag_stops_or_is_skipped(tmp_path, tiny_models):
     bad = write_bag(tmp_path / 'bad', seed=3)
     mcap = next(bad.glob('*.mcap'))
     mcap.write_bytes(mcap.read_bytes()[:len(mcap.read_bytes()) // 2])
-    _fails(tmp_path, tiny_models, r'bad: (cannot read|damaged or truncated)', [good, bad])
+    _fails(tmp_path, tiny_models, r'bad: (cannot read|damaged or truncated).*--on-bad-bag '
+           r'skip', [good, bad])
     report = train_from_recordings([str(good), str(bad)], tiny_models['params_pi0'],
                                    tmp_path / 'out_skip', quiet(on_bad_bag='skip'))
     assert report['episodes']['total'] == 2 and len(report['skipped_bags']) == 1
@@ -301,6 +302,13 @@ def test_a_cache_of_another_backbone_is_refused(tmp_path, tiny_models):
     with pytest.raises(RecordingError, match=r'holds features of another backbone '
                        r'\(vision_features'):
         train_from_recordings([str(bag)], tiny_models['params_pi0'], out, quiet())
+
+
+def test_a_bag_still_being_recorded_says_stop_the_recorder(tmp_path, tiny_models):
+    bag = write_bag(tmp_path / 'bag')
+    (bag / 'metadata.yaml').unlink()          # what an unclosed recording looks like
+    _fails(tmp_path, tiny_models, r'bag: no metadata.yaml yet: is its recorder still running\? '
+           r'Stop it', [bag])
 
 
 def test_not_a_bag(tmp_path, tiny_models):
