@@ -34,6 +34,8 @@ seeds: its surprise and action-change signals, or its feature input, replaced by
 (``*_at_mean``) or by the value another episode had at the same step (``*_shuffled``: the
 input keeps its distribution, loses its link to what this episode's camera shows).
 """
+from pathlib import Path
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -387,22 +389,35 @@ def targets(block):
     return out
 
 
+REALTIME_EXECUTION = ('execution: sync', 'execution: async\n    control_rate: 100.0\n'
+                      '    control_priority: 50\n    # was: execution: sync')
+
+
 def ros_check(result, episodes, params, variant_key, lockstep=True):
     """The first ``episodes`` seeds again, through the real nodes (separate processes, DDS;
     the sim in lockstep, or in real time): AURA's success there must lie within the
-    in-process Wilson interval (lockstep), or be reported beside it (real time)."""
+    in-process Wilson interval (lockstep), or be reported beside it (real time). In real time
+    the policy runs as on a robot: the parameter file with ``execution: async`` (commands at
+    100 Hz from time-stamped chunks, the README's robot setting) instead of lockstep's sync."""
     import tempfile
 
     from aura_ros.tools.demo import run_through_nodes
     with tempfile.TemporaryDirectory() as out:
-        ok, results, _ = run_through_nodes(episodes, VARIANTS[variant_key], EVAL_SEED, params,
-                                           out, verbose=False, lockstep=lockstep,
+        if not lockstep:
+            text = Path(params).read_text()
+            if text.count(REALTIME_EXECUTION[0]) != 1:
+                raise RuntimeError(f'{params}: expected one "{REALTIME_EXECUTION[0]}" line')
+            params = Path(out) / 'realtime.yaml'
+            params.write_text(text.replace(*REALTIME_EXECUTION))
+        ok, results, _ = run_through_nodes(episodes, VARIANTS[variant_key], EVAL_SEED,
+                                           str(params), out, verbose=False, lockstep=lockstep,
                                            timeout=60.0 + 20.0 * episodes)
     successes = sum(r.success for r, _, _ in results)
     in_process = result['variants'][variant_key]['arms']['aura']
     ros = dict(episodes=len(results), success=successes / max(len(results), 1),
                success_ci95=wilson(successes, len(results)), processes_ok=ok,
-               writes_per_episode=float(np.mean([w for _, _, w in results])) if results else 0)
+               writes_per_episode=float(np.mean([w for _, _, w in results])) if results else 0,
+               execution='sync' if lockstep else 'async')
     ros['agrees_with_in_process'] = bool(
         in_process['success_ci95'][0] <= ros['success'] <= in_process['success_ci95'][1]
         or ros['success_ci95'][0] <= in_process['success'] <= ros['success_ci95'][1])

@@ -224,8 +224,11 @@ def closed_loop_section(cl, robot='the planar arm', files='`closed_loop.json`, '
                   f"{_ci(ros, 'success')}, {ros['writes_per_episode']:.2f} writes per episode; "
                   f"agrees with the in-process run: {ros['agrees_with_in_process']}.", '']
     for key, rt in (cl.get('realtime') or {}).items():
+        how = (', the policy in `execution: async` at 100 Hz as on a robot'
+               if rt.get('execution') == 'async' else '')
         lines += [f"Real time, {key}: the same nodes with the sim on the wall clock (30 fps "
-                  f"whatever the policy does, `lockstep: false`), {rt['episodes']} episodes: "
+                  f"whatever the policy does, `lockstep: false`{how}), {rt['episodes']} "
+                  f"episodes: "
                   f"AURA success {_ci(rt, 'success')}, {rt['writes_per_episode']:.2f} writes "
                   f"per episode (in process, lockstep: "
                   f"{_ci(cl['variants'][key]['arms']['aura'], 'success')}).", '']
