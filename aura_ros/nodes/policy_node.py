@@ -31,15 +31,13 @@ from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Float64MultiArray, String
+from std_msgs.msg import String
 from std_srvs.srv import Trigger
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from aura_ros import topics
 from aura_ros.backbones.base import MAX_INSTRUCTION_CHARS, BackboneUnavailable
-from aura_ros.control.execution import make_execution
+from aura_ros.control.execution import ExecutionConfig, make_execution
 from aura_ros.control.limits import NoJointStates
-from aura_ros.core.snapshot import state_digest
 from aura_ros.msg import GateEvent, MemoryStatus
 from aura_ros.nodes.common import (
     GATE_EVENTS_QOS,
@@ -50,6 +48,16 @@ from aura_ros.nodes.common import (
     stamp_to_sec,
 )
 from aura_ros.nodes.policy_diagnostics import PolicyDiagnostics
+from aura_ros.nodes.policy_messages import (
+    BadInput,
+    command_message,
+    command_type,
+    frame_image,
+    gate_event,
+    joint_positions,
+    memory_report,
+    memory_status,
+)
 from aura_ros.params import POLICY_PARAMS
 
 FRAMES_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
@@ -112,15 +120,6 @@ class PolicyNode(LifecycleNode):
     def armed(self):
         return self.execution.armed if self.execution is not None else self._armed
 
-    def _value(self, name):
-        return self.p[name]
-
-    def _async_settings(self):
-        get = self._value
-        return dict(control_rate=get('control_rate'), transition=get('chunk.transition'),
-                    blend_s=get('chunk.blend_s'), ensemble_decay=get('chunk.ensemble_decay'),
-                    max_age_s=get('chunk.max_age'))
-
     def _apply_parameters(self, params):
         """Validated changes reach what uses them: ``self.p`` (read by the hot paths, never
         ``get_parameter`` per frame), the execution's settings and the runner."""
@@ -128,22 +127,20 @@ class PolicyNode(LifecycleNode):
             if param.name in self.p:
                 value = param.value
                 self.p[param.name] = list(value) if isinstance(value, (list, tuple)) else value
-        names = {p.name for p in params}
-        if self.execution is not None and names & {'control_rate', 'chunk.transition',
-                                                   'chunk.blend_s', 'chunk.ensemble_decay',
-                                                   'chunk.max_age'}:
-            self.execution.configure(**self._async_settings())
+        if self.execution is not None and {p.name for p in params} & set(
+                ExecutionConfig.PARAMETERS):
+            self.execution.configure(**ExecutionConfig.from_params(self.p).runtime())
         if self.runner is not None:
             with self.lock:
                 self._apply_to_runner(self.runner)
 
     def _apply_to_runner(self, runner):
         """Run-time parameters the runner uses (called on configure and on every change)."""
-        get = self._value
-        runner.limits.set_rates(get('command.max_delta'), get('command.max_velocity'))
-        runner.memory_enabled = get('memory.enabled')
+        p = self.p
+        runner.limits.set_rates(p['command.max_delta'], p['command.max_velocity'])
+        runner.memory_enabled = p['memory.enabled']
         if runner.memory is not None:
-            runner.memory.set_gate_threshold(get('memory.gate_threshold'))
+            runner.memory.set_gate_threshold(p['memory.gate_threshold'])
 
     def _on_refused_parameter(self, reason):
         self.counts['refused_parameters'] = self.counts.get('refused_parameters', 0) + 1
@@ -157,44 +154,31 @@ class PolicyNode(LifecycleNode):
             self.trigger_activate()
 
     def on_configure(self, state: State) -> TransitionCallbackReturn:
-        from aura_ros.backbones import BackboneConfig, build_backbone
-        from aura_ros.params import backbone_block
-        from aura_ros.policy import CommandLimits, PolicyRunner
+        from aura_ros.policy import load_runner
         try:
-            block = backbone_block({k: v for k, v in self.p.items() if k.startswith('backbone.')})
             base_dir = self._params_dir()
-            backbone = build_backbone(BackboneConfig.from_dict(block), base_dir=base_dir)
-            memory, memory_source = self._load_memory(base_dir)
-            limits = CommandLimits(self.p['command.lower_limits'], self.p['command.upper_limits'],
-                                   self.p['command.max_delta'],
-                                   self.p['command.action_type'],
-                                   self.p['command.max_velocity'])
-            if len(self.p['command.joint_names']) != len(limits.lower):
-                raise ValueError(f"{len(self.p['command.joint_names'])} joint names but "
-                                 f'{len(limits.lower)} joint limits')
-            self.runner = PolicyRunner(backbone, memory, limits)
+            self.runner, loaded = load_runner(self.p, base_dir)
             self._apply_to_runner(self.runner)
             self.durable = None
-            if memory is not None and self.p['memory.durable']:
+            if self.runner.memory is not None and self.p['memory.durable']:
                 from aura_ros.nodes.durable import DurableMemory
                 path = DurableMemory.snapshot_path(self.p['memory.snapshot_path'], base_dir)
-                self.durable = DurableMemory(path, memory, self.get_logger(), self.counts)
+                self.durable = DurableMemory(path, self.runner.memory, self.get_logger(),
+                                             self.counts)
                 self.durable.restore()
             self._create_interfaces()
         except Exception as exc:  # noqa: BLE001 - any load failure: stay unconfigured
             self.get_logger().error(f'configure failed, staying unconfigured: '
                                     f'{type(exc).__name__}: {exc}')
+            if self.runner is not None:
+                self.runner.backbone.close()
             self.runner = self.durable = None
             self._destroy_interfaces()
             self.problem(f'configure failed: {exc}')
             self.counts['configure_failures'] += 1
             return TransitionCallbackReturn.FAILURE
         self.state_label = 'inactive'
-        mem = self.runner.memory
-        self.get_logger().info(
-            f"configured: backbone {block['adapter']} ({backbone.feature_dim}-d features), "
-            f"memory {mem.config.kind if mem else 'none'} "
-            f"({mem.state_bytes() if mem else 0} B state) {memory_source}")
+        self.get_logger().info(f'configured: {loaded}')
         return TransitionCallbackReturn.SUCCESS
 
     def _params_dir(self):
@@ -207,26 +191,12 @@ class PolicyNode(LifecycleNode):
     def _save_snapshot(self):
         self.durable.save(lambda message: self.log('error', message))
 
-    def _load_memory(self, base_dir):
-        """(memory or None, where it came from: path and sha256, for the log)."""
-        import hashlib
-
-        from aura_ros.core import load_memory
-        from aura_ros.paths import resolve_path
-        raw = self.p['memory.checkpoint']
-        if not raw:
-            return None, '(memory.checkpoint is empty: the frozen policy alone)'
-        path = resolve_path(raw, base_dir, kind='memory checkpoint')
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        return load_memory(path), f'from {path} (sha256 {digest[:16]})'
-
     def _create_interfaces(self):
         """Lifecycle publishers (they publish only while active; destroyed on cleanup), the
         subscriptions, services and the watchdog of a configured node."""
         p = self.p
-        command_type = JointTrajectory if p['command.type'] == 'joint_trajectory' else \
-            Float64MultiArray
-        self.command_pub = self.create_lifecycle_publisher(command_type, p['command.topic'], 10)
+        self.command_pub = self.create_lifecycle_publisher(command_type(p['command.type']),
+                                                           p['command.topic'], 10)
         self.gate_pub = self.create_lifecycle_publisher(GateEvent, topics.GATE_EVENTS,
                                                         GATE_EVENTS_QOS)
         self.status_pub = self.create_lifecycle_publisher(MemoryStatus, topics.MEMORY_STATUS,
@@ -247,11 +217,9 @@ class PolicyNode(LifecycleNode):
         self._control_errors_seen = 0
         self.last_frame_time, self.holding = None, False   # watch frames from now on
         self.execution = make_execution(
-            self.p['execution'], self.runner, self.publish_command, self._fresh_positions,
-            on_step=self._after_step, on_error=self._step_failed, lock=self.lock,
-            start_armed=self._armed, instruction=self._instruction,
-            action_period=self.p['chunk.action_period'],
-            control_priority=self.p['control_priority'], **self._async_settings())
+            ExecutionConfig.from_params(self.p), self.runner, self.publish_command,
+            self._fresh_positions, on_step=self._after_step, on_error=self._step_failed,
+            lock=self.lock, start_armed=self._armed, instruction=self._instruction)
         self.state_label = 'active'
         self.get_logger().info(f"active ({self.p['execution']} execution, "
                                f"{'armed' if self.armed else 'disarmed'}): commanding on "
@@ -322,19 +290,11 @@ class PolicyNode(LifecycleNode):
         self.counts['skipped_frames'] += execution.dropped - dropped   # replaced unprocessed
 
     def on_joint_state(self, msg):
-        names = self.p['command.joint_names']
-        index = {n: i for i, n in enumerate(msg.name)}
-        missing = [n for n in names if n not in index]
-        if missing or len(msg.position) != len(msg.name):
+        try:
+            positions = joint_positions(msg, self.p['command.joint_names'])
+        except BadInput as exc:
             self.counts['bad_joint_states'] += 1
-            self.log('warning', f'ignored joint state: missing joints {missing} or '
-                                f'{len(msg.position)} positions for {len(msg.name)} names')
-            return
-        positions = np.array([msg.position[index[n]] for n in names], np.float64)
-        if not np.all(np.isfinite(positions)):
-            self.counts['bad_joint_states'] += 1
-            self.log('warning', f'ignored joint state with non-finite positions '
-                                f'{positions.tolist()}')
+            self.log('warning', str(exc))
             return
         self.positions, self.positions_time = positions, time.monotonic()
 
@@ -409,15 +369,13 @@ class PolicyNode(LifecycleNode):
         if not self.armed:
             self.counts['disarmed_frames'] += 1
             return None
-        size = self.p['backbone.image_size']
-        if msg.encoding != 'rgb8' or msg.height != size or msg.width != size or \
-                len(msg.data) != size * size * 3:
+        try:
+            return frame_image(msg, self.p['backbone.image_size'])
+        except BadInput as exc:
             self.counts['bad_frames'] += 1
             self.problem(f'bad frame {msg.width}x{msg.height} {msg.encoding}')
-            self.log('warning', f'ignored frame {msg.width}x{msg.height} {msg.encoding}: '
-                                f'expects rgb8 {size}x{size} from perception_node')
+            self.log('warning', str(exc))
             return None
-        return np.frombuffer(msg.data, np.uint8).reshape(size, size, 3)
 
     def _step_done(self, msg, step):
         now_s = self.get_clock().now().nanoseconds * 1e-9
@@ -439,36 +397,17 @@ class PolicyNode(LifecycleNode):
 
     def publish_command(self, positions):
         p = self.p
-        if p['command.type'] == 'joint_trajectory':
-            msg = JointTrajectory(joint_names=list(p['command.joint_names']))
-            t = self.p['command.time_from_start']
-            point = JointTrajectoryPoint(positions=[float(x) for x in positions])
-            point.time_from_start.sec = int(t)
-            point.time_from_start.nanosec = int((t - int(t)) * 1e9)
-            msg.points = [point]
-        else:
-            msg = Float64MultiArray(data=[float(x) for x in positions])
+        msg = command_message(positions, p['command.type'], p['command.joint_names'],
+                              p['command.time_from_start'])
         if self._publish(self.command_pub, msg):
             self.counts['commands'] += 1
             self.diag.command_rate.tick()
 
     def publish_gate_event(self, frame, step, runner):
-        mem = runner.memory
         self.sequence += 1
-        event = GateEvent(step=mem.total_steps if mem else self.counts['steps'],
-                          sequence=self.sequence,
-                          wrote=step.wrote, gate_probability=float(step.gate_probability),
-                          surprise=float(step.surprise),
-                          state_bytes=mem.state_bytes() if mem else 0,
-                          total_writes=mem.total_writes if mem else 0,
-                          total_steps=mem.total_steps if mem else self.counts['steps'],
-                          bytes_written=mem.bytes_written if mem else 0,
-                          step_latency_ms=float(step.total_ms),
-                          backbone_ms=float(step.backbone_ms), memory_ms=float(step.memory_ms))
-        event.header.stamp = self.get_clock().now().to_msg()
-        event.header.frame_id = frame.header.frame_id
-        event.frame_stamp = frame.header.stamp
-        self._publish(self.gate_pub, event)
+        self._publish(self.gate_pub, gate_event(step, runner.memory, self.sequence, frame.header,
+                                                self.get_clock().now().to_msg(),
+                                                self.counts['steps']))
 
     def watchdog(self):
         """Frames stopped while armed: hold (sync: one hold command at the measured positions;
@@ -539,19 +478,9 @@ class PolicyNode(LifecycleNode):
         return response
 
     def report(self):
-        mem = self.runner.memory if self.runner else None
-        steps = mem.total_steps if mem else 0
-        return dict(state=self.state_label, armed=self.armed, execution=self.p['execution'],
-                    memory_kind=mem.config.kind if mem else 'none',
-                    d_key=mem.config.d_key if mem else 0, d_value=mem.config.d_value if mem else 0,
-                    state_bytes=mem.state_bytes() if mem else 0, total_steps=steps,
-                    total_writes=mem.total_writes if mem else 0,
-                    bytes_written=mem.bytes_written if mem else 0,
-                    write_rate=(mem.total_writes / steps) if steps else 0.0,
-                    storage_bytes_written=self.durable.bytes_written if self.durable else 0,
-                    state_sha256=state_digest(mem) if mem else '',
-                    snapshot_path=str(self.durable.path if self.durable else ''),
-                    counts=dict(self.counts))
+        return memory_report(self.runner.memory if self.runner else None, self.durable,
+                             state=self.state_label, armed=self.armed,
+                             execution=self.p['execution'], counts=dict(self.counts))
 
     def publish_status(self):
         if not self.context.ok():
@@ -569,16 +498,8 @@ class PolicyNode(LifecycleNode):
                                                    values))
             return
         report = self.report()
-        status = MemoryStatus(backbone=self.p['backbone.adapter'],
-                              memory_kind=report['memory_kind'], d_key=report['d_key'],
-                              d_value=report['d_value'], state_bytes=report['state_bytes'],
-                              total_steps=report['total_steps'],
-                              total_writes=report['total_writes'],
-                              write_rate=float(report['write_rate']),
-                              mean_step_latency_ms=self.diag.mean_step_ms(),
-                              bytes_written=report['bytes_written'],
-                              dropped_frames=self.counts['skipped_frames'])
-        status.header.stamp = self.get_clock().now().to_msg()
+        status = memory_status(report, self.p['backbone.adapter'], self.diag.mean_step_ms(),
+                               self.counts['skipped_frames'], self.get_clock().now().to_msg())
         self._publish(self.status_pub, status)
         execution = self.execution
         stats = execution.stats() if execution is not None else None   # async only
