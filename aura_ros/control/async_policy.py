@@ -45,9 +45,10 @@ from aura_ros.control.rates import RateMeter
 
 
 class AsyncPolicy:
-    def __init__(self, runner, send, positions, config=ExecutionConfig(kind='async'),
+    def __init__(self, runner, send, positions, config=None,
                  on_step=None, on_error=None, lock=None, start_armed=False,
-                 instruction=lambda: '', gil_switch_interval=0.001, freeze_gc=True):
+                 instruction=lambda: '', gil_switch_interval=0.001, freeze_gc=True,
+                 arming=None):
         """``send(command)`` publishes a (J,) command; ``positions()`` returns the newest
         measured positions (or None); ``config``: rates, chunk transition and priority
         (control.execution.ExecutionConfig); ``on_step(context, chunk, info)`` runs after each
@@ -59,10 +60,11 @@ class AsyncPolicy:
         self.on_step = on_step or (lambda *_: None)
         self.on_error = on_error or (lambda *_: None)
         self.lock = lock or threading.Lock()
-        self.config = config
+        self.config = config = config if config is not None else ExecutionConfig('async')
         self.action_period = float(config.action_period)
         self.control_priority = int(config.control_priority)
         self.control_scheduler = 'SCHED_OTHER'
+        self.scheduler_refused = None         # the OSError when SCHED_FIFO was refused
         if gil_switch_interval and sys.getswitchinterval() > gil_switch_interval:
             sys.setswitchinterval(gil_switch_interval)
         self._froze_gc = bool(freeze_gc)
@@ -71,7 +73,8 @@ class AsyncPolicy:
             gc.freeze()
         self.loop = ControlLoop(ChunkExecutor(config.transition, config.blend_s,
                                               config.ensemble_decay, config.max_age_s),
-                                runner.limits, 1.0 / config.control_rate, start_armed)
+                                runner.limits, 1.0 / config.control_rate, start_armed,
+                                arming)
         self.periods = deque(maxlen=2000)     # measured control periods (s)
         self.inference_rate, self.command_rate = RateMeter(), RateMeter()
         self.late_ticks = 0
@@ -95,7 +98,7 @@ class AsyncPolicy:
             self.loop.executor.configure(config.transition, config.blend_s,
                                          config.ensemble_decay, config.max_age_s)
             self.loop.period = 1.0 / float(config.control_rate)
-            self.config = config
+            self.config = config = config if config is not None else ExecutionConfig('async')
         return config
 
     def arm(self):
@@ -179,6 +182,7 @@ class AsyncPolicy:
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.control_priority))
             self.control_scheduler = f'SCHED_FIFO {self.control_priority}'
         except (OSError, AttributeError) as exc:   # EPERM without CAP_SYS_NICE / rtprio
+            self.scheduler_refused = exc
             self.control_scheduler = (f'SCHED_OTHER (SCHED_FIFO {self.control_priority} '
                                       f'refused: {exc})')
 

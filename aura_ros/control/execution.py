@@ -39,7 +39,7 @@ from typing import ClassVar
 
 from aura_ros.control.chunks import check_chunk_settings
 from aura_ros.control.limits import NoJointStates
-from aura_ros.control.loop import InferenceWorker
+from aura_ros.control.loop import Arming, InferenceWorker
 
 EXECUTIONS = ('sync', 'async')
 
@@ -94,16 +94,20 @@ class ExecutionConfig:
 
 
 class SyncExecution:
+    scheduler_refused = None           # async only: why SCHED_FIFO was refused
+
     def __init__(self, runner, send, positions, on_step=None, on_error=None, lock=None,
-                 start_armed=False, instruction=lambda: ''):
+                 start_armed=False, instruction=lambda: '', arming=None):
         """``send(command)`` publishes a (J,) command; ``positions()``: the newest measured
-        positions (None when stale); ``lock`` guards the runner against its other users."""
+        positions (None when stale); ``lock`` guards the runner against its other users;
+        ``arming``: the armed state to share (control.loop.Arming; default: a new one at
+        ``start_armed``)."""
         self.runner, self.send, self.positions = runner, send, positions
         self.on_step = on_step or (lambda *_: None)
         self.on_error = on_error or (lambda *_: None)
         self.instruction = instruction
         self.lock = lock or threading.RLock()
-        self._armed = bool(start_armed)
+        self.arming = arming if arming is not None else Arming(start_armed)
         self.epoch = 0                 # reset() count: a step of the old episode sends nothing
         self.failing = None            # the exception of the last step (None: it worked)
         self.obs_time = None           # observation time of the step being executed
@@ -113,7 +117,7 @@ class SyncExecution:
 
     @property
     def armed(self):
-        return self._armed
+        return self.arming.armed
 
     @property
     def dropped(self):
@@ -128,7 +132,7 @@ class SyncExecution:
     def _step(self, observation):
         image, obs_time, context, epoch = observation
         with self.lock:
-            if not self._armed or epoch != self.epoch:
+            if not self.arming.armed or epoch != self.epoch:
                 return None
             self.obs_time = obs_time
             try:
@@ -153,14 +157,14 @@ class SyncExecution:
     def arm(self):
         """Start commanding, from the measured positions."""
         with self.lock:
-            self._armed = True
+            self.arming.armed = True
             self.runner.forget_commands()
 
     def disarm(self):
         """Stop commanding: the one hold command (measured positions, None without them) is
         sent and returned; no memory step until armed again."""
         with self.lock:
-            self._armed = False
+            self.arming.armed = False
             held = self.runner.hold(self.positions())
             if held is not None:
                 self.send(held)
@@ -170,7 +174,7 @@ class SyncExecution:
         """The watchdog: frames stopped. One hold command (the measured positions), then
         nothing until frames resume (from the measured positions then)."""
         with self.lock:
-            if not self._armed:
+            if not self.arming.armed:
                 return None
             held = self.runner.hold(self.positions())
             if held is not None:
@@ -202,13 +206,14 @@ class SyncExecution:
 
 def make_execution(config: ExecutionConfig, runner, send, positions, on_step=None,
                    on_error=None, lock=None, start_armed=False, instruction=lambda: '',
-                   **async_options):
-    """The execution ``config.kind`` names ('sync' or 'async'), started. ``async_options``
-    (gil_switch_interval, freeze_gc) go to AsyncPolicy."""
+                   arming=None, **async_options):
+    """The execution ``config.kind`` names ('sync' or 'async'), started. ``arming``: the armed
+    state it shares (control.loop.Arming; default: a new one at ``start_armed``);
+    ``async_options`` (gil_switch_interval, freeze_gc) go to AsyncPolicy."""
     if config.kind == 'sync':
         return SyncExecution(runner, send, positions, on_step, on_error, lock, start_armed,
-                             instruction)
+                             instruction, arming)
     from aura_ros.control.async_policy import AsyncPolicy
     return AsyncPolicy(runner, send, positions, config, on_step=on_step, on_error=on_error,
                        lock=lock, start_armed=start_armed, instruction=instruction,
-                       **async_options)
+                       arming=arming, **async_options)
