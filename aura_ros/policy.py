@@ -196,3 +196,32 @@ class PolicyRunner:
         from the measured positions then."""
         self._queue = []
         return self.guard.hold(positions)
+
+
+def load_runner(p, base_dir):
+    """The PolicyRunner a policy node's parameters describe (``p``: flat ``backbone.*``,
+    ``memory.*`` and ``command.*`` values; relative paths from ``base_dir``) and one line
+    saying what was loaded (backbone, memory kind and state size, checkpoint path and sha256).
+    """
+    import hashlib
+
+    from aura_ros.backbones import BackboneConfig, build_backbone
+    from aura_ros.core import load_memory
+    from aura_ros.params import backbone_block
+    from aura_ros.paths import resolve_path
+    block = backbone_block({k: v for k, v in p.items() if k.startswith('backbone.')})
+    backbone = build_backbone(BackboneConfig.from_dict(block), base_dir=base_dir)
+    memory, source = None, '(memory.checkpoint is empty: the frozen policy alone)'
+    try:
+        if p['memory.checkpoint']:
+            path = resolve_path(p['memory.checkpoint'], base_dir, kind='memory checkpoint')
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            source = f'from {path} (sha256 {digest[:16]})'
+            memory = load_memory(path)
+        runner = PolicyRunner(backbone, memory, CommandLimits.from_params(p))
+    except BaseException:
+        backbone.close()            # a server connection or model threads: not left behind
+        raise
+    return runner, (f"backbone {block['adapter']} ({backbone.feature_dim}-d features), memory "
+                    f"{memory.config.kind if memory else 'none'} "
+                    f"({memory.state_bytes() if memory else 0} B state) {source}")

@@ -9,9 +9,9 @@ from conftest import REPO
 
 
 def test_modules_that_only_find_files_do_not_import_torch():
-    # gate_recorder finds message definitions through the package share: no torch
-    code = ('import sys; from aura_ros.nodes.gate_recorder import typestore_for;'
-            'typestore_for(["aura_ros/msg/GateEvent"]); print("torch" in sys.modules)')
+    # the typestore recorders and readers share finds message definitions: no torch
+    code = ('import sys; from aura_ros.bag_types import typestore;'
+            'typestore(["aura_ros/msg/GateEvent"]); print("torch" in sys.modules)')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                          cwd=REPO, check=True)
     assert out.stdout.strip() == 'False', out.stderr

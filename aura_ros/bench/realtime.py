@@ -76,7 +76,7 @@ from tqdm.auto import tqdm
 
 from aura_ros.bench.stats import wilson
 from aura_ros.control.async_policy import AsyncPolicy
-from aura_ros.control.execution import SyncExecution
+from aura_ros.control.execution import ExecutionConfig, SyncExecution
 from aura_ros.sim.process import cpu_seconds
 from aura_ros.sim.realtime import RealtimeArm, RealtimeTask
 
@@ -237,13 +237,12 @@ def run_point(mode, latency_ms, settings, build_runner, progress=True, observer=
                        loop.last_target if loop is not None else None)
 
             holder = []
-            policy = AsyncPolicy(runner, send_async, positions, on_step=on_step,
-                                 control_rate=settings.control_rate,
-                                 action_period=1.0 / task.frame_rate,
-                                 transition=mode[len('async_'):], blend_s=settings.blend_s,
-                                 ensemble_decay=settings.ensemble_decay,
-                                 max_age_s=settings.max_age_s, start_armed=True,
-                                 control_priority=settings.control_priority)
+            config = ExecutionConfig('async', settings.control_rate, 1.0 / task.frame_rate,
+                                     mode[len('async_'):], settings.blend_s,
+                                     settings.ensemble_decay, settings.max_age_s,
+                                     settings.control_priority)
+            policy = AsyncPolicy(runner, send_async, positions, config, on_step=on_step,
+                                 start_armed=True)
             holder.append(policy)
             threads = {'inference': policy.worker.thread, 'control': policy.thread}
         ids = dict({k: th.native_id for k, th in threads.items()},

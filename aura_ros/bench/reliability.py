@@ -139,7 +139,7 @@ class StandInArm:
 def limits_run(kind, steps=10_000, seed=0, progress=True, frame_timeout=0.03, max_age_s=0.05):
     """One randomized run of execution ``kind`` ('sync' or 'async') until ``steps`` commands
     were sent; returns the checker's numbers and the faults caused."""
-    from aura_ros.control.execution import make_execution
+    from aura_ros.control.execution import ExecutionConfig, make_execution
     from aura_ros.control.limits import CommandLimits
     from aura_ros.policy import PolicyRunner
     rng = np.random.default_rng(seed)
@@ -156,12 +156,13 @@ def limits_run(kind, steps=10_000, seed=0, progress=True, frame_timeout=0.03, ma
         done.set()
 
     def build():
-        return make_execution(kind, runner, checker.send, arm.positions, on_step=on_step,
+        config = ExecutionConfig(kind, control_rate, action_period=0.01,
+                                 transition=str(rng.choice(['latest', 'blend',
+                                                            'temporal_ensemble'])),
+                                 max_age_s=max_age_s)
+        return make_execution(config, runner, checker.send, arm.positions, on_step=on_step,
                               on_error=lambda *_: done.set(), start_armed=True,
-                              control_rate=control_rate, action_period=0.01,
-                              transition=str(rng.choice(['latest', 'blend',
-                                                         'temporal_ensemble'])),
-                              max_age_s=max_age_s, freeze_gc=False)
+                              freeze_gc=False)
 
     faults = dict(pauses=0, pushes_while_paused=0, stale_joint_states=0, disarm_arm=0,
                   deactivate_activate=0, new_episodes=0, pushes_while_commanding=0)

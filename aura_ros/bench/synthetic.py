@@ -1,4 +1,4 @@
-"""Synthetic benchmark: every memory arm on the 8-way tasks (core/synthetic.py), several seeds.
+"""Synthetic benchmark: every memory arm on the 8-way tasks (sim/synthetic.py), several seeds.
 
 Per seed: train AURA, measure its write rate on the evaluation episodes, then train the
 budget-matched controls (random, periodic, Skip-RNN) at that rate, AURA's two gate ablations
@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 
 from aura_ros.bench.stats import t_interval, wilson
 from aura_ros.core import AuraConfig, build_memory
-from aura_ros.core.synthetic import (
+from aura_ros.core.training import Batch, TrainSchedule, train_memory
+from aura_ros.sim.synthetic import (
     CONFIGS,
     KIND_NAMES,
     N_CLASSES,
@@ -34,7 +35,6 @@ from aura_ros.core.synthetic import (
     oracle_reader_accuracy,
     sample_episodes,
 )
-from aura_ros.core.training import Batch, TrainSchedule, train_memory
 
 ARMS = ('aura', 'aura_surprise_only', 'feature_gate', 'always_write', 'gru_dense',
         'random_budget', 'periodic_budget', 'skip_budget', 'kv_cache', 'no_memory')

@@ -38,18 +38,20 @@ from collections import deque
 import numpy as np
 
 from aura_ros.control.chunks import ChunkExecutor
+from aura_ros.control.execution import ExecutionConfig
 from aura_ros.control.limits import NoJointStates
 from aura_ros.control.loop import ControlLoop, InferenceWorker
 from aura_ros.control.rates import RateMeter
 
 
 class AsyncPolicy:
-    def __init__(self, runner, send, positions, on_step=None, lock=None, control_rate=100.0,
-                 action_period=1 / 30, transition='blend', blend_s=0.1, ensemble_decay=0.0,
-                 max_age_s=1.0, start_armed=False, instruction=lambda: '',
-                 gil_switch_interval=0.001, freeze_gc=True, control_priority=0, on_error=None):
+    def __init__(self, runner, send, positions, config=None,
+                 on_step=None, on_error=None, lock=None, start_armed=False,
+                 instruction=lambda: '', gil_switch_interval=0.001, freeze_gc=True,
+                 arming=None):
         """``send(command)`` publishes a (J,) command; ``positions()`` returns the newest
-        measured positions (or None); ``on_step(context, chunk, info)`` runs after each
+        measured positions (or None); ``config``: rates, chunk transition and priority
+        (control.execution.ExecutionConfig); ``on_step(context, chunk, info)`` runs after each
         inference (gate events, snapshots), ``on_error(context, exc)`` after one that raised;
         ``lock`` guards the runner against other users (services resetting the memory);
         ``instruction()`` is the current task text."""
@@ -58,19 +60,21 @@ class AsyncPolicy:
         self.on_step = on_step or (lambda *_: None)
         self.on_error = on_error or (lambda *_: None)
         self.lock = lock or threading.Lock()
-        self.action_period = float(action_period)
-        if not 0 <= int(control_priority) <= 99:
-            raise ValueError(f'control_priority must be in [0, 99], got {control_priority}')
-        self.control_priority = int(control_priority)
+        self.config = config = config if config is not None else ExecutionConfig('async')
+        self.action_period = float(config.action_period)
+        self.control_priority = int(config.control_priority)
         self.control_scheduler = 'SCHED_OTHER'
+        self.scheduler_refused = None         # the OSError when SCHED_FIFO was refused
         if gil_switch_interval and sys.getswitchinterval() > gil_switch_interval:
             sys.setswitchinterval(gil_switch_interval)
         self._froze_gc = bool(freeze_gc)
         if freeze_gc:
             gc.collect()
             gc.freeze()
-        self.loop = ControlLoop(ChunkExecutor(transition, blend_s, ensemble_decay, max_age_s),
-                                runner.limits, 1.0 / control_rate, start_armed)
+        self.loop = ControlLoop(ChunkExecutor(config.transition, config.blend_s,
+                                              config.ensemble_decay, config.max_age_s),
+                                runner.limits, 1.0 / config.control_rate, start_armed,
+                                arming)
         self.periods = deque(maxlen=2000)     # measured control periods (s)
         self.inference_rate, self.command_rate = RateMeter(), RateMeter()
         self.late_ticks = 0
@@ -83,14 +87,19 @@ class AsyncPolicy:
         self.thread.start()
 
     # ---- settings and arming ---------------------------------------------------------------
-    def configure(self, control_rate=None, **executor):
-        """Run-time changes; ValueError (with the reason) leaves everything unchanged."""
-        if control_rate is not None and not 1.0 <= float(control_rate) <= 500.0:
-            raise ValueError(f'control_rate must be in [1, 500] Hz, got {control_rate}')
+    def configure(self, **changes):
+        """Run-time changes of ``ExecutionConfig.RUNTIME`` fields; ValueError (with the
+        reason) leaves everything unchanged. Returns the new config."""
+        if set(changes) - set(ExecutionConfig.RUNTIME):
+            raise ValueError(f'cannot change {sorted(set(changes) - set(ExecutionConfig.RUNTIME))}'
+                             f' of a running execution')
+        config = self.config.replace(**changes)          # validated
         with self.loop.lock:
-            self.loop.executor.configure(**executor)
-            if control_rate is not None:
-                self.loop.period = 1.0 / float(control_rate)
+            self.loop.executor.configure(config.transition, config.blend_s,
+                                         config.ensemble_decay, config.max_age_s)
+            self.loop.period = 1.0 / float(config.control_rate)
+            self.config = config = config if config is not None else ExecutionConfig('async')
+        return config
 
     def arm(self):
         self.loop.arm()
@@ -173,6 +182,7 @@ class AsyncPolicy:
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.control_priority))
             self.control_scheduler = f'SCHED_FIFO {self.control_priority}'
         except (OSError, AttributeError) as exc:   # EPERM without CAP_SYS_NICE / rtprio
+            self.scheduler_refused = exc
             self.control_scheduler = (f'SCHED_OTHER (SCHED_FIFO {self.control_priority} '
                                       f'refused: {exc})')
 

@@ -80,6 +80,18 @@ def chunk_targets(q_obs, actions, action_type='delta'):
     return np.asarray(q_obs, np.float64)[None] + np.cumsum(actions, axis=0)
 
 
+def check_chunk_settings(transition, blend_s, ensemble_decay, max_age_s):
+    """ValueError with the reason when a chunk setting is invalid."""
+    if transition not in TRANSITIONS:
+        raise ValueError(f'transition must be one of {list(TRANSITIONS)}, got {transition!r}')
+    if not (math.isfinite(blend_s) and blend_s > 0):
+        raise ValueError(f'blend_s must be finite and > 0, got {blend_s}')
+    if not (math.isfinite(ensemble_decay) and ensemble_decay >= 0):
+        raise ValueError(f'ensemble_decay must be finite and >= 0, got {ensemble_decay}')
+    if not (math.isfinite(max_age_s) and max_age_s > 0):
+        raise ValueError(f'max_age_s must be finite and > 0, got {max_age_s}')
+
+
 class ChunkExecutor:
     def __init__(self, transition='latest', blend_s=0.1, ensemble_decay=0.0, max_age_s=1.0):
         self.configure(transition, blend_s, ensemble_decay, max_age_s)
@@ -92,14 +104,7 @@ class ChunkExecutor:
         b = self.blend_s if blend_s is None else float(blend_s)
         d = self.ensemble_decay if ensemble_decay is None else float(ensemble_decay)
         m = self.max_age_s if max_age_s is None else float(max_age_s)
-        if t not in TRANSITIONS:
-            raise ValueError(f'transition must be one of {list(TRANSITIONS)}, got {t!r}')
-        if not (math.isfinite(b) and b > 0):
-            raise ValueError(f'blend_s must be finite and > 0, got {b}')
-        if not (math.isfinite(d) and d >= 0):
-            raise ValueError(f'ensemble_decay must be finite and >= 0, got {d}')
-        if not (math.isfinite(m) and m > 0):
-            raise ValueError(f'max_age_s must be finite and > 0, got {m}')
+        check_chunk_settings(t, b, d, m)
         self.transition, self.blend_s, self.ensemble_decay, self.max_age_s = t, b, d, m
 
     def clear(self):

@@ -1,6 +1,7 @@
 """How a PolicyRunner drives the arm: one interface, two executions. No ROS, no torch import.
 
-    execution = make_execution('sync' | 'async', runner, send, positions, ...)
+    execution = make_execution(ExecutionConfig(kind='sync' | 'async', ...), runner, send,
+                               positions, ...)
     execution.submit(image, obs_time, context)     # every usable frame
     execution.arm() / disarm() / frames_stopped() / reset(seed) / stop()
 
@@ -31,25 +32,82 @@ What both promise (the node, the benchmarks and the tests rely on it):
   until it is older than its ``max_age`` and then holds by itself.
 * ``frames_stopped`` (the node's watchdog): sync sends one hold command; async holds by itself.
 """
+import math
 import threading
+from dataclasses import asdict, dataclass, replace
+from typing import ClassVar
 
+from aura_ros.control.chunks import check_chunk_settings
 from aura_ros.control.limits import NoJointStates
-from aura_ros.control.loop import InferenceWorker
+from aura_ros.control.loop import Arming, InferenceWorker
 
 EXECUTIONS = ('sync', 'async')
 
 
+@dataclass(frozen=True)
+class ExecutionConfig:
+    """How commands are produced, validated here once. The policy node's parameters map onto
+    the fields (``PARAMETERS``; params.py holds their ranges and docs); the benchmarks build it
+    directly. Change settings with ``replace`` (validated; the old config is kept on error)."""
+    kind: str = 'sync'                 # 'sync' | 'async'
+    control_rate: float = 100.0        # async: commands per second
+    action_period: float = 1 / 30      # async: time between a chunk's actions (s)
+    transition: str = 'blend'          # async: 'latest' | 'temporal_ensemble' | 'blend'
+    blend_s: float = 0.1               # async blend: fade of the gap between chunks (s)
+    ensemble_decay: float = 0.0        # async temporal_ensemble: weight exp(-decay i)
+    max_age_s: float = 1.0             # async: hold instead of executing an older chunk (s)
+    control_priority: int = 0          # async: SCHED_FIFO priority of the control thread
+
+    # policy_node parameter -> field; RUNTIME: the fields a running execution takes changes of
+    PARAMETERS: ClassVar[dict] = {
+        'execution': 'kind', 'control_rate': 'control_rate',
+        'chunk.action_period': 'action_period', 'chunk.transition': 'transition',
+        'chunk.blend_s': 'blend_s', 'chunk.ensemble_decay': 'ensemble_decay',
+        'chunk.max_age': 'max_age_s', 'control_priority': 'control_priority'}
+    RUNTIME: ClassVar[tuple] = ('control_rate', 'transition', 'blend_s', 'ensemble_decay',
+                                'max_age_s')
+
+    def __post_init__(self):
+        if self.kind not in EXECUTIONS:
+            raise ValueError(f'execution must be one of {list(EXECUTIONS)}, got {self.kind!r}')
+        if not 1.0 <= float(self.control_rate) <= 500.0:
+            raise ValueError(f'control_rate must be in [1, 500] Hz, got {self.control_rate}')
+        if not (math.isfinite(self.action_period) and self.action_period > 0):
+            raise ValueError(f'action_period must be finite and > 0, got {self.action_period}')
+        if not 0 <= int(self.control_priority) <= 99:
+            raise ValueError(f'control_priority must be in [0, 99], got '
+                             f'{self.control_priority}')
+        check_chunk_settings(self.transition, self.blend_s, self.ensemble_decay,
+                             self.max_age_s)
+
+    @classmethod
+    def from_params(cls, p):
+        """From a policy node's flat parameter values."""
+        return cls(**{field: p[name] for name, field in cls.PARAMETERS.items()})
+
+    def replace(self, **changes):
+        return replace(self, **changes)
+
+    def runtime(self):
+        """The settings a running execution applies (``Execution.configure``)."""
+        return {k: v for k, v in asdict(self).items() if k in self.RUNTIME}
+
+
 class SyncExecution:
+    scheduler_refused = None           # async only: why SCHED_FIFO was refused
+
     def __init__(self, runner, send, positions, on_step=None, on_error=None, lock=None,
-                 start_armed=False, instruction=lambda: ''):
+                 start_armed=False, instruction=lambda: '', arming=None):
         """``send(command)`` publishes a (J,) command; ``positions()``: the newest measured
-        positions (None when stale); ``lock`` guards the runner against its other users."""
+        positions (None when stale); ``lock`` guards the runner against its other users;
+        ``arming``: the armed state to share (control.loop.Arming; default: a new one at
+        ``start_armed``)."""
         self.runner, self.send, self.positions = runner, send, positions
         self.on_step = on_step or (lambda *_: None)
         self.on_error = on_error or (lambda *_: None)
         self.instruction = instruction
         self.lock = lock or threading.RLock()
-        self._armed = bool(start_armed)
+        self.arming = arming if arming is not None else Arming(start_armed)
         self.epoch = 0                 # reset() count: a step of the old episode sends nothing
         self.failing = None            # the exception of the last step (None: it worked)
         self.obs_time = None           # observation time of the step being executed
@@ -59,7 +117,7 @@ class SyncExecution:
 
     @property
     def armed(self):
-        return self._armed
+        return self.arming.armed
 
     @property
     def dropped(self):
@@ -74,7 +132,7 @@ class SyncExecution:
     def _step(self, observation):
         image, obs_time, context, epoch = observation
         with self.lock:
-            if not self._armed or epoch != self.epoch:
+            if not self.arming.armed or epoch != self.epoch:
                 return None
             self.obs_time = obs_time
             try:
@@ -99,14 +157,14 @@ class SyncExecution:
     def arm(self):
         """Start commanding, from the measured positions."""
         with self.lock:
-            self._armed = True
+            self.arming.armed = True
             self.runner.forget_commands()
 
     def disarm(self):
         """Stop commanding: the one hold command (measured positions, None without them) is
         sent and returned; no memory step until armed again."""
         with self.lock:
-            self._armed = False
+            self.arming.armed = False
             held = self.runner.hold(self.positions())
             if held is not None:
                 self.send(held)
@@ -116,7 +174,7 @@ class SyncExecution:
         """The watchdog: frames stopped. One hold command (the measured positions), then
         nothing until frames resume (from the measured positions then)."""
         with self.lock:
-            if not self._armed:
+            if not self.arming.armed:
                 return None
             held = self.runner.hold(self.positions())
             if held is not None:
@@ -133,6 +191,7 @@ class SyncExecution:
 
     def configure(self, **_):
         """Async settings (control rate, transitions) do not apply to sync execution."""
+        return None
 
     def stats(self):
         return None
@@ -145,17 +204,16 @@ class SyncExecution:
         return self.worker.stop(timeout)
 
 
-def make_execution(kind, runner, send, positions, on_step=None, on_error=None, lock=None,
-                   start_armed=False, instruction=lambda: '', **async_settings):
-    """The execution named ``kind`` ('sync' or 'async'); ``async_settings`` go to AsyncPolicy
-    (control_rate, action_period, transition, blend_s, ensemble_decay, max_age_s,
-    control_priority)."""
-    if kind == 'sync':
+def make_execution(config: ExecutionConfig, runner, send, positions, on_step=None,
+                   on_error=None, lock=None, start_armed=False, instruction=lambda: '',
+                   arming=None, **async_options):
+    """The execution ``config.kind`` names ('sync' or 'async'), started. ``arming``: the armed
+    state it shares (control.loop.Arming; default: a new one at ``start_armed``);
+    ``async_options`` (gil_switch_interval, freeze_gc) go to AsyncPolicy."""
+    if config.kind == 'sync':
         return SyncExecution(runner, send, positions, on_step, on_error, lock, start_armed,
-                             instruction)
-    if kind == 'async':
-        from aura_ros.control.async_policy import AsyncPolicy
-        return AsyncPolicy(runner, send, positions, on_step=on_step, on_error=on_error,
-                           lock=lock, start_armed=start_armed, instruction=instruction,
-                           **async_settings)
-    raise ValueError(f'execution must be one of {list(EXECUTIONS)}, got {kind!r}')
+                             instruction, arming)
+    from aura_ros.control.async_policy import AsyncPolicy
+    return AsyncPolicy(runner, send, positions, config, on_step=on_step, on_error=on_error,
+                       lock=lock, start_armed=start_armed, instruction=instruction,
+                       arming=arming, **async_options)

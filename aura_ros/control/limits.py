@@ -51,6 +51,17 @@ class CommandLimits:
         if not (self.max_velocity > 0):   # inf allowed (no velocity limit), NaN refused
             raise ValueError('max_velocity must be > 0')
 
+    @classmethod
+    def from_params(cls, p):
+        """The limits of a policy node's parameters (``command.*`` keys of a flat dict; the
+        joint names must match the limits in number)."""
+        limits = cls(p['command.lower_limits'], p['command.upper_limits'], p['command.max_delta'],
+                     p['command.action_type'], p['command.max_velocity'])
+        names = p.get('command.joint_names')
+        if names is not None and len(names) != len(limits.lower):
+            raise ValueError(f'{len(names)} joint names but {len(limits.lower)} joint limits')
+        return limits
+
     def set_rates(self, max_delta=None, max_velocity=None):
         """Run-time change of the step limits; ValueError (nothing changed) when invalid."""
         d = self.max_delta if max_delta is None else float(max_delta)

@@ -33,15 +33,28 @@ class Tick:
     reason: str = ''             # why it holds / sends nothing
 
 
+class Arming:
+    """The one armed state of a policy. The executions read and change it (their locks order
+    the changes); it outlives them, so deactivate/activate keeps it."""
+
+    def __init__(self, armed=False):
+        self.armed = bool(armed)
+
+
 class ControlLoop:
-    def __init__(self, executor: ChunkExecutor, limits, period, start_armed=False):
+    def __init__(self, executor: ChunkExecutor, limits, period, start_armed=False,
+                 arming=None):
         self.executor, self.limits = executor, limits
         self.guard = CommandGuard(limits, float(period))
-        self.armed = bool(start_armed)
+        self.arming = arming if arming is not None else Arming(start_armed)
         self.last_target = None        # the executor's value before the limits (None: held)
         self.lock = threading.Lock()   # the worker pushes chunks from its own thread
         self.holds = 0                 # ticks that held position while armed
         self.last_hold = (-1e9, '')    # (time, reason) of the latest hold
+
+    @property
+    def armed(self):
+        return self.arming.armed
 
     @property
     def period(self):
@@ -63,7 +76,7 @@ class ControlLoop:
 
     def arm(self):
         with self.lock:
-            self.armed = True
+            self.arming.armed = True
             self.guard.release()
 
     def restart(self):
@@ -81,7 +94,7 @@ class ControlLoop:
     def disarm(self, positions):
         """Stop commanding; returns the one hold command to send (or None)."""
         with self.lock:
-            self.armed = False
+            self.arming.armed = False
             self.executor.clear()
             return self.guard.hold(positions)
 

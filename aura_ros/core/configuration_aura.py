@@ -6,12 +6,28 @@ checkpoint fails at load time with the reason, not deep inside a tensor op.
 import json
 from dataclasses import asdict, dataclass, fields
 
-# Arms behind the one interface (see modeling_aura.py, write_rules.py and baselines.py).
-# Learned gates: the product's (``aura``) and its two ablations.
-GATED_KINDS = ('aura', 'aura_surprise_only', 'feature_gate')
-FAST_WEIGHT_KINDS = GATED_KINDS + ('always_write', 'random_budget', 'periodic_budget',
-                                   'skip_budget')
-MEMORY_KINDS = FAST_WEIGHT_KINDS + ('gru_dense', 'kv_cache', 'no_memory')
+# The one list of memory kinds (arms behind the one interface): kind -> (the module that holds
+# the state, the write rule of a fast-weight memory, what a learned gate sees). core/__init__.py
+# maps the modules to classes, write_rules.py the rules; adding a kind is one row here.
+KINDS = {
+    'aura': ('fast_weight', 'learned_gate', ('state', 'features')),    # the product
+    'aura_surprise_only': ('fast_weight', 'learned_gate', ('state',)),  # ablation
+    'feature_gate': ('fast_weight', 'learned_gate', ('features',)),     # ablation
+    'always_write': ('fast_weight', 'always', ()),
+    'random_budget': ('fast_weight', 'random', ()),
+    'periodic_budget': ('fast_weight', 'periodic', ()),
+    'skip_budget': ('fast_weight', 'skip_rnn', ()),
+    'gru_dense': ('gru', None, ()),
+    'kv_cache': ('kv_cache', None, ()),
+    'no_memory': ('no_memory', None, ()),
+}
+MEMORY_KINDS = tuple(KINDS)
+FAST_WEIGHT_KINDS = tuple(k for k, (module, _, _) in KINDS.items() if module == 'fast_weight')
+GATED_KINDS = tuple(k for k, (_, rule, _) in KINDS.items() if rule == 'learned_gate')
+# The learned gate's state signals (surprise, the change a write causes in this action and the
+# next) enter it as SIGNAL_SCALE * log(x + LOG_EPS), in the torch step and the compiled one.
+LOG_EPS = 1e-6
+SIGNAL_SCALE = 0.25
 ACTION_MODES = ('residual', 'full')
 IB_GAINS = ('loss', 'correct')
 ACTION_CHANGES = ('norm', 'distribution')

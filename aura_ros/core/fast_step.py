@@ -19,8 +19,8 @@ import math
 import numba
 import numpy as np
 
-LOG_EPS = 1e-6
-SIGNAL_SCALE = 0.25
+from aura_ros.core.configuration_aura import LOG_EPS, SIGNAL_SCALE
+
 SQRT1_2 = 1.0 / math.sqrt(2.0)
 
 

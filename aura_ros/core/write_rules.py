@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-LOG_EPS = 1e-6
-SIGNAL_SCALE = 0.25          # the log signals enter the gate as 0.25 * log(x + 1e-6)
+from aura_ros.core.configuration_aura import KINDS, LOG_EPS, SIGNAL_SCALE
+
 STATE_SIGNALS = ('log_surprise', 'log_action_change', 'log_next_action_change')
 
 
@@ -235,20 +235,17 @@ class SkipRNN(WriteRule):
         return rs
 
 
+RULES = {   # the write rules of configuration_aura.KINDS: (config, gate inputs) -> rule
+    'learned_gate': LearnedGate,
+    'always': lambda config, sees: AlwaysWrite(),
+    'random': lambda config, sees: RandomSchedule(config.write_rate),
+    'periodic': lambda config, sees: PeriodicSchedule(config.write_rate),
+    'skip_rnn': lambda config, sees: SkipRNN(config),
+}
+
+
 def build_write_rule(config):
-    kind = config.kind
-    if kind == 'aura':
-        return LearnedGate(config, ('state', 'features'))
-    if kind == 'aura_surprise_only':
-        return LearnedGate(config, ('state',))
-    if kind == 'feature_gate':
-        return LearnedGate(config, ('features',))
-    if kind == 'always_write':
-        return AlwaysWrite()
-    if kind == 'random_budget':
-        return RandomSchedule(config.write_rate)
-    if kind == 'periodic_budget':
-        return PeriodicSchedule(config.write_rate)
-    if kind == 'skip_budget':
-        return SkipRNN(config)
-    raise ValueError(f'no write rule for memory kind {kind!r}')
+    _, rule, sees = KINDS[config.kind]
+    if rule is None:
+        raise ValueError(f'no write rule for memory kind {config.kind!r}')
+    return RULES[rule](config, sees)

@@ -23,9 +23,10 @@ from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
 from aura_ros import topics
+from aura_ros.bag_types import typestore
 from aura_ros.msg import EpisodeEvent
 from aura_ros.nodes.common import EVENTS_QOS, run_node
-from aura_ros.nodes.gate_recorder import GateRecorder, spin, typestore_for
+from aura_ros.nodes.gate_recorder import GateRecorder, spin
 from aura_ros.params import EPISODE_RECORDER_PARAMS
 
 EVENT_TYPE = 'aura_ros/msg/EpisodeEvent'
@@ -40,7 +41,7 @@ class EpisodeRecorder(GateRecorder):
                          skip=(topics.EPISODE_EVENTS,), **kwargs)
         self.events_topic = self.resolve_topic_name(topics.EPISODE_EVENTS)
         self.event_connection = self.writer.add_connection(
-            self.events_topic, EVENT_TYPE, typestore=typestore_for([EVENT_TYPE]))
+            self.events_topic, EVENT_TYPE, typestore=typestore([EVENT_TYPE]))
         self.counts[self.events_topic] = 0
         self.events = self.create_publisher(EpisodeEvent, topics.EPISODE_EVENTS, EVENTS_QOS)
         self.create_subscription(String, topics.INSTRUCTION, self.on_instruction, 10)

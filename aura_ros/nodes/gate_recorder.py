@@ -27,6 +27,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
 from aura_ros import topics
+from aura_ros.bag_types import typestore
 from aura_ros.nodes.common import declare_params, run_node
 from aura_ros.params import RECORDER_PARAMS
 
@@ -35,25 +36,6 @@ def message_class(msgtype):
     """'pkg/msg/Type' -> the generated Python class."""
     package, _, name = msgtype.split('/')
     return getattr(importlib.import_module(f'{package}.msg'), name)
-
-
-def typestore_for(msgtypes):
-    """A rosbags typestore knowing ``msgtypes`` and their dependencies, read from the .msg
-    files the ament index points at (custom types like aura_ros/msg/GateEvent included)."""
-    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
-
-    from aura_ros.paths import package_share
-    store = get_typestore(Stores.ROS2_KILTED)
-    pending = list(msgtypes)
-    while pending:
-        msgtype = pending.pop()
-        if msgtype in store.fielddefs:
-            continue
-        package, _, name = msgtype.split('/')
-        path = Path(package_share(package)) / 'msg' / f'{name}.msg'
-        types = get_types_from_msg(path.read_text(), msgtype)
-        store.register(types)
-    return store
 
 
 class GateRecorder(Node):
@@ -125,7 +107,7 @@ class GateRecorder(Node):
         """A bag connection and a subscription for ``topic``; False when the type is unknown
         here (logged, the other topics go on)."""
         try:
-            store = typestore_for([msgtype])
+            store = typestore([msgtype])
             conn = self.writer.add_connection(topic, msgtype, typestore=store)
             cls = message_class(msgtype)
         except Exception as exc:  # noqa: BLE001 - an unknown type must not stop the rest

@@ -14,14 +14,13 @@ command (the measured positions) and stops. After any hold (frames stopped for
 within ``command.max_delta`` of the measured positions, every other within ``max_delta`` of the
 previous command; without fresh joint states nothing is commanded. MemoryStatus and /diagnostics
 go out at ``status_rate``. Services (Trigger): ~/reset_memory, ~/report_memory, ~/arm, ~/disarm.
+This file is the ROS shell (lifecycle, parameters, topics, services, clock); what happens between
+inputs and outputs is nodes/policy_session.py, the messages nodes/policy_messages.py.
 """
 import json
 import os
 import sys
-import threading
-import time
 
-import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.clock import JumpThreshold
@@ -31,16 +30,12 @@ from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Float64MultiArray, String
+from std_msgs.msg import String
 from std_srvs.srv import Trigger
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from aura_ros import topics
-from aura_ros.backbones.base import MAX_INSTRUCTION_CHARS, BackboneUnavailable
-from aura_ros.control.execution import make_execution
-from aura_ros.control.limits import NoJointStates
-from aura_ros.core.snapshot import state_digest
 from aura_ros.msg import GateEvent, MemoryStatus
+from aura_ros.nodes import policy_messages as messages
 from aura_ros.nodes.common import (
     GATE_EVENTS_QOS,
     ThrottledLog,
@@ -50,6 +45,7 @@ from aura_ros.nodes.common import (
     stamp_to_sec,
 )
 from aura_ros.nodes.policy_diagnostics import PolicyDiagnostics
+from aura_ros.nodes.policy_session import PolicySession
 from aura_ros.params import POLICY_PARAMS
 
 FRAMES_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
@@ -63,26 +59,17 @@ class PolicyNode(LifecycleNode):
         self.log = ThrottledLog(self.get_logger())
         self.p = declare_params(self, POLICY_PARAMS, on_refuse=self._on_refused_parameter)
         torch.set_num_threads(self.p['torch_threads'])
-        self.runner = None
-        self.lock = threading.RLock()         # runner state: worker vs services/watchdog
-        self.execution = None                 # while active: SyncExecution or AsyncPolicy
-        self._told_scheduler = False           # the control thread's SCHED_FIFO refusal logged
-        self._control_errors_seen = 0          # async control ticks that raised, reported
-        self._armed = self.p['start_armed']    # armed state while no execution runs (else its)
+        self.session = PolicySession(self.p, self.diag, self.get_logger(), self.log,
+                                     self.publish_command, self.publish_gate_event,
+                                     clock=lambda: self.get_clock().now().nanoseconds * 1e-9,
+                                     alive=lambda: self.context.ok())
         self.finished = False                  # lifecycle shutdown: the process ends
         self.sequence = 0                      # GateEvents published since start (gap check)
-        self.positions = None                 # latest valid joint positions (command order)
-        self.positions_time = 0.0
-        self.last_frame_time = None
-        self.holding = False
-        self.backbone_down = None             # why the backbone does not answer (None: it does)
-        self.instruction = ''
-        self.newest_stamp = 0.0               # newest frame stamp received so far
-        self.durable = None                   # DurableMemory when memory.durable
         self.state_label = 'unconfigured'
         # Diagnostics in every lifecycle state (an unconfigured node says why).
         self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
         self.status_pub = self.command_pub = self.gate_pub = None   # lifecycle: on configure
+        self._aura_subs, self._aura_services, self._aura_timers = [], [], []
         self.create_timer(1.0 / self.p['status_rate'], self.publish_status)
         self.add_post_set_parameters_callback(self._apply_parameters)
         # Sim time may jump (a simulator restarts, a bag loops). Frame ages and the stale-frame
@@ -94,60 +81,33 @@ class PolicyNode(LifecycleNode):
         if self.p['autostart']:  # once the executor spins: configure, then activate
             self._autostart_timer = self.create_timer(0.0, self._autostart)
 
-    def _on_clock_jump(self, jump):
-        """The node's clock jumped (or ROS time was switched on or off): frames stamped on the
-        new clock are not stale because an older clock ran further."""
-        self.counts['clock_jumps'] += 1
-        self.newest_stamp = 0.0
-        message = (f'clock jumped by {jump.delta.nanoseconds * 1e-9:+.3f} s '
-                   f'({jump.clock_change.name})')
-        self.problem(message)
-        self.get_logger().warning(message)
-
-    def problem(self, message):
-        """Remember a problem for the diagnostics (WARN for a few seconds)."""
-        self.diag.problem(message)
+    @property
+    def runner(self):
+        return self.session.runner
 
     @property
-    def armed(self):
-        return self.execution.armed if self.execution is not None else self._armed
+    def execution(self):
+        return self.session.execution
 
-    def _value(self, name):
-        return self.p[name]
-
-    def _async_settings(self):
-        get = self._value
-        return dict(control_rate=get('control_rate'), transition=get('chunk.transition'),
-                    blend_s=get('chunk.blend_s'), ensemble_decay=get('chunk.ensemble_decay'),
-                    max_age_s=get('chunk.max_age'))
+    def _on_clock_jump(self, jump):
+        self.session.clock_jumped()
+        message = (f'clock jumped by {jump.delta.nanoseconds * 1e-9:+.3f} s '
+                   f'({jump.clock_change.name})')
+        self.diag.problem(message)
+        self.get_logger().warning(message)
 
     def _apply_parameters(self, params):
         """Validated changes reach what uses them: ``self.p`` (read by the hot paths, never
-        ``get_parameter`` per frame), the execution's settings and the runner."""
+        ``get_parameter`` per frame), then the execution and the runner."""
         for param in params:
             if param.name in self.p:
                 value = param.value
                 self.p[param.name] = list(value) if isinstance(value, (list, tuple)) else value
-        names = {p.name for p in params}
-        if self.execution is not None and names & {'control_rate', 'chunk.transition',
-                                                   'chunk.blend_s', 'chunk.ensemble_decay',
-                                                   'chunk.max_age'}:
-            self.execution.configure(**self._async_settings())
-        if self.runner is not None:
-            with self.lock:
-                self._apply_to_runner(self.runner)
-
-    def _apply_to_runner(self, runner):
-        """Run-time parameters the runner uses (called on configure and on every change)."""
-        get = self._value
-        runner.limits.set_rates(get('command.max_delta'), get('command.max_velocity'))
-        runner.memory_enabled = get('memory.enabled')
-        if runner.memory is not None:
-            runner.memory.set_gate_threshold(get('memory.gate_threshold'))
+        self.session.apply_parameters({p.name for p in params})
 
     def _on_refused_parameter(self, reason):
         self.counts['refused_parameters'] = self.counts.get('refused_parameters', 0) + 1
-        self.problem(f'refused parameter change: {reason}')
+        self.diag.problem(f'refused parameter change: {reason}')
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def _autostart(self):
@@ -157,44 +117,19 @@ class PolicyNode(LifecycleNode):
             self.trigger_activate()
 
     def on_configure(self, state: State) -> TransitionCallbackReturn:
-        from aura_ros.backbones import BackboneConfig, build_backbone
-        from aura_ros.params import backbone_block
-        from aura_ros.policy import CommandLimits, PolicyRunner
         try:
-            block = backbone_block({k: v for k, v in self.p.items() if k.startswith('backbone.')})
-            base_dir = self._params_dir()
-            backbone = build_backbone(BackboneConfig.from_dict(block), base_dir=base_dir)
-            memory, memory_source = self._load_memory(base_dir)
-            limits = CommandLimits(self.p['command.lower_limits'], self.p['command.upper_limits'],
-                                   self.p['command.max_delta'],
-                                   self.p['command.action_type'],
-                                   self.p['command.max_velocity'])
-            if len(self.p['command.joint_names']) != len(limits.lower):
-                raise ValueError(f"{len(self.p['command.joint_names'])} joint names but "
-                                 f'{len(limits.lower)} joint limits')
-            self.runner = PolicyRunner(backbone, memory, limits)
-            self._apply_to_runner(self.runner)
-            self.durable = None
-            if memory is not None and self.p['memory.durable']:
-                from aura_ros.nodes.durable import DurableMemory
-                path = DurableMemory.snapshot_path(self.p['memory.snapshot_path'], base_dir)
-                self.durable = DurableMemory(path, memory, self.get_logger(), self.counts)
-                self.durable.restore()
+            loaded = self.session.load(self._params_dir())
             self._create_interfaces()
         except Exception as exc:  # noqa: BLE001 - any load failure: stay unconfigured
             self.get_logger().error(f'configure failed, staying unconfigured: '
                                     f'{type(exc).__name__}: {exc}')
-            self.runner = self.durable = None
+            self.session.unload()
             self._destroy_interfaces()
-            self.problem(f'configure failed: {exc}')
+            self.diag.problem(f'configure failed: {exc}')
             self.counts['configure_failures'] += 1
             return TransitionCallbackReturn.FAILURE
         self.state_label = 'inactive'
-        mem = self.runner.memory
-        self.get_logger().info(
-            f"configured: backbone {block['adapter']} ({backbone.feature_dim}-d features), "
-            f"memory {mem.config.kind if mem else 'none'} "
-            f"({mem.state_bytes() if mem else 0} B state) {memory_source}")
+        self.get_logger().info(f'configured: {loaded}')
         return TransitionCallbackReturn.SUCCESS
 
     def _params_dir(self):
@@ -204,95 +139,60 @@ class PolicyNode(LifecycleNode):
                 return os.path.dirname(os.path.abspath(sys.argv[i + 1]))
         return os.getcwd()
 
-    def _save_snapshot(self):
-        self.durable.save(lambda message: self.log('error', message))
-
-    def _load_memory(self, base_dir):
-        """(memory or None, where it came from: path and sha256, for the log)."""
-        import hashlib
-
-        from aura_ros.core import load_memory
-        from aura_ros.paths import resolve_path
-        raw = self.p['memory.checkpoint']
-        if not raw:
-            return None, '(memory.checkpoint is empty: the frozen policy alone)'
-        path = resolve_path(raw, base_dir, kind='memory checkpoint')
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        return load_memory(path), f'from {path} (sha256 {digest[:16]})'
-
     def _create_interfaces(self):
         """Lifecycle publishers (they publish only while active; destroyed on cleanup), the
         subscriptions, services and the watchdog of a configured node."""
-        p = self.p
-        command_type = JointTrajectory if p['command.type'] == 'joint_trajectory' else \
-            Float64MultiArray
-        self.command_pub = self.create_lifecycle_publisher(command_type, p['command.topic'], 10)
+        p, session = self.p, self.session
+        self.command_pub = self.create_lifecycle_publisher(
+            messages.command_type(p['command.type']), p['command.topic'], 10)
         self.gate_pub = self.create_lifecycle_publisher(GateEvent, topics.GATE_EVENTS,
                                                         GATE_EVENTS_QOS)
         self.status_pub = self.create_lifecycle_publisher(MemoryStatus, topics.MEMORY_STATUS,
                                                           10)
         self._aura_subs = [
             self.create_subscription(Image, p['frames_topic'], self.on_frame, FRAMES_QOS),
-            self.create_subscription(JointState, p['joint_states_topic'], self.on_joint_state,
+            self.create_subscription(JointState, p['joint_states_topic'], session.joint_state,
                                      10),
-            self.create_subscription(String, p['instruction_topic'], self.on_instruction, 10)]
-        self._aura_services = [self.create_service(Trigger, '~/reset_memory', self.on_reset),
-                               self.create_service(Trigger, '~/report_memory', self.on_report),
-                               self.create_service(Trigger, '~/arm', self.on_arm),
-                               self.create_service(Trigger, '~/disarm', self.on_disarm)]
-        self._aura_timers = [self.create_timer(0.02, self.watchdog)]
+            self.create_subscription(String, p['instruction_topic'],
+                                     lambda msg: session.set_instruction(msg.data), 10)]
+        self._aura_services = [
+            self.create_service(Trigger, '~/' + name, self._trigger(action))
+            for name, action in (('reset_memory', session.reset), ('arm', session.arm),
+                                 ('disarm', session.disarm), ('report_memory', self._report))]
+        self._aura_timers = [self.create_timer(0.02, session.watchdog)]
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        self._told_scheduler = False
-        self._control_errors_seen = 0
-        self.last_frame_time, self.holding = None, False   # watch frames from now on
-        self.execution = make_execution(
-            self.p['execution'], self.runner, self.publish_command, self._fresh_positions,
-            on_step=self._after_step, on_error=self._step_failed, lock=self.lock,
-            start_armed=self._armed, instruction=self._instruction,
-            action_period=self.p['chunk.action_period'],
-            control_priority=self.p['control_priority'], **self._async_settings())
+        self.session.start()
         self.state_label = 'active'
         self.get_logger().info(f"active ({self.p['execution']} execution, "
-                               f"{'armed' if self.armed else 'disarmed'}): commanding on "
-                               + self.p['command.topic'])
+                               f"{'armed' if self.session.armed else 'disarmed'}): commanding "
+                               f"on {self.p['command.topic']}")
         return super().on_activate(state)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        self._stop_execution()
+        self.session.stop()
         self.state_label = 'inactive'
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        self._stop_execution()
+        self.session.unload()
         self._destroy_interfaces()
-        if self.runner is not None:
-            self.runner.backbone.close()
-        self.runner = self.durable = self.backbone_down = None
         self.state_label = 'unconfigured'
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
         """Finalized: stop, then the process ends (exit 0) once the transition is answered."""
-        self._stop_execution()
+        self.session.stop()
         self.state_label = 'finalized'
         self.finished = True
         return TransitionCallbackReturn.SUCCESS
 
-    def _stop_execution(self):
-        """Stop inference and control (each waits at most 1 s for a step in progress); the
-        armed state is kept for the next activation."""
-        execution, self.execution = self.execution, None
-        if execution is not None:
-            self._armed = execution.armed
-            execution.stop()
-
     def _destroy_interfaces(self):
-        for sub in getattr(self, '_aura_subs', []):
+        for sub in self._aura_subs:
             self.destroy_subscription(sub)
-        for srv in getattr(self, '_aura_services', []):
+        for srv in self._aura_services:
             self.destroy_service(srv)
-        for timer in getattr(self, '_aura_timers', []):
+        for timer in self._aura_timers:
             self.destroy_timer(timer)
         for name in ('command_pub', 'gate_pub', 'status_pub'):
             if getattr(self, name, None) is not None:
@@ -300,128 +200,9 @@ class PolicyNode(LifecycleNode):
             setattr(self, name, None)
         self._aura_subs, self._aura_services, self._aura_timers = [], [], []
 
-    # ---- inputs -----------------------------------------------------------------------------
+    # ---- inputs and outputs -------------------------------------------------------------------
     def on_frame(self, msg):
-        self.counts['frames'] += 1
-        self.last_frame_time = time.monotonic()
-        self.diag.frame_rate.tick()
-        stamp = stamp_to_sec(msg.header.stamp)
-        if stamp < self.newest_stamp:
-            self.counts['stale_frames_used'] += 1   # a newer frame was already here
-        self.newest_stamp = max(self.newest_stamp, stamp)
-        execution = self.execution
-        if execution is None:
-            return
-        observation = self._observation(msg)
-        if observation is None:
-            return
-        age = self.get_clock().now().nanoseconds * 1e-9 - stamp
-        obs_time = time.monotonic() - min(max(age, 0.0), 1.0)   # the frame's time, our clock
-        dropped = execution.dropped
-        execution.submit(observation, obs_time, context=msg)
-        self.counts['skipped_frames'] += execution.dropped - dropped   # replaced unprocessed
-
-    def on_joint_state(self, msg):
-        names = self.p['command.joint_names']
-        index = {n: i for i, n in enumerate(msg.name)}
-        missing = [n for n in names if n not in index]
-        if missing or len(msg.position) != len(msg.name):
-            self.counts['bad_joint_states'] += 1
-            self.log('warning', f'ignored joint state: missing joints {missing} or '
-                                f'{len(msg.position)} positions for {len(msg.name)} names')
-            return
-        positions = np.array([msg.position[index[n]] for n in names], np.float64)
-        if not np.all(np.isfinite(positions)):
-            self.counts['bad_joint_states'] += 1
-            self.log('warning', f'ignored joint state with non-finite positions '
-                                f'{positions.tolist()}')
-            return
-        self.positions, self.positions_time = positions, time.monotonic()
-
-    def on_instruction(self, msg):
-        text = msg.data
-        if len(text) > MAX_INSTRUCTION_CHARS:
-            self.counts['bad_instructions'] += 1
-            self.problem(f'instruction of {len(text)} characters ignored')
-            self.get_logger().warning(f'ignored instruction of {len(text)} characters '
-                                      f'(limit {MAX_INSTRUCTION_CHARS})')
-            return
-        self.instruction = text.strip()
-        self.get_logger().info(f'instruction: {self.instruction!r}')
-
-    # ---- the execution's callbacks (worker thread, runner lock held) -----------------------------
-    def _after_step(self, msg, chunk, step):
-        """One memory step was taken for frame ``msg`` (its command, if any, already sent)."""
-        self._backbone_back()
-        if step.wrote and self.durable is not None:   # storage writes = gate writes
-            self._save_snapshot()
-        self.holding = False
-        self.counts['steps'] += 1
-        self.publish_gate_event(msg, step, self.runner)
-        if step.rejected:
-            self.counts['invalid_actions'] += 1
-            self.problem(f'command withheld: {step.rejected}')
-            self.log('warning', f'command withheld: {step.rejected}')
-        self._step_done(msg, step)
-
-    def _step_failed(self, msg, exc):
-        """A step raised: nothing was commanded for this frame (sync: one hold when steps
-        start failing). A backbone outage is told from a bug by its type."""
-        if not self.context.ok():          # shutting down (SIGINT): not a fault
-            return
-        if isinstance(exc, NoJointStates):
-            self.counts['refused_no_joint_states'] += 1
-            self.problem('no fresh joint states: not commanding')
-            self.log('warning', 'no fresh joint states on '
-                                f"{self.p['joint_states_topic']}: not commanding")
-            return
-        if isinstance(exc, BackboneUnavailable):
-            self.counts['backbone_unavailable'] += 1       # frames lost to it
-            if self.backbone_down is None:
-                self.get_logger().error(f'backbone unavailable: holding position until it '
-                                        f'answers ({exc})')
-            self.backbone_down = str(exc)
-            return
-        self.counts['step_errors'] += 1
-        self.problem(f'step failed: {exc}')
-        self.log('error', f'policy step failed: {type(exc).__name__}: {exc}')
-
-    def _backbone_back(self):
-        if self.backbone_down is not None:
-            self.backbone_down = None
-            self.get_logger().warning('backbone answers again: resuming')
-
-    def _instruction(self):
-        return self.instruction or self.p['instruction']
-
-    def _fresh_positions(self):
-        """The newest joint positions, or None when older than joint_state_timeout."""
-        positions = self.positions
-        if (positions is None
-                or time.monotonic() - self.positions_time > self.p['joint_state_timeout']):
-            return None
-        return positions
-
-    def _observation(self, msg):
-        """The image of a frame, or None (counted and logged) when it cannot be used:
-        disarmed or a malformed frame. (Joint states are the execution's to read, from
-        ``_fresh_positions``.)"""
-        if not self.armed:
-            self.counts['disarmed_frames'] += 1
-            return None
-        size = self.p['backbone.image_size']
-        if msg.encoding != 'rgb8' or msg.height != size or msg.width != size or \
-                len(msg.data) != size * size * 3:
-            self.counts['bad_frames'] += 1
-            self.problem(f'bad frame {msg.width}x{msg.height} {msg.encoding}')
-            self.log('warning', f'ignored frame {msg.width}x{msg.height} {msg.encoding}: '
-                                f'expects rgb8 {size}x{size} from perception_node')
-            return None
-        return np.frombuffer(msg.data, np.uint8).reshape(size, size, 3)
-
-    def _step_done(self, msg, step):
-        now_s = self.get_clock().now().nanoseconds * 1e-9
-        self.diag.step_done(step.total_ms, 1e3 * (now_s - stamp_to_sec(msg.header.stamp)))
+        self.session.frame(msg, stamp_to_sec(msg.header.stamp))
 
     def _publish(self, publisher, msg):
         """Publish unless cleaned up, inactive or shutting down (a lifecycle publisher that is
@@ -439,119 +220,32 @@ class PolicyNode(LifecycleNode):
 
     def publish_command(self, positions):
         p = self.p
-        if p['command.type'] == 'joint_trajectory':
-            msg = JointTrajectory(joint_names=list(p['command.joint_names']))
-            t = self.p['command.time_from_start']
-            point = JointTrajectoryPoint(positions=[float(x) for x in positions])
-            point.time_from_start.sec = int(t)
-            point.time_from_start.nanosec = int((t - int(t)) * 1e9)
-            msg.points = [point]
-        else:
-            msg = Float64MultiArray(data=[float(x) for x in positions])
+        msg = messages.command_message(positions, p['command.type'], p['command.joint_names'],
+                                       p['command.time_from_start'])
         if self._publish(self.command_pub, msg):
             self.counts['commands'] += 1
             self.diag.command_rate.tick()
 
-    def publish_gate_event(self, frame, step, runner):
-        mem = runner.memory
+    def publish_gate_event(self, frame, step):
         self.sequence += 1
-        event = GateEvent(step=mem.total_steps if mem else self.counts['steps'],
-                          sequence=self.sequence,
-                          wrote=step.wrote, gate_probability=float(step.gate_probability),
-                          surprise=float(step.surprise),
-                          state_bytes=mem.state_bytes() if mem else 0,
-                          total_writes=mem.total_writes if mem else 0,
-                          total_steps=mem.total_steps if mem else self.counts['steps'],
-                          bytes_written=mem.bytes_written if mem else 0,
-                          step_latency_ms=float(step.total_ms),
-                          backbone_ms=float(step.backbone_ms), memory_ms=float(step.memory_ms))
-        event.header.stamp = self.get_clock().now().to_msg()
-        event.header.frame_id = frame.header.frame_id
-        event.frame_stamp = frame.header.stamp
-        self._publish(self.gate_pub, event)
-
-    def watchdog(self):
-        """Frames stopped while armed: hold (sync: one hold command at the measured positions;
-        async: the control loop holds by itself once the newest chunk is older than
-        chunk.max_age), then command nothing until frames resume, from the measured positions.
-        A disarmed node commands nothing, so frames stopping then is not reported."""
-        execution = self.execution
-        if execution is None or self.last_frame_time is None or self.holding:
-            return
-        silent = time.monotonic() - self.last_frame_time
-        if silent <= self.p['frame_timeout']:
-            return
-        self.holding = True
-        if not execution.armed:
-            return
-        execution.frames_stopped()   # one hold command (sync); nothing without joint states
-        self.counts['holds'] += 1
-        self.get_logger().warning(f'no frames for {silent:.2f} s: holding position, commands '
-                                  f'stopped until frames resume')
+        self._publish(self.gate_pub, messages.gate_event(
+            step, self.session.runner.memory, self.sequence, frame.header,
+            self.get_clock().now().to_msg(), self.counts['steps']))
 
     # ---- services and status -----------------------------------------------------------------
-    def on_reset(self, request, response):
-        with self.lock:
-            if self.runner is None:
-                response.success, response.message = False, 'not configured'
-                return response
-            if self.execution is not None:   # also drops frames and chunks of the old episode
-                self.execution.reset()
-            else:
-                self.runner.reset()
-            if self.durable is not None:
-                self._save_snapshot()
-        response.success, response.message = True, 'memory reset'
-        return response
+    @staticmethod
+    def _trigger(action):
+        """A Trigger service callback from ``action() -> (success, message)``."""
+        def serve(request, response):
+            response.success, response.message = action()
+            return response
+        return serve
 
-    def on_arm(self, request, response):
-        """Start commanding (from the measured positions: no jump from an old command)."""
-        with self.lock:
-            if self.runner is None:
-                response.success, response.message = False, 'not configured'
-                return response
-            self.last_frame_time, self.holding = None, False   # watch frames from now on
-            if self.execution is not None:
-                self.execution.arm()
-            else:
-                self._armed = True
-                self.runner.forget_commands()
-        self.get_logger().info('armed: commanding on ' + self.p['command.topic'])
-        response.success, response.message = True, 'armed'
-        return response
-
-    def on_disarm(self, request, response):
-        """Stop commanding: one hold command (the measured positions), then nothing."""
-        with self.lock:
-            if self.execution is not None:
-                held = self.execution.disarm()
-            else:
-                self._armed, held = False, None
-        self.get_logger().info('disarmed: holding position, commands stopped')
-        response.success = True
-        response.message = 'disarmed' + ('' if held is not None else ' (no hold command sent: '
-                                         'no fresh joint states, or not active)')
-        return response
-
-    def on_report(self, request, response):
-        response.success = self.runner is not None
-        response.message = json.dumps(self.report())
-        return response
+    def _report(self):
+        return self.session.runner is not None, json.dumps(self.report())
 
     def report(self):
-        mem = self.runner.memory if self.runner else None
-        steps = mem.total_steps if mem else 0
-        return dict(state=self.state_label, armed=self.armed, execution=self.p['execution'],
-                    memory_kind=mem.config.kind if mem else 'none',
-                    d_key=mem.config.d_key if mem else 0, d_value=mem.config.d_value if mem else 0,
-                    state_bytes=mem.state_bytes() if mem else 0, total_steps=steps,
-                    total_writes=mem.total_writes if mem else 0,
-                    bytes_written=mem.bytes_written if mem else 0,
-                    write_rate=(mem.total_writes / steps) if steps else 0.0,
-                    storage_bytes_written=self.durable.bytes_written if self.durable else 0,
-                    state_sha256=state_digest(mem) if mem else '',
-                    snapshot_path=str(self.durable.path if self.durable else ''),
-                    counts=dict(self.counts))
+        return self.session.report(self.state_label)
 
     def publish_status(self):
         if not self.context.ok():
@@ -563,37 +257,14 @@ class PolicyNode(LifecycleNode):
                 self.log('error', f'status report failed: {exc}')
 
     def _publish_status(self):
-        if self.runner is None:
+        if self.session.runner is None:
             level, message, values = self.diag.unconfigured(self.state_label)
-            self.diag_pub.publish(diagnostic_array(self, 'aura_ros: policy', level, message,
-                                                   values))
-            return
-        report = self.report()
-        status = MemoryStatus(backbone=self.p['backbone.adapter'],
-                              memory_kind=report['memory_kind'], d_key=report['d_key'],
-                              d_value=report['d_value'], state_bytes=report['state_bytes'],
-                              total_steps=report['total_steps'],
-                              total_writes=report['total_writes'],
-                              write_rate=float(report['write_rate']),
-                              mean_step_latency_ms=self.diag.mean_step_ms(),
-                              bytes_written=report['bytes_written'],
-                              dropped_frames=self.counts['skipped_frames'])
-        status.header.stamp = self.get_clock().now().to_msg()
-        self._publish(self.status_pub, status)
-        execution = self.execution
-        stats = execution.stats() if execution is not None else None   # async only
-        level, message = self.diag.status(
-            self.state_label, self.armed, self.holding, self.positions is not None,
-            self.last_frame_time is not None, execution.loop.last_hold if stats else None,
-            self.backbone_down)
-        if stats and stats['control_errors'] > self._control_errors_seen:
-            self._control_errors_seen = stats['control_errors']
-            self.diag.problem('control tick failed: ' + stats['last_control_error'])
-        if stats and 'refused' in stats['control_scheduler'] and not self._told_scheduler:
-            self._told_scheduler = True
-            self.log('warning', 'control thread: ' + stats['control_scheduler'] + '; grant '
-                     'CAP_SYS_NICE or an rtprio limit, or set control_priority: 0')
-        values = self.diag.values(report, stats)
+        else:
+            report = self.report()
+            self._publish(self.status_pub, messages.memory_status(
+                report, self.p['backbone.adapter'], self.diag.mean_step_ms(),
+                self.counts['skipped_frames'], self.get_clock().now().to_msg()))
+            level, message, values = self.session.status(self.state_label, report)
         self.diag_pub.publish(diagnostic_array(self, 'aura_ros: policy', level, message,
                                                values))
 
@@ -607,7 +278,8 @@ def spin(node):
 
 
 def main(args=None):
-    return run_node(PolicyNode, spin, args, close=PolicyNode._stop_execution, exit_process=True)
+    return run_node(PolicyNode, spin, args, close=lambda node: node.session.stop(),
+                    exit_process=True)
 
 
 if __name__ == '__main__':

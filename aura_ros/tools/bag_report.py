@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from aura_ros.bag_types import typestore
+
 GATE_TYPE = 'aura_ros/msg/GateEvent'
 TRUTH_TYPE = 'aura_ros/msg/FrameTruth'
 RESULT_TYPE = 'aura_ros/msg/EpisodeResult'
@@ -56,20 +58,6 @@ class BagContents:
     warnings: list = field(default_factory=list)
     truth: dict = field(default_factory=dict)   # frame stamp (ns) -> kind (FrameTruth, a sim's)
     results: list = field(default_factory=list)   # (episode, success) of EpisodeResults
-
-
-def aura_typestore():
-    """Default typestore plus aura_ros's own messages (from this package's msg/ files)."""
-    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
-    store = get_typestore(Stores.ROS2_KILTED)
-    msg_dirs = [Path(__file__).resolve().parents[2] / 'msg', Path(sys.prefix) / 'share' /
-                'aura_ros' / 'msg']
-    for folder in msg_dirs:
-        if folder.is_dir():
-            for path in sorted(folder.glob('*.msg')):
-                store.register(get_types_from_msg(path.read_text(), f'aura_ros/msg/{path.stem}'))
-            break
-    return store
 
 
 def read_bag(path, topic=None):
@@ -167,7 +155,7 @@ def _wanted(conn_topic, msgtype, topic):
 def _read_with_rosbags(folder, topic):
     from rosbags.highlevel import AnyReader
     contents = BagContents(str(folder), '', {})
-    with AnyReader([folder], default_typestore=aura_typestore()) as reader:
+    with AnyReader([folder], default_typestore=typestore()) as reader:
         import yaml
         meta = yaml.safe_load((folder / 'metadata.yaml').read_text())
         contents.storage = meta['rosbag2_bagfile_information'].get('storage_identifier', '?')
@@ -219,7 +207,7 @@ def _read_sqlite_raw(file, topic):
         db = sqlite3.connect(f'file:{file}?mode=ro', uri=True)
         topics = {row[0]: (row[1], row[2]) for row in
                   db.execute('SELECT id, name, type FROM topics')}
-        store = aura_typestore()
+        store = typestore()
         try:
             for ty, encoding, text in db.execute('SELECT topic_type, encoding, '
                                                  'encoded_message_definition FROM '

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aura_ros.bag_types import typestore
 from aura_ros.imaging import image_to_rgb
 from aura_ros.train.recordings import RecordingError
 
@@ -123,11 +124,6 @@ def bag_key(path):
     return h.hexdigest()[:16]
 
 
-def _typestore():
-    from aura_ros.tools.bag_report import aura_typestore
-    return aura_typestore()
-
-
 STILL_RECORDING = ('no metadata.yaml yet: is its recorder still running? Stop it (Ctrl-C, or '
                    'kill -INT its process) and it closes the bag; a bag whose recorder was '
                    'killed hard needs `ros2 bag reindex` first')
@@ -139,7 +135,7 @@ def _open(path):
     if Path(path).is_dir() and not (Path(path) / 'metadata.yaml').is_file():
         raise BagError(f'{path}: {STILL_RECORDING}')
     try:
-        reader = AnyReader([Path(path)], default_typestore=_typestore())
+        reader = AnyReader([Path(path)], default_typestore=typestore())
         reader.open()
     except Exception as exc:  # noqa: BLE001 - any reader failure is a damaged bag to the user
         raise BagError(f'{path}: cannot read the bag ({type(exc).__name__}: {exc}); '

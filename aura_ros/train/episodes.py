@@ -83,9 +83,7 @@ def load_deployment(params_path):
     perception, _ = read_params_file(params_path, 'perception_node')
     block = backbone_block(values)
     backbone = build_backbone(block, base_dir=base_dir)
-    limits = CommandLimits(policy['command.lower_limits'], policy['command.upper_limits'],
-                           policy['command.max_delta'], policy['command.action_type'],
-                           policy['command.max_velocity'])
+    limits = CommandLimits.from_params(policy)
     crop = perception.get('crop', 'center')
     model_files = []
     try:

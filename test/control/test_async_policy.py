@@ -9,6 +9,7 @@ import torch
 
 from aura_ros.backbones.base import Backbone, BackboneConfig, Encoding
 from aura_ros.control.async_policy import AsyncPolicy
+from aura_ros.control.execution import ExecutionConfig
 from aura_ros.policy import CommandLimits, PolicyRunner
 
 IMAGE = np.zeros((8, 8, 3), np.uint8)
@@ -43,8 +44,9 @@ def make(backbone, start_armed=True, **kw):
         with lock:
             sent.append((time.monotonic(), np.array(command)))
 
-    policy = AsyncPolicy(runner, send, lambda: q[0], control_rate=200.0, action_period=0.02,
-                         start_armed=start_armed, **kw)
+    fields = {k: kw.pop(k) for k in list(kw) if k in ExecutionConfig.__dataclass_fields__}
+    config = ExecutionConfig('async', **{'control_rate': 200.0, 'action_period': 0.02, **fields})
+    policy = AsyncPolicy(runner, send, lambda: q[0], config, start_armed=start_armed, **kw)
     return policy, sent, q
 
 
@@ -113,7 +115,7 @@ def test_a_tick_that_raises_is_counted_and_control_goes_on_from_what_was_sent():
 
     limits = CommandLimits(lower=[-1, -1], upper=[1, 1], max_delta=0.1, max_velocity=1.0)
     policy = AsyncPolicy(PolicyRunner(SlowBackbone(delta=0.05), None, limits), flaky_send,
-                         lambda: q[0], control_rate=200.0, action_period=0.02,
+                         lambda: q[0], ExecutionConfig('async', 200.0, 0.02),
                          start_armed=True)
     try:
         feed(policy, q, 0.2)

@@ -1,5 +1,6 @@
 """Both executions behind one interface: the command rule (control/limits.py) as an invariant
 over randomized runs with faults, and the sync execution's arming, disarm hold and reset."""
+import math
 import time
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 
 from aura_ros.bench.reliability import limits_run
 from aura_ros.control import limits as limits_module
-from aura_ros.control.execution import SyncExecution, make_execution
+from aura_ros.control.execution import ExecutionConfig, SyncExecution, make_execution
 from aura_ros.control.limits import CommandLimits
 
 
@@ -115,7 +116,7 @@ def test_sync_frames_stopped_holds_once_at_the_measured_positions_and_a_failing_
 def test_sync_reset_drops_the_frame_not_yet_taken():
     sent = []
     runner = Runner(delay=0.1)
-    execution = make_execution('sync', runner, sent.append, lambda: np.zeros(2),
+    execution = make_execution(ExecutionConfig('sync'), runner, sent.append, lambda: np.zeros(2),
                                start_armed=True)
     try:
         execution.submit(None, time.monotonic())     # taken: runs for 0.1 s
@@ -128,9 +129,21 @@ def test_sync_reset_drops_the_frame_not_yet_taken():
         execution.stop()
 
 
-def test_make_execution_refuses_an_unknown_kind():
+def test_execution_config_refuses_what_the_parameters_would_refuse_and_maps_them():
     with pytest.raises(ValueError, match="execution must be one of \\['sync', 'async'\\]"):
-        make_execution('batch', None, None, None)
+        ExecutionConfig('batch')
+    for bad in (dict(control_rate=0.5), dict(transition='jump'), dict(blend_s=0.0),
+                dict(ensemble_decay=-1.0), dict(max_age_s=math.nan), dict(control_priority=100),
+                dict(action_period=0.0)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            ExecutionConfig('async', **bad)
+    from aura_ros.params import POLICY_PARAMS, with_defaults
+    p = with_defaults({'control_rate': 50.0, 'chunk.max_age': 0.3}, POLICY_PARAMS)
+    config = ExecutionConfig.from_params(p)
+    assert (config.kind, config.control_rate, config.max_age_s) == ('sync', 50.0, 0.3)
+    assert set(ExecutionConfig.PARAMETERS) <= {spec.name for spec in POLICY_PARAMS}
+    assert config.replace(control_rate=20.0).control_rate == 20.0 and config.control_rate == 50.0
+    assert set(config.runtime()) == set(ExecutionConfig.RUNTIME)
 
 
 def test_async_execution_has_the_same_interface():

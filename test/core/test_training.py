@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from aura_ros.core import GATED_KINDS, AuraConfig, build_memory
-from aura_ros.core.synthetic import CONFIGS, EVENT, N_CLASSES, REPEAT, sample_episodes
 from aura_ros.core.training import Batch, TrainSchedule, memory_loss, train_memory
+from aura_ros.sim.synthetic import CONFIGS, EVENT, N_CLASSES, REPEAT, sample_episodes
 
 TINY = dataclasses.replace(CONFIGS['easy'], horizon=24, events=(1, 2), repeats=(2, 3),
                            distractors=(0, 0), content_noise=0.05)

@@ -107,7 +107,7 @@ def test_async_execution_arming_rates_and_run_time_changes(ros_context, tiny_mod
             spin_until(executor, lambda: False, 0.033)
         # at most the rest of the chunk (0.3 s at 50 Hz) went out; then nothing
         assert len(commands) - n <= 0.3 * 50 + 3
-        assert node.execution.loop.holds > holds + 30 and node.holding
+        assert node.execution.loop.holds > holds + 30 and node.session.holding
         assert 'max_chunk_age 0.3' in node.execution.loop.last_hold[1]
         # disarm: one hold command at the measured positions, then silence
         assert call(executor, disarm).success
@@ -132,7 +132,7 @@ def test_async_execution_arming_rates_and_run_time_changes(ros_context, tiny_mod
         assert spin_until(executor, lambda: test.count_publishers('/aura/joint_commands') == 0
                           and test.count_publishers('/aura/gate_events') == 0, 5.0)
     finally:
-        node._stop_execution()
+        node.session.stop()
         executor.shutdown()
         test.destroy_node()
         node.destroy_node()

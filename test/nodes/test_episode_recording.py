@@ -142,7 +142,7 @@ def test_teleop_recording_trains_a_checkpoint_the_policy_node_loads(ros_context,
         step = node.runner.step(np.zeros((64, 64, 3), np.uint8), np.array([1.57, -2.5, 2.5]))
         assert step.command is not None and np.all(np.isfinite(step.command))
     finally:
-        node._stop_execution()
+        node.session.stop()
         node.destroy_node()
 
 

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.ros
 def policy(ros_context, tiny_models):
     node = PolicyNode(context=ros_context, parameter_overrides=overrides(tiny_models))
     yield node
-    node._stop_execution()
+    node.session.stop()
     node.destroy_node()
 
 
@@ -96,9 +96,9 @@ def test_lifecycle_services_and_watchdog(policy, ros_context):
         assert steps_before >= 3
         # frames stop: one hold command at the measured positions, then silence
         n = len(commands)
-        spin_until(executor, lambda: policy.holding, 5)
+        spin_until(executor, lambda: policy.session.holding, 5)
         spin_until(executor, lambda: False, 0.5)
-        assert policy.holding and len(commands) == n + 1
+        assert policy.session.holding and len(commands) == n + 1
         np.testing.assert_allclose(commands[-1].points[0].positions, [0.1, 0.2, 0.3])
         # services
         future = reset.call_async(Trigger.Request())
@@ -111,7 +111,7 @@ def test_lifecycle_services_and_watchdog(policy, ros_context):
         # frames resume: commanding again
         frames.publish(frame)
         assert spin_until(executor, lambda: len(commands) > n + 1, 10)
-        assert not policy.holding
+        assert not policy.session.holding
     finally:
         executor.shutdown()
         test.destroy_node()
@@ -279,7 +279,7 @@ def test_sync_resume_after_a_hold_and_disarm_follow_the_measured_positions(polic
         assert len(commands) >= 5 and np.abs(commands[-1] - a).max() <= 2 * max_delta
         n = len(commands)
         stream(a, 0.8, with_frames=False)              # frames stop: the watchdog holds at A
-        assert policy.holding and len(commands) == n + 1
+        assert policy.session.holding and len(commands) == n + 1
         np.testing.assert_allclose(commands[-1], a)
         stream(b, 0.3, with_frames=False)              # meanwhile the arm is moved to B
         n = len(commands)

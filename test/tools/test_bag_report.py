@@ -1,6 +1,7 @@
 """bag_report on bags written directly with rosbags: numbers, and clear errors."""
 import pytest
 
+from aura_ros.bag_types import typestore
 from aura_ros.tools import bag_report
 
 GATE = 'aura_ros/msg/GateEvent'
@@ -11,7 +12,7 @@ def write_bag(path, steps, storage='mcap', topic='/aura/gate_events', chunk_ever
     """A bag with the given (step, wrote) sequence, total counters as a real memory keeps;
     ``sequences``: the publisher's sequence numbers (default 1, 2, ...)."""
     from rosbags.rosbag2 import StoragePlugin, Writer
-    store = bag_report.aura_typestore()
+    store = typestore()
     Msg = store.types[GATE]
     Header = store.types['std_msgs/msg/Header']
     Time = store.types['builtin_interfaces/msg/Time']

@@ -39,7 +39,7 @@ def resolve(msg, path):
 def test_every_topic_and_path_of_the_layout_is_in_a_demo_bag(tmp_path):
     from rosbags.highlevel import AnyReader
 
-    from aura_ros.tools.bag_report import aura_typestore
+    from aura_ros.bag_types import typestore
     from aura_ros.tools.demo import run_through_nodes
     layout, topics, paths = layout_paths()
     panels = set()
@@ -54,7 +54,7 @@ def test_every_topic_and_path_of_the_layout_is_in_a_demo_bag(tmp_path):
     assert panels == set(layout['configById'])          # every panel placed, none missing
     ok, results, bag = run_through_nodes(1, out=tmp_path, verbose=False)
     assert ok and results
-    with AnyReader([bag], default_typestore=aura_typestore()) as reader:
+    with AnyReader([bag], default_typestore=typestore()) as reader:
         conns = {c.topic: c for c in reader.connections}
         assert topics <= set(conns), topics - set(conns)
         first = {}

@@ -12,6 +12,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 
+from aura_ros.bag_types import typestore
 from aura_ros.msg import GateEvent
 from aura_ros.tools import bag_report
 from aura_ros.tools.processes import executable
@@ -84,7 +85,7 @@ def test_recorded_bag_matches_what_was_published(ros_context, tiny_models, tmp_p
                 if ch.topic == '/aura/gate_events']
     else:
         from rosbags.highlevel import AnyReader
-        with AnyReader([bag], default_typestore=bag_report.aura_typestore()) as reader:
+        with AnyReader([bag], default_typestore=typestore()) as reader:
             conns = [c for c in reader.connections if c.topic == '/aura/gate_events']
             decoded = [reader.deserialize(raw, c.msgtype)
                        for c, _, raw in reader.messages(connections=conns)]

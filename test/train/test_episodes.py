@@ -31,9 +31,9 @@ def write_bag(path, episodes=2, frames=12, demo_type='joint_trajectory', storage
     from std_msgs.msg import Float64MultiArray
     from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+    from aura_ros.bag_types import typestore
     from aura_ros.imaging import rgb_to_msg_fields
     from aura_ros.msg import EpisodeEvent
-    from aura_ros.nodes.gate_recorder import typestore_for
     rng = np.random.default_rng(seed)
     plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
     msgs = []     # (log time s, topic key, message)
@@ -83,7 +83,7 @@ def write_bag(path, episodes=2, frames=12, demo_type='joint_trajectory', storage
     if corrections:
         topics['fix'] = '/teleop/corrections'
     types = dict(TYPES, demo=TYPES[demo_type], fix=TYPES['joints'])
-    store = typestore_for(set(types.values()))
+    store = typestore(set(types.values()))
     with Writer(path, version=9, storage_plugin=plugin) as writer:
         conns = {key: writer.add_connection(topic, types[key], typestore=store)
                  for key, topic in topics.items() if key != 'event' or events}

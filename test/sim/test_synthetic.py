@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from aura_ros.core.synthetic import (
+from aura_ros.sim.synthetic import (
     CONFIGS,
     CONTENT_DIM,
     CONTEXT,
