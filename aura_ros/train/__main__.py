@@ -100,7 +100,8 @@ def cmd_memory(args):
         memory.save(out / name)
         summary[kind] = {'write_rate': write_rate_on(memory, episodes), 'file': name}
         summary['episodes'][kind] = len(data)
-    (out / 'training.json').write_text(json.dumps(dict(summary, args=vars(args)), indent=2,
+    shown = {k: v for k, v in vars(args).items() if not callable(v)}   # not the subcommand
+    (out / 'training.json').write_text(json.dumps(dict(summary, args=shown), indent=2,
                                                   default=str) + '\n')
     print(json.dumps(summary, indent=2))
 
