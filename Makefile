@@ -28,7 +28,7 @@ endif
 PACKAGE_INPUTS := setup.py pyproject.toml CMakeLists.txt package.xml $(wildcard msg/*.msg) \
 	$(wildcard cmake/*) $(shell find launch config models foxglove -type f 2>/dev/null)
 
-.PHONY: setup demo demo-mujoco test test-ros2 lint colcon-check clean distclean
+.PHONY: setup demo demo-mujoco test test-fast test-times test-ros2 lint colcon-check clean distclean
 
 setup: $(INSTALL_STAMP)
 
@@ -66,6 +66,14 @@ $(ROS2_TOOLS)/.stamp: $(DEPS_STAMP)
 test: setup lint
 	$(BIN)/python -m pytest test --ignore=test/ros2
 	$(MAKE) test-ros2
+
+# The inner loop: the tests marked neither slow nor ros (no node processes, no training runs).
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow and not ros" test --ignore=test/ros2
+
+# `make test`, timed: bench/results/test_times.json ({"make_test_seconds", "tests"}).
+test-times: setup
+	$(BIN)/python bench/scripts/test_times.py
 
 # (pytest's status 5, nothing collected: every module skipped itself, the tools are absent;
 # not a failure outside CI, where test/ros2/conftest.py already fails the run with status 4)
