@@ -389,10 +389,6 @@ def targets(block):
     return out
 
 
-REALTIME_EXECUTION = ('execution: sync', 'execution: async\n    control_rate: 100.0\n'
-                      '    control_priority: 50\n    # was: execution: sync')
-
-
 def ros_check(result, episodes, params, variant_key, lockstep=True):
     """The first ``episodes`` seeds again, through the real nodes (separate processes, DDS;
     the sim in lockstep, or in real time): AURA's success there must lie within the
@@ -401,14 +397,11 @@ def ros_check(result, episodes, params, variant_key, lockstep=True):
     100 Hz from time-stamped chunks, the README's robot setting) instead of lockstep's sync."""
     import tempfile
 
+    from aura_ros.bench.train_from_recordings import ASYNC_EXECUTION, write_params_with
     from aura_ros.tools.demo import run_through_nodes
     with tempfile.TemporaryDirectory() as out:
         if not lockstep:
-            text = Path(params).read_text()
-            if text.count(REALTIME_EXECUTION[0]) != 1:
-                raise RuntimeError(f'{params}: expected one "{REALTIME_EXECUTION[0]}" line')
-            params = Path(out) / 'realtime.yaml'
-            params.write_text(text.replace(*REALTIME_EXECUTION))
+            params = write_params_with(params, Path(out) / 'realtime.yaml', [ASYNC_EXECUTION])
         ok, results, _ = run_through_nodes(episodes, VARIANTS[variant_key], EVAL_SEED,
                                            str(params), out, verbose=False, lockstep=lockstep,
                                            timeout=60.0 + 20.0 * episodes)

@@ -146,7 +146,7 @@ def record_stage(work, demos, noise, progress):
 
 
 def train_stage(work, steps, progress):
-    from aura_ros.bench.train_from_recordings import write_params_with
+    from aura_ros.bench.train_from_recordings import ASYNC_EXECUTION, write_params_with
     from aura_ros.train.episodes import Settings, train_from_recordings
     t0 = time.monotonic()
     out = work / 'memory'
@@ -156,8 +156,7 @@ def train_stage(work, steps, progress):
                                    out, Settings(steps=steps, arms=TRAINED, progress=progress))
     deployed = write_params_with(work / 'arm.yaml', work / 'deployed.yaml', [
         (CONFIG_CHECKPOINT, f"checkpoint: {(out / 'memory.safetensors').resolve()}"),
-        ('execution: sync                       # lockstep simulation: one command per frame',
-         'execution: async\n    control_rate: 100.0\n    control_priority: 50')])
+        ASYNC_EXECUTION])
     return {'steps': steps, 'frames': report['frames'],
             'frames_labelled': report['frames_labelled'],
             'episodes': report['episodes'], 'validation': report['validation'],

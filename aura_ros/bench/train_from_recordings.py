@@ -236,6 +236,12 @@ def targets(block):
             'write_reduction_at_least_7x': bool(w and always['writes_per_episode'] / w >= 7)}
 
 
+# A lockstep parameter file's policy node as on a robot: async execution at 100 Hz, the control
+# thread under SCHED_FIFO 50 (the line and its replacement, for write_params_with).
+ASYNC_EXECUTION = ('execution: sync', 'execution: async\n    control_rate: 100.0\n'
+                   '    control_priority: 50\n    # was: execution: sync')
+
+
 def write_params_with(source, out, replacements):
     """``source``'s text with each (line, new) replaced, written to ``out``: a parameter file
     as a user edits it. Each line must occur once (else RuntimeError naming it)."""

@@ -98,7 +98,7 @@ class AsyncPolicy:
             self.loop.executor.configure(config.transition, config.blend_s,
                                          config.ensemble_decay, config.max_age_s)
             self.loop.period = 1.0 / float(config.control_rate)
-            self.config = config = config if config is not None else ExecutionConfig('async')
+            self.config = config
         return config
 
     def arm(self):

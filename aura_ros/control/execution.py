@@ -191,7 +191,6 @@ class SyncExecution:
 
     def configure(self, **_):
         """Async settings (control rate, transitions) do not apply to sync execution."""
-        return None
 
     def stats(self):
         return None

@@ -190,7 +190,8 @@ class ArmEnv:
         for t in range(start, go_step):
             if cfg.variant == 'visible' or episode.cue_at(t) is not None:
                 continue
-            cued = episode.cued_target(t) if episode.cued_target(t) >= 0 else first
+            cued = episode.cued_target(t)
+            cued = first if cued < 0 else cued
             if rng.random() < rate:
                 neighbours = [p for p in (cued - 1, cued + 1) if 0 <= p < N_PADS]
                 others = [p for p in range(N_PADS) if p != cued]
