@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aura_ros.core.memory import MemoryPolicy, SequenceOutput, StepOutput
+from aura_ros.core.memory import MemoryPolicy, SequenceOutput, StepOutput, to_numpy
 
 
 def _no_gate(actions, writes_value):
@@ -73,6 +73,15 @@ class KVCacheMemory(MemoryPolicy):
         scores = scores.masked_fill(age < 0, float('-inf'))          # causal: keys i <= t
         readout = torch.softmax(scores, dim=-1) @ v                  # (B, T, dv)
         return _no_gate(self.act(readout, phi, base_actions), 1)
+
+    def compiled_segments(self):
+        """MemoryPolicy.compiled_segments with the key, query and value rows first and the
+        attention's sharpness and recency penalty."""
+        seg = super().compiled_segments()
+        seg['x_rows'].insert(0, self.folded(self.to_kvq.weight, self.to_kvq.bias))
+        seg.update(attn_scale=to_numpy(self.log_scale.detach().exp()[None]),
+                   attn_recency=to_numpy(F.softplus(self.recency.detach())[None]))
+        return seg
 
     # ---- streaming: keys and values in preallocated buffers that double when full ---------
     fast_inference = True   # streaming steps take the compiled path (core/fast_step.FastKV)

@@ -3,7 +3,10 @@
 ``FastStep`` runs the same math as ``FastWeightMemory.transition`` (the torch step, which
 training uses and the tests compare against), arranged for a robot's control loop: feature
 normalisation folded into the first layers, every weight stored row-major (out, in), all work
-arrays allocated once, the write done in place. It is built from the memory's parameters and
+arrays allocated once, the write done in place. It is built from the memory's parameters, which
+the modules that own them declare by name (``compiled_segments``: the projection and head in
+MemoryPolicy, keys, values and write strengths in FastWeightMemory, the gate in LearnedGate);
+the kernels read them by the same names (``P``, below). It
 takes the gate threshold on every call, so a threshold changed at run time applies on the
 next step. One compiled call computes the candidate write and both actions, decides (the
 learned gate against the threshold, or a decision an input-blind schedule made before the
@@ -15,6 +18,7 @@ head, keys and values appended into preallocated buffers (doubling when full), a
 recency-biased attention over them compiled too. The step-cost benchmark compares the two.
 """
 import math
+from collections import namedtuple
 
 import numba
 import numpy as np
@@ -78,42 +82,86 @@ def _seg(buf, offs, i):
     return buf[offs[i]:offs[i + 1]]
 
 
-# Packed weights (``params``, offsets ``poffs``) and work arrays (``work``, ``woffs``): segment i
-# spans [offs[i], offs[i + 1]). Few arguments keep numba's per-call dispatch cheap.
-(P_WX, P_BX, P_LNW, P_LNB, P_WPHI, P_BPHI, P_WHR, P_WO, P_BO, P_SCALE, P_GSW, P_GSB, P_GSO,
- P_GFO, P_PROBEQ, P_PROBECTX, P_VIN, P_VINB, P_VOUT, P_VOUTB, P_KQVPHI, P_SCAL) = range(22)
-W_Z, W_PHI, W_PZ, W_KQ, W_R, W_ERR, W_HID, W_RAW, W_ACT, W_RO, W_V, W_VH = range(12)
-# dims: [d_key, d_value, P, H, Hs, Hf, A, sees_state, sees_features, has_base, read_heads,
-#        value_hidden (0: plain delta rule), nonlinear_keys, categorical action change]
-D_DK, D_DV, D_P, D_H, D_HS, D_HF, D_A, D_STATE, D_FEAT, D_BASE, D_NQ, D_HV, D_NLK, D_CAT = range(14)
+def _names(kind, names):
+    """An index by name, e.g. P.head_r == 6: numba reads it as constants (a cached kernel is
+    recompiled when this file changes, so the names and their kernels stay in one file)."""
+    return namedtuple(kind, names)(*range(len(names)))
+
+
+# What the kernels read, by name: packed weights (``params``, offsets ``poffs``; segment i
+# spans [poffs[i], poffs[i + 1])), sizes (``dims``) and work arrays (``work``, ``woffs``). The
+# modules that own the weights declare them under these names (``compiled_segments`` of
+# MemoryPolicy, FastWeightMemory, LearnedGate, KVCache); ``pack`` refuses a name not listed
+# here. Few arguments keep numba's per-call dispatch cheap.
+P = _names('Params', (
+    'x_w', 'x_b',            # one projection of the raw features: the rows of x_rows
+    'phi_w', 'phi_b',        # one projection of phi: the rows of phi_rows
+    'ln_w', 'ln_b', 'ln_eps', 'head_r', 'head_out_w', 'head_out_b', 'action_scale',
+    'kqv_phi', 'value_in_w', 'value_in_b', 'value_out_w', 'value_out_b',      # the memory
+    'gate_state_in_w', 'gate_state_in_b', 'gate_state_out_w', 'gate_state_out_b', 'probe_q',
+    'probe_ctx', 'gate_feat_out_w', 'gate_feat_out_b', 'gate_feature_bound',  # the gate
+    'attn_scale', 'attn_recency'))                                           # the KV cache
+D = _names('Dims', (
+    'd_key', 'd_value', 'proj', 'head_hidden', 'gate_state_hidden', 'gate_feat_hidden',
+    'action_dim', 'sees_state', 'sees_features', 'has_base', 'read_heads', 'value_hidden',
+    'nonlinear_keys', 'categorical'))
+WK = _names('Work', (
+    'z', 'phi', 'pz', 'kq', 'r', 'err', 'hidden', 'raw', 'actions', 'ro', 'v', 'value_hidden',
+    'scores'))
+
+
+def pack(segments):
+    """Named float32 arrays -> (params, poffs) in the order of P; the x_rows / phi_rows blocks
+    stacked into x_w, x_b / phi_w, phi_b. A name the kernels do not read is refused; one they
+    read but nobody declared is empty (the dims say it is absent)."""
+    segments = dict(segments)
+    for name in ('x', 'phi'):
+        rows = segments.pop(f'{name}_rows')
+        segments[f'{name}_w'] = np.concatenate([w for w, _ in rows])
+        segments[f'{name}_b'] = np.concatenate([b for _, b in rows])
+    unknown = set(segments) - set(P._fields)
+    if unknown:
+        raise ValueError(f'compiled step: no kernel reads {sorted(unknown)} '
+                         f'(core/fast_step.py P lists what they read)')
+    flat = [np.ravel(segments.get(name, np.zeros(0))).astype(np.float32) for name in P._fields]
+    return (np.concatenate(flat),
+            np.cumsum([0] + [len(f) for f in flat]).astype(np.int64))
+
+
+def _by_name(index, values, dtype):
+    """{name: value} -> an array in the order of ``index`` (absent names: 0)."""
+    unknown = set(values) - set(index._fields)
+    if unknown:
+        raise ValueError(f'compiled step: unknown {type(index).__name__} {sorted(unknown)}')
+    return np.array([values.get(name, 0) for name in index._fields], dtype)
 
 
 @numba.njit(cache=True, fastmath=True)
 def _encode(x, params, poffs, dims, work, woffs):
     """State-free part of a step: z = [k, q_1..q_n (+ q_v), v, phi pre-activation, extra]
-    from x (normalisation folded in), unit k and queries in W_KQ, phi = GELU(LayerNorm(.)),
+    from x (normalisation folded in), unit k and queries in WK.kq, phi = GELU(LayerNorm(.)),
     pz = [head context, extra]."""
-    dk, dv, P = dims[D_DK], dims[D_DV], dims[D_P]
-    nq = dims[D_NQ] + (1 if dims[D_HV] > 0 else 0)
-    z, phi, pz = _seg(work, woffs, W_Z), _seg(work, woffs, W_PHI), _seg(work, woffs, W_PZ)
-    kq = _seg(work, woffs, W_KQ).reshape((1 + nq, dk))
-    _matvec(_seg(params, poffs, P_WX).reshape((z.shape[0], x.shape[0])),
-            _seg(params, poffs, P_BX), x, z)
+    dk, dv, n_phi = dims[D.d_key], dims[D.d_value], dims[D.proj]
+    nq = dims[D.read_heads] + (1 if dims[D.value_hidden] > 0 else 0)
+    z, phi, pz = _seg(work, woffs, WK.z), _seg(work, woffs, WK.phi), _seg(work, woffs, WK.pz)
+    kq = _seg(work, woffs, WK.kq).reshape((1 + nq, dk))
+    _matvec(_seg(params, poffs, P.x_w).reshape((z.shape[0], x.shape[0])),
+            _seg(params, poffs, P.x_b), x, z)
     off = (1 + nq) * dk + dv                       # LayerNorm + GELU of the phi projection
     mean = 0.0
-    for i in range(P):
+    for i in range(n_phi):
         mean += z[off + i]
-    mean /= P
+    mean /= n_phi
     var = 0.0
-    for i in range(P):
+    for i in range(n_phi):
         d = z[off + i] - mean
         var += d * d
-    inv = 1.0 / math.sqrt(var / P + params[poffs[P_SCAL]])
-    ln_w, ln_b = _seg(params, poffs, P_LNW), _seg(params, poffs, P_LNB)
-    for i in range(P):
+    inv = 1.0 / math.sqrt(var / n_phi + params[poffs[P.ln_eps]])
+    ln_w, ln_b = _seg(params, poffs, P.ln_w), _seg(params, poffs, P.ln_b)
+    for i in range(n_phi):
         phi[i] = _gelu((z[off + i] - mean) * inv * ln_w[i] + ln_b[i])
-    if dims[D_NLK] == 1:                           # keys, queries, value also read phi
-        _matvec(_seg(params, poffs, P_KQVPHI).reshape((off, P)), z[:off], phi, z[:off])
+    if dims[D.nonlinear_keys] == 1:                           # keys, queries, value also read phi
+        _matvec(_seg(params, poffs, P.kqv_phi).reshape((off, n_phi)), z[:off], phi, z[:off])
     for row in range(1 + nq):                      # unit key and queries
         n = 0.0
         for i in range(dk):
@@ -122,8 +170,8 @@ def _encode(x, params, poffs, dims, work, woffs):
         n = max(math.sqrt(n), 1e-12)
         for i in range(dk):
             kq[row, i] /= n
-    _matvec(_seg(params, poffs, P_WPHI).reshape((pz.shape[0], P)), _seg(params, poffs, P_BPHI),
-            phi, pz)
+    _matvec(_seg(params, poffs, P.phi_w).reshape((pz.shape[0], n_phi)),
+            _seg(params, poffs, P.phi_b), phi, pz)
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -134,15 +182,15 @@ def _gelu_rows(h):  # h = GELU(h) in place, a separate pass so it vectorises
 
 @numba.njit(cache=True, fastmath=True)
 def _head_out(params, poffs, dims, hidden, out):
-    _matvec(_seg(params, poffs, P_WO).reshape((dims[D_A], dims[D_H])), _seg(params, poffs, P_BO),
-            hidden, out)
+    w = _seg(params, poffs, P.head_out_w).reshape((dims[D.action_dim], dims[D.head_hidden]))
+    _matvec(w, _seg(params, poffs, P.head_out_b), hidden, out)
 
 
 @numba.njit(cache=True, fastmath=True)
 def _head(params, poffs, dims, ctx, r, hidden, out):
     """The action head's raw output: out = W_o GELU(ctx + W_r r) + b_o."""
-    H, R = dims[D_H], r.shape[0]
-    _matvec(_seg(params, poffs, P_WHR).reshape((H, R)), ctx, r, hidden)
+    H, R = dims[D.head_hidden], r.shape[0]
+    _matvec(_seg(params, poffs, P.head_r).reshape((H, R)), ctx, r, hidden)
     _gelu_rows(hidden)
     _head_out(params, poffs, dims, hidden, out)
 
@@ -151,8 +199,8 @@ def _head(params, poffs, dims, ctx, r, hidden, out):
 def _head2(params, poffs, dims, ctx, r0, r1, hidden, out):
     """``_head`` on two readouts under one context, one pass over the weights: hidden (2, H),
     out (2, A)."""
-    H, R = dims[D_H], r0.shape[0]
-    whr = _seg(params, poffs, P_WHR).reshape((H, R))
+    H, R = dims[D.head_hidden], r0.shape[0]
+    whr = _seg(params, poffs, P.head_r).reshape((H, R))
     h = 0
     while h < H:   # two rows per pass (the last one twice if H is odd)
         g = min(h + 1, H - 1)
@@ -172,20 +220,20 @@ def _head2(params, poffs, dims, ctx, r0, r1, hidden, out):
 
 @numba.njit(cache=True, fastmath=True)
 def _compose(params, poffs, dims, base, raw, out):
-    scale = _seg(params, poffs, P_SCALE)
-    for a in range(dims[D_A]):
-        out[a] = base[a] + scale[a] * raw[a] if dims[D_BASE] == 1 else raw[a]
+    scale = _seg(params, poffs, P.action_scale)
+    for a in range(dims[D.action_dim]):
+        out[a] = base[a] + scale[a] * raw[a] if dims[D.has_base] == 1 else raw[a]
 
 
 @numba.njit(cache=True, fastmath=True)
 def _step(x, W, b, base, params, poffs, dims, work, woffs, decision, threshold):
-    """One streaming step. Leaves the actions in ``work`` (W_ACT row 0 with the write, row 1
+    """One streaming step. Leaves the actions in ``work`` (WK.actions row 0 with the write, row 1
     without), writes W, b in place iff it decides to; returns (wrote, prob, surprise).
     decision -1: the learned gate decides against ``threshold``; 0/1: a schedule did."""
     prob, surprise, eta_w, eta_b = _propose(x, W, b, base, params, poffs, dims, work, woffs)
     wrote = prob > threshold if decision < 0 else decision == 1
     if wrote:   # a closed gate never touches the state
-        _write(W, b, _seg(work, woffs, W_KQ)[:dims[D_DK]], _seg(work, woffs, W_ERR), eta_w,
+        _write(W, b, _seg(work, woffs, WK.kq)[:dims[D.d_key]], _seg(work, woffs, WK.err), eta_w,
                eta_b)
     return wrote, prob, surprise
 
@@ -232,61 +280,62 @@ def _with_write(ro, k, q, eta_w, eta_b, err, r_no, r_w):
 @numba.njit(cache=True, fastmath=True)
 def _propose(x, W, b, base, params, poffs, dims, work, woffs):
     """Everything up to the write decision; returns (prob, surprise, eta_w, eta_b)."""
-    dk, dv, H, Hs, Hf, A, nq, Hv = (dims[D_DK], dims[D_DV], dims[D_H], dims[D_HS],
-                                    dims[D_HF], dims[D_A], dims[D_NQ], dims[D_HV])
+    dk, dv, H, A = dims[D.d_key], dims[D.d_value], dims[D.head_hidden], dims[D.action_dim]
+    Hs, Hf = dims[D.gate_state_hidden], dims[D.gate_feat_hidden]
+    nq, Hv = dims[D.read_heads], dims[D.value_hidden]
     _encode(x, params, poffs, dims, work, woffs)
-    z, pz = _seg(work, woffs, W_Z), _seg(work, woffs, W_PZ)
+    z, pz = _seg(work, woffs, WK.z), _seg(work, woffs, WK.pz)
     n_reads = nq + (1 if Hv > 0 else 0)
-    kq = _seg(work, woffs, W_KQ).reshape((1 + n_reads, dk))
-    ro = _seg(work, woffs, W_RO).reshape((-1, dv))  # k, q_1..q_n (, q_v), probe q_1..q_n
+    kq = _seg(work, woffs, WK.kq).reshape((1 + n_reads, dk))
+    ro = _seg(work, woffs, WK.ro).reshape((-1, dv))  # k, q_1..q_n (, q_v), probe q_1..q_n
     _readouts(W, b, kq, ro[:1 + n_reads])
-    r = _seg(work, woffs, W_R).reshape((4, nq * dv))  # with / without, probe with / without
+    r = _seg(work, woffs, WK.r).reshape((4, nq * dv))  # with / without, probe with / without
     voff = (1 + n_reads) * dk
-    v = _seg(work, woffs, W_V)
+    v = _seg(work, woffs, WK.v)
     for j in range(dv):
         v[j] = z[voff + j]
     if Hv > 0:   # the value conditioned on what memory holds: v += MLP([q_v W + b, phi])
-        _value_update(ro[n_reads], _seg(work, woffs, W_PHI), params, poffs, Hv,
-                      _seg(work, woffs, W_VH), v)
-    err = _seg(work, woffs, W_ERR)
+        _value_update(ro[n_reads], _seg(work, woffs, WK.phi), params, poffs, Hv,
+                      _seg(work, woffs, WK.value_hidden), v)
+    err = _seg(work, woffs, WK.err)
     surprise = _error(v, ro[0], err)
     eta_w = 1.0 / (1.0 + math.exp(-pz[H]))         # pz: [head ctx (H), eta (2), gate ctx (Hf)]
     eta_b = 1.0 / (1.0 + math.exp(-pz[H + 1]))
     _with_write(ro[1:1 + nq], kq[0], kq[1:1 + nq], eta_w, eta_b, err, r[1], r[0])
-    hidden = _seg(work, woffs, W_HID).reshape((4, H))
-    raw = _seg(work, woffs, W_RAW).reshape((4, A))
-    actions = _seg(work, woffs, W_ACT).reshape((2, A))
-    scal = _seg(params, poffs, P_SCAL)             # [ln_eps, state bias, feature bias, bound]
+    hidden = _seg(work, woffs, WK.hidden).reshape((4, H))
+    raw = _seg(work, woffs, WK.raw).reshape((4, A))
+    actions = _seg(work, woffs, WK.actions).reshape((2, A))
     _head2(params, poffs, dims, pz, r[0], r[1], hidden[:2], raw[:2])  # both readouts
     for row in range(2):
         _compose(params, poffs, dims, base, raw[row], actions[row])
-    if dims[D_STATE] == 0 and dims[D_FEAT] == 0:
+    if dims[D.sees_state] == 0 and dims[D.sees_features] == 0:
         return 1.0, surprise, eta_w, eta_b
     logit = 0.0
-    if dims[D_STATE] == 1:                         # action-relevant surprise, from the state
-        now = _change(raw[0], raw[1], dims[D_CAT])
-        qp = _seg(params, poffs, P_PROBEQ).reshape((nq, dk))
+    if dims[D.sees_state] == 1:                         # action-relevant surprise, from the state
+        now = _change(raw[0], raw[1], dims[D.categorical])
+        qp = _seg(params, poffs, P.probe_q).reshape((nq, dk))
         pro = ro[1 + n_reads:]                     # probe readouts: r[3] without, r[2] with
         _readouts(W, b, qp, pro)
         _with_write(pro, kq[0], qp, eta_w, eta_b, err, r[3], r[2])
-        _head2(params, poffs, dims, _seg(params, poffs, P_PROBECTX), r[2], r[3], hidden[2:],
+        _head2(params, poffs, dims, _seg(params, poffs, P.probe_ctx), r[2], r[3], hidden[2:],
                raw[2:])
-        nxt = _change(raw[2], raw[3], dims[D_CAT])
+        nxt = _change(raw[2], raw[3], dims[D.categorical])
         sig0 = SIGNAL_SCALE * math.log(surprise + LOG_EPS)
         sig1 = SIGNAL_SCALE * math.log(now + LOG_EPS)
         sig2 = SIGNAL_SCALE * math.log(nxt + LOG_EPS)
-        gsw = _seg(params, poffs, P_GSW).reshape((Hs, 3))
-        gsb, gso = _seg(params, poffs, P_GSB), _seg(params, poffs, P_GSO)
-        logit = scal[1]
+        gsw = _seg(params, poffs, P.gate_state_in_w).reshape((Hs, 3))
+        gsb, gso = _seg(params, poffs, P.gate_state_in_b), _seg(params, poffs, P.gate_state_out_w)
+        logit = params[poffs[P.gate_state_out_b]]
         for h in range(Hs):
             logit += gso[h] * _gelu(gsb[h] + gsw[h, 0] * sig0 + gsw[h, 1] * sig1
                                     + gsw[h, 2] * sig2)
-    if dims[D_FEAT] == 1:                          # what one observation shows
-        gfo = _seg(params, poffs, P_GFO)
-        f = scal[2]
+    if dims[D.sees_features] == 1:                          # what one observation shows
+        gfo = _seg(params, poffs, P.gate_feat_out_w)
+        f = params[poffs[P.gate_feat_out_b]]
         for h in range(Hf):
-            f += gfo[h] * _gelu(pz[H + 2 + h] + z[voff + dv + dims[D_P] + h])
-        logit += scal[3] * math.tanh(f) if dims[D_STATE] == 1 else f
+            f += gfo[h] * _gelu(pz[H + 2 + h] + z[voff + dv + dims[D.proj] + h])
+        bound = params[poffs[P.gate_feature_bound]]
+        logit += bound * math.tanh(f) if dims[D.sees_state] == 1 else f
     return 1.0 / (1.0 + math.exp(-logit)), surprise, eta_w, eta_b
 
 
@@ -314,17 +363,17 @@ def _change(a, b, categorical):
 @numba.njit(cache=True, fastmath=True)
 def _value_update(rv, phi, params, poffs, Hv, hidden, v):
     """v += W_out GELU(W_in [q_v W + b, phi] + b_in) + b_out (rv: q_v W + b)."""
-    dv, P = v.shape[0], phi.shape[0]
-    w_in = _seg(params, poffs, P_VIN).reshape((Hv, dv + P))
-    b_in = _seg(params, poffs, P_VINB)
+    dv, n_phi = v.shape[0], phi.shape[0]
+    w_in = _seg(params, poffs, P.value_in_w).reshape((Hv, dv + n_phi))
+    b_in = _seg(params, poffs, P.value_in_b)
     h = hidden[:Hv]
     _matvec(w_in[:, :dv], b_in, rv, h)
     _matvec(w_in[:, dv:], h, phi, h)
     _gelu_rows(h)
-    b_out = _seg(params, poffs, P_VOUTB)
+    b_out = _seg(params, poffs, P.value_out_b)
     for j in range(dv):
         v[j] += b_out[j]
-    _matvec(_seg(params, poffs, P_VOUT).reshape((dv, Hv)), v, h, v)
+    _matvec(_seg(params, poffs, P.value_out_w).reshape((dv, Hv)), v, h, v)
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -349,92 +398,50 @@ def _write(W, b, k, err, eta_w, eta_b):
         b[j] += eta_b * err[j]
 
 
-def _np(t):
-    return np.ascontiguousarray(t.detach().cpu().numpy().astype(np.float32))
-
-
 class _Compiled:
-    """Packs a memory's encoder and head into the flat arrays the kernels read."""
+    """The packed weights, sizes and work arrays of one memory's compiled step."""
 
-    def pack(self, memory, x_rows, phi_rows, gate, scal):
-        """x_rows / phi_rows: extra (weight, bias) blocks after the encoder's own rows."""
+    def __init__(self, memory, dims, work):
+        """dims, work: {name: size} beyond the sizes every memory has (D, WK)."""
         cfg = memory.config
-        inv_std = 1.0 / _np(memory.feature_std)
-        mean = _np(memory.feature_mean)
-
-        def fold(weight, bias):  # W ((x - mean) / std) + b  ->  W' x + b'
-            w = weight * inv_std
-            return w, bias - w @ mean
-
-        R = memory.readout_dim
-        head_in = _np(memory.head_in.weight)                          # (H, R + P)
-        blocks = [fold(_np(memory.to_kvq.weight), _np(memory.to_kvq.bias)),
-                  fold(_np(memory.feature_proj[0].weight), _np(memory.feature_proj[0].bias))]
-        blocks += [fold(w, bias) for w, bias in x_rows]
-        phi = [(head_in[:, R:], _np(memory.head_in.bias))] + phi_rows
-        scale = (cfg.residual_scale * _np(memory.action_scale) if cfg.action_mode == 'residual'
-                 else np.ones(cfg.action_dim, np.float32))
-        segments = [np.concatenate([w for w, _ in blocks]), np.concatenate([b for _, b in blocks]),
-                    _np(memory.feature_proj[1].weight), _np(memory.feature_proj[1].bias),
-                    np.concatenate([w for w, _ in phi]), np.concatenate([b for _, b in phi]),
-                    head_in[:, :R], _np(memory.head_out.weight), _np(memory.head_out.bias),
-                    scale] + gate + [np.array([memory.feature_proj[1].eps] + scal)]
-        self.params = np.concatenate([np.ravel(s).astype(np.float32) for s in segments])
-        self.poffs = np.cumsum([0] + [s.size for s in segments]).astype(np.int64)
+        self.params, self.poffs = pack(memory.compiled_segments())
+        self.dims = _by_name(D, dict(d_key=cfg.d_key, d_value=cfg.d_value,
+                                     proj=cfg.feature_proj_dim, head_hidden=cfg.head_hidden,
+                                     action_dim=cfg.action_dim, **dims), np.int64)
+        self.woffs = np.cumsum([0] + list(_by_name(WK, work, np.int64))).astype(np.int64)
+        self.work = np.zeros(self.woffs[-1], np.float32)
         self.residual = cfg.action_mode == 'residual'
         self.no_base = np.zeros(cfg.action_dim, np.float32)
-        return len(segments[1]), len(segments[5]), head_in.shape[0]
-
-    def allocate(self, sizes):
-        self.woffs = np.cumsum([0] + sizes).astype(np.int64)
-        self.work = np.zeros(self.woffs[-1], np.float32)
 
     def view(self, i):
         return self.work[self.woffs[i]:self.woffs[i + 1]]
 
+    def segment(self, i):
+        return self.params[self.poffs[i]:self.poffs[i + 1]]
+
 
 class FastStep(_Compiled):
     def __init__(self, memory):
-        import torch
         cfg = memory.config
-        dk, dv, P, A = cfg.d_key, cfg.d_value, cfg.feature_proj_dim, cfg.action_dim
+        dk, dv, A, H = cfg.d_key, cfg.d_value, cfg.action_dim, cfg.head_hidden
         nq, Hv = cfg.read_heads, cfg.value_hidden
+        n_reads = nq + (1 if Hv else 0)
         rule = memory.rule
         sees_state = getattr(rule, 'sees_state', False)
         sees_feat = getattr(rule, 'sees_features', False)
-        x_rows, phi_rows = [], [(_np(memory.to_eta.weight), _np(memory.to_eta.bias))]
-        gsw, gsb, gso = np.zeros((0, 3)), np.zeros(0), np.zeros(0)
-        gfo, probe_q, probe_ctx = np.zeros(0), np.zeros(0), np.zeros(0)
-        scal = [0.0, 0.0, 0.0]
-        Hs = Hf = 0
-        if sees_state:
-            gsw, gsb = _np(rule.state_in.weight), _np(rule.state_in.bias)
-            gso, Hs = _np(rule.state_out.weight)[0], gsw.shape[0]
-            with torch.no_grad():
-                probe_q = _np(torch.nn.functional.normalize(rule.probe_query, dim=-1))
-                probe_ctx = _np(memory.head_context(rule.probe_phi))
-            scal[0] = float(rule.state_out.bias.detach())
-        if sees_feat:
-            fw, fb = _np(rule.feat_in.weight), _np(rule.feat_in.bias)   # (Hf, P + F)
-            Hf = fw.shape[0]
-            x_rows.append((np.ascontiguousarray(fw[:, P:]), np.zeros(Hf, np.float32)))
-            phi_rows.append((fw[:, :P], fb))
-            gfo = _np(rule.feat_out.weight)[0]
-            scal[1], scal[2] = float(rule.feat_out.bias.detach()), float(rule.feature_bound)
-        value = [np.zeros(0)] * 4
-        if Hv:
-            value = [_np(memory.value_in.weight), _np(memory.value_in.bias),
-                     _np(memory.value_out.weight), _np(memory.value_out.bias)]
-        kqv_phi = (_np(memory.phi_to_kvq.weight) if cfg.nonlinear_keys else np.zeros(0))
-        gate = [gsw, gsb, gso, gfo, probe_q, probe_ctx] + value + [kqv_phi]
-        nz, npz, H = self.pack(memory, x_rows, phi_rows, gate, scal)
-        n_reads = nq + (1 if Hv else 0)
-        self.allocate([nz, P, npz, (1 + n_reads) * dk, 4 * nq * dv, dv, 4 * H, 4 * A, 2 * A,
-                       (1 + n_reads + nq) * dv, dv, max(Hv, 1)])
-        self.dims = np.array([dk, dv, P, H, Hs, Hf, A, int(sees_state), int(sees_feat), 0, nq,
-                              Hv, int(cfg.nonlinear_keys),
-                              int(cfg.action_change == 'distribution')], np.int64)
-        self.actions = self.view(W_ACT).reshape(2, A)   # row 0: with the write, 1: without
+        Hg = cfg.gate_hidden
+        dims = dict(gate_state_hidden=Hg if sees_state else 0,
+                    gate_feat_hidden=Hg if sees_feat else 0, sees_state=int(sees_state),
+                    sees_features=int(sees_feat), read_heads=nq, value_hidden=Hv,
+                    nonlinear_keys=int(cfg.nonlinear_keys),
+                    categorical=int(cfg.action_change == 'distribution'))
+        Hf = dims['gate_feat_hidden']
+        super().__init__(memory, dims, dict(
+            z=(1 + n_reads) * dk + dv + cfg.feature_proj_dim + Hf, phi=cfg.feature_proj_dim,
+            pz=H + 2 + Hf, kq=(1 + n_reads) * dk, r=4 * nq * dv, err=dv, hidden=4 * H,
+            raw=4 * A, actions=2 * A, ro=(1 + n_reads + nq) * dv, v=dv,
+            value_hidden=max(Hv, 1)))
+        self.actions = self.view(WK.actions).reshape(2, A)   # row 0: with the write, 1: without
 
     def __call__(self, W, b, x, base, decision=-1, threshold=0.5):
         """One step on the live state (W (dk, dv), b (dv,) float32 views, updated in place).
@@ -442,7 +449,7 @@ class FastStep(_Compiled):
         own schedule. Returns (action (a fresh array), wrote, prob, surprise)."""
         dims = self.dims
         has_base = self.residual and base is not None
-        dims[D_BASE] = has_base
+        dims[D.has_base] = has_base
         wrote, prob, surprise = _step(x, W, b, base if has_base else self.no_base, self.params,
                                       self.poffs, dims, self.work, self.woffs, decision,
                                       threshold)
@@ -453,9 +460,9 @@ class FastStep(_Compiled):
         """Readouts without / with a write of (k, v) (kq: the key, then the queries), the error
         and the surprise."""
         nq = kq.shape[0] - 1
-        r = self.view(W_R)[:2 * nq * v.shape[0]].reshape(2, -1)
-        err = self.view(W_ERR)
-        ro = self.view(W_RO)[:(1 + nq) * v.shape[0]].reshape(1 + nq, -1)
+        r = self.view(WK.r)[:2 * nq * v.shape[0]].reshape(2, -1)
+        err = self.view(WK.err)
+        ro = self.view(WK.ro)[:(1 + nq) * v.shape[0]].reshape(1 + nq, -1)
         return r, err, _read(W, b, kq, nq, v, eta_w, eta_b, r, err, ro)
 
     def write(self, W, b, k, err, eta_w, eta_b):
@@ -463,7 +470,6 @@ class FastStep(_Compiled):
 
 
 # ---- the KV-cache baseline, with the same care -------------------------------------------------
-K_Z, K_PHI, K_PZ, K_KQ, K_R, K_HID, K_RAW, K_ACT, K_SCORE = range(9)
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -496,33 +502,29 @@ def _attend(keys, values, n, q, scale, recency, scores, out):
 @numba.njit(cache=True, fastmath=True)
 def _kv_step(x, keys, values, n, base, params, poffs, dims, work, woffs, scores):
     """Append this step's (k, v) at row n, attend with its q over rows 0..n, run the head."""
-    dk, dv = dims[D_DK], dims[D_DV]
+    dk, dv = dims[D.d_key], dims[D.d_value]
     _encode(x, params, poffs, dims, work, woffs)
-    z, pz = _seg(work, woffs, K_Z), _seg(work, woffs, K_PZ)
-    kq = _seg(work, woffs, K_KQ).reshape((2, dk))
+    z, pz = _seg(work, woffs, WK.z), _seg(work, woffs, WK.pz)
+    kq = _seg(work, woffs, WK.kq).reshape((2, dk))
     for i in range(dk):
         keys[n, i] = kq[0, i]
     for j in range(dv):
         values[n, j] = z[2 * dk + j]
-    scal = _seg(params, poffs, P_SCAL)                 # [ln_eps, scale, recency]
-    r = _seg(work, woffs, K_R)
-    _attend(keys, values, n + 1, kq[1], scal[1], scal[2], scores, r)
-    raw, act = _seg(work, woffs, K_RAW), _seg(work, woffs, K_ACT)
-    _head(params, poffs, dims, pz, r, _seg(work, woffs, K_HID), raw)
+    r = _seg(work, woffs, WK.r)
+    _attend(keys, values, n + 1, kq[1], params[poffs[P.attn_scale]],
+            params[poffs[P.attn_recency]], scores, r)
+    raw, act = _seg(work, woffs, WK.raw), _seg(work, woffs, WK.actions)
+    _head(params, poffs, dims, pz, r, _seg(work, woffs, WK.hidden), raw)
     _compose(params, poffs, dims, base, raw, act)
 
 
 class FastKV(_Compiled):
     def __init__(self, memory):
-        import torch
         cfg = memory.config
-        dk, dv, P, A = cfg.d_key, cfg.d_value, cfg.feature_proj_dim, cfg.action_dim
-        empty = np.zeros(0, np.float32)
-        scal = [float(memory.log_scale.detach().exp()),
-                float(torch.nn.functional.softplus(memory.recency.detach()))]
-        nz, npz, H = self.pack(memory, [], [], [empty] * 11, scal)
-        self.allocate([nz, P, npz, 2 * dk, dv, H, A, A])
-        self.dims = np.array([dk, dv, P, H, 0, 0, A, 0, 0, 0, 1, 0, 0, 0], np.int64)
+        dk, dv, A, H = cfg.d_key, cfg.d_value, cfg.action_dim, cfg.head_hidden
+        super().__init__(memory, dict(read_heads=1), dict(
+            z=2 * dk + dv + cfg.feature_proj_dim, phi=cfg.feature_proj_dim, pz=H, kq=2 * dk,
+            r=dv, hidden=H, raw=A, actions=A))
         self.scores = np.zeros(0, np.float32)
 
     def __call__(self, keys, values, n, x, base):
@@ -531,16 +533,16 @@ class FastKV(_Compiled):
             self.scores = np.zeros(keys.shape[0], np.float32)
         dims = self.dims
         has_base = self.residual and base is not None
-        dims[D_BASE] = has_base
+        dims[D.has_base] = has_base
         _kv_step(x, keys, values, n, base if has_base else self.no_base, self.params,
                  self.poffs, dims, self.work, self.woffs, self.scores)
-        return self.view(K_ACT).copy()
+        return self.view(WK.actions).copy()
 
     def attend(self, keys, values, n, q):
         """The memory operation alone: attention of q over the first n cached steps."""
         if len(self.scores) < n:
             self.scores = np.zeros(keys.shape[0], np.float32)
-        out = self.view(K_R)
-        scal = self.params[self.poffs[P_SCAL]:self.poffs[P_SCAL + 1]]
-        _attend(keys, values, n, q, scal[1], scal[2], self.scores, out)
+        out = self.view(WK.r)
+        _attend(keys, values, n, q, self.segment(P.attn_scale)[0],
+                self.segment(P.attn_recency)[0], self.scores, out)
         return out

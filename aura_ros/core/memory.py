@@ -45,6 +45,13 @@ class SequenceOutput:
     final_state: tuple = ()        # the live state after the last step (fast weights: W, b)
 
 
+def to_numpy(t):
+    """A contiguous float32 numpy copy of a tensor or array (weights stay (out, in))."""
+    if isinstance(t, torch.Tensor):
+        t = t.detach().cpu().numpy()
+    return np.ascontiguousarray(t, dtype=np.float32)
+
+
 def episode_generator(seed):
     """A torch generator for one episode's random draws (seed: int or sequence of ints)."""
     entropy = seed if isinstance(seed, (list, tuple)) else [int(seed)]
@@ -110,6 +117,31 @@ class MemoryPolicy(nn.Module):
     def act(self, readout, phi, base_action):
         """Action from the memory readout (..., R) and projected features (..., P)."""
         return self.head_action(readout, self.head_context(phi), base_action)
+
+    # ---- the compiled streaming step's parameters (core/fast_step.py) ----------------------
+    def folded(self, weight, bias):
+        """A layer on the normalised features as one on the raw features (numpy, float32):
+        W ((x - mean) / std) + b = W' x + b'."""
+        w = to_numpy(weight) / to_numpy(self.feature_std)
+        return w, to_numpy(bias) - w @ to_numpy(self.feature_mean)
+
+    def compiled_segments(self):
+        """The projection and the action head for the compiled streaming step, by the names
+        it reads (fast_step.P): float32 arrays, weights (out, in). ``x_rows`` and
+        ``phi_rows`` are (weight, bias) row blocks of the step's two projections, of the raw
+        features and of phi, each computed in one pass; a subclass puts its own before the
+        projection's (x) and after the head context (phi), the write rule after both."""
+        cfg = self.config
+        R, ln = self.readout_dim, self.feature_proj[1]
+        head_in = to_numpy(self.head_in.weight)                                  # (H, R + P)
+        scale = (cfg.residual_scale * to_numpy(self.action_scale) if cfg.action_mode == 'residual'
+                 else np.ones(cfg.action_dim, np.float32))
+        return dict(x_rows=[self.folded(self.feature_proj[0].weight,
+                                            self.feature_proj[0].bias)],
+                    phi_rows=[(head_in[:, R:], to_numpy(self.head_in.bias))],
+                    ln_w=to_numpy(ln.weight), ln_b=to_numpy(ln.bias), ln_eps=np.float32([ln.eps]),
+                    head_r=head_in[:, :R], head_out_w=to_numpy(self.head_out.weight),
+                    head_out_b=to_numpy(self.head_out.bias), action_scale=scale)
 
     def set_feature_stats(self, features):
         """Normalise with the mean/std of training features (N, F)."""

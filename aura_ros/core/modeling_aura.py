@@ -34,7 +34,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aura_ros.core.memory import MemoryPolicy, SequenceOutput, StepOutput, episode_generator
+from aura_ros.core.memory import (
+    MemoryPolicy,
+    SequenceOutput,
+    StepOutput,
+    episode_generator,
+    to_numpy,
+)
 from aura_ros.core.write_rules import SkipRNN, build_write_rule
 
 
@@ -211,6 +217,24 @@ class FastWeightMemory(MemoryPolicy):
         return SequenceOutput(actions=actions, write_prob=st['prob'], writes=st['g'],
                               surprise=st['surprise'], actions_write=a_w, actions_nowrite=a_no,
                               future_actions=future_actions, final_state=(W, b))
+
+    def compiled_segments(self):
+        """The memory's parameters for the compiled step (MemoryPolicy.compiled_segments),
+        its write rule's appended: z = [k, q_1..q_n (, q_v), v, phi pre-activation, gate
+        rows] and pz = [head context, eta, gate rows]."""
+        seg = super().compiled_segments()
+        seg['x_rows'].insert(0, self.folded(self.to_kvq.weight, self.to_kvq.bias))
+        seg['phi_rows'].append((to_numpy(self.to_eta.weight), to_numpy(self.to_eta.bias)))
+        if self.config.nonlinear_keys:
+            seg['kqv_phi'] = to_numpy(self.phi_to_kvq.weight)
+        if self.config.value_hidden:
+            seg.update(value_in_w=to_numpy(self.value_in.weight),
+                       value_in_b=to_numpy(self.value_in.bias),
+                       value_out_w=to_numpy(self.value_out.weight),
+                       value_out_b=to_numpy(self.value_out.bias))
+        for name, part in self.rule.compiled_segments(self).items():
+            seg[name] = seg[name] + part if name.endswith('_rows') else part
+        return seg
 
     # ---- streaming (batch 1) ---------------------------------------------------------------
     fast_inference = True   # streaming steps take the compiled fast path

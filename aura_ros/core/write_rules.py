@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aura_ros.core.configuration_aura import KINDS, LOG_EPS, SIGNAL_SCALE
+from aura_ros.core.memory import to_numpy
 
 STATE_SIGNALS = ('log_surprise', 'log_action_change', 'log_next_action_change')
 
@@ -68,6 +69,11 @@ class WriteRule(nn.Module):
 
     def scheduled(self, rs):
         return None
+
+    def compiled_segments(self, memory):
+        """What the compiled streaming step needs of this rule (fast_step.P names; see
+        MemoryPolicy.compiled_segments): nothing for a rule that decides before the step."""
+        return {}
 
 
 class LearnedGate(WriteRule):
@@ -144,6 +150,30 @@ class LearnedGate(WriteRule):
             f = self.feat_out(F.gelu(feature_context)).squeeze(-1)
             out = out + (self.feature_bound * torch.tanh(f) if self.sees_state else f)
         return out
+
+    def compiled_segments(self, memory):
+        """The gate for the compiled streaming step: the state path (its MLP, the probe query
+        unit-normed and the probe's head context precomputed), the feature path's first layer
+        as rows of the step's projections (of the raw features, folded, and of phi), its
+        output layer and the bound."""
+        seg = {}
+        if self.sees_state:
+            with torch.no_grad():
+                probe_q = F.normalize(self.probe_query, dim=-1)
+                probe_ctx = memory.head_context(self.probe_phi)
+            seg.update(gate_state_in_w=to_numpy(self.state_in.weight),
+                       gate_state_in_b=to_numpy(self.state_in.bias),
+                       gate_state_out_w=to_numpy(self.state_out.weight)[0],
+                       gate_state_out_b=to_numpy(self.state_out.bias), probe_q=to_numpy(probe_q),
+                       probe_ctx=to_numpy(probe_ctx))
+        if self.sees_features:
+            P = memory.config.feature_proj_dim
+            w, b = to_numpy(self.feat_in.weight), to_numpy(self.feat_in.bias)        # (Hg, P + F)
+            seg.update(x_rows=[memory.folded(w[:, P:], torch.zeros(len(b)))],
+                       phi_rows=[(w[:, :P], b)], gate_feat_out_w=to_numpy(self.feat_out.weight)[0],
+                       gate_feat_out_b=to_numpy(self.feat_out.bias),
+                       gate_feature_bound=to_numpy([self.feature_bound]))
+        return seg
 
     def decide(self, memory, W, b, enc, cand, rs, threshold, gate_mode):
         if gate_mode == 'open':   # training warm-up: write every step, the gate rests
