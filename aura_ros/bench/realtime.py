@@ -155,37 +155,163 @@ def _pct(values, q):
     return float(np.percentile(values, q)) if values.size else None
 
 
+class CommandLog:
+    """One episode's commands as the arm got them, appended by the thread that sends them (the
+    control thread, or the inference worker in sync) and frozen by the main thread at the end
+    of the episode: send times, commands, what the executor asked for before the limits, the
+    age of the frame behind each command, and the memory's writes."""
+
+    def __init__(self, sim):
+        self.sim = sim
+        self.lock = threading.Lock()
+        self.recording = False
+        self.command = self.q = None
+        self.t, self.x, self.target, self.ages, self.writes = [], [], [], [], 0
+
+    def start(self, q):
+        """A new episode from joint positions q: an empty log, recording."""
+        with self.lock:
+            self.command, self.q, self.recording = None, q, True
+            self.t, self.x, self.target, self.ages, self.writes = [], [], [], [], 0
+
+    def send(self, command, obs_time, target=None):
+        """Send ``command`` to the arm now, from a frame captured at ``obs_time`` (None:
+        unknown); ``target``: the executor's own before the limits (None: the command)."""
+        now = time.monotonic()
+        self.command = np.array(command)
+        self.sim.set_command(self.command)
+        with self.lock:
+            if self.recording:
+                self.t.append(now)
+                self.x.append(self.command)
+                self.target.append(self.command if target is None else np.array(target))
+                self.ages.append(now - obs_time if obs_time is not None else np.nan)
+
+    def stop(self):
+        """The episode's log, frozen (the control thread keeps ticking between episodes)."""
+        with self.lock:
+            self.recording = False
+            return list(self.t), list(self.x), list(self.target), list(self.ages)
+
+
+class PointStats:
+    """The measures of one (mode, latency) point, accumulated episode by episode."""
+
+    def __init__(self, nominal):
+        self.nominal = nominal
+        self.successes, self.writes, self.steal = 0, [], []
+        self.periods, self.steps, self.jerks, self.target_steps, self.arm_jerks = (
+            [], [], [], [], [])
+        self.ages = []
+        self.commanding_s, self.n_commands = 0.0, 0
+        self.calm_s, self.calm_commands = 0.0, 0    # the same over episodes without host steal
+
+    def add(self, success, writes, log, arm_t, arm_x, steal):
+        log_t, log_x, log_target, log_ages = log
+        self.successes += int(success)
+        self.writes.append(writes)
+        self.steal.append(steal)
+        periods, steps, jerks = stream_metrics(log_t, log_x)
+        self.periods.append(periods)
+        self.steps.append(steps)
+        self.jerks.append(jerks)
+        self.target_steps.append(stream_metrics(log_t, log_target)[1])
+        self.arm_jerks.append(stream_metrics(arm_t, arm_x)[2])
+        self.ages.extend(a for a in log_ages if np.isfinite(a))
+        if len(log_t) > 1:
+            self.commanding_s += log_t[-1] - log_t[0]
+            self.n_commands += len(log_t) - 1
+            if steal == 0:
+                self.calm_s += log_t[-1] - log_t[0]
+                self.calm_commands += len(log_t) - 1
+
+    def result(self, wall):
+        n, nominal, steal = len(self.writes), self.nominal, self.steal
+        calm = [p for p, st in zip(self.periods, steal) if st == 0]
+        calm = np.concatenate(calm) if calm else np.zeros(0)
+        periods, steps, jerks, arm_jerks, target_steps = (
+            np.concatenate(v) if v else np.zeros(0)
+            for v in (self.periods, self.steps, self.jerks, self.arm_jerks, self.target_steps))
+        return dict(
+            episodes=n, successes=self.successes, success=self.successes / n,
+            success_ci95=wilson(self.successes, n),
+            control_rate_hz=(self.n_commands / self.commanding_s) if self.commanding_s
+            else 0.0,
+            nominal_period_ms=1e3 * nominal,
+            period_jitter_p99_ms=1e3 * (_pct(np.abs(periods - nominal), 99) or 0.0),
+            period_p50_ms=1e3 * (_pct(periods, 50) or 0.0),
+            # the host (hypervisor) taking CPU time away: its share of the point's CPU time,
+            # and the timing measures over the episodes during which it took none
+            steal_share=float(np.sum(steal)) / os.sysconf('SC_CLK_TCK') / wall
+            / (os.cpu_count() or 1),
+            steal_free_episodes=int(sum(st == 0 for st in steal)),
+            control_rate_hz_steal_free=(self.calm_commands / self.calm_s) if self.calm_s
+            else None,
+            period_jitter_p99_ms_steal_free=(1e3 * _pct(np.abs(calm - nominal), 99)
+                                             if calm.size else None),
+            joint_step_max=float(steps.max()) if steps.size else 0.0,
+            joint_step_p99=_pct(steps, 99), jerk_p99=_pct(jerks, 99),
+            target_step_max=float(target_steps.max()) if target_steps.size else None,
+            target_step_p99=_pct(target_steps, 99),
+            arm_jerk_p99=_pct(arm_jerks, 99),
+            chunk_age_ms_p50=1e3 * (_pct(self.ages, 50) or 0.0),
+            chunk_age_ms_p99=1e3 * (_pct(self.ages, 99) or 0.0),
+            writes_per_episode=float(np.mean(self.writes)))
+
+
+def _start_sim(settings, log):
+    """The wall-clock arm: in a process of its own, or (``sim_process: False``) in a thread
+    here. Returns (sim, positions callable)."""
+    if settings.sim_process:
+        from aura_ros.sim.process import SimProcess
+        sim = SimProcess(settings.task, settings.physics_rate, settings.joint_state_rate,
+                         engine=settings.engine)
+        return sim, sim.positions
+    if settings.engine != 'planar':
+        raise ValueError('the sim in a thread runs the planar arm only')
+    sim = _ThreadSim(settings.task, settings.physics_rate, settings.joint_state_rate, log)
+    return sim, lambda: log.q
+
+
+def _start_execution(mode, settings, runner, log, positions, on_step):
+    """The execution the node runs for ``mode``, sending through ``log``. Returns (policy,
+    nominal command period, its threads by role)."""
+    frame_period = 1.0 / settings.task.frame_rate
+    if mode == 'sync':
+        holder = []
+        policy = SyncExecution(runner, lambda command: log.send(command, holder[0].obs_time),
+                               positions, on_step=on_step, start_armed=True)
+        holder.append(policy)
+        return policy, frame_period, {'inference': policy.worker.thread}
+    holder = []
+
+    def send(command):  # the control thread may tick before ``policy`` is set
+        loop = holder[0].loop if holder else None
+        newest = loop.executor.newest if loop is not None else None
+        log.send(command, newest.obs_time if newest is not None else None,
+                 loop.last_target if loop is not None else None)
+
+    config = ExecutionConfig('async', settings.control_rate, frame_period,
+                             mode[len('async_'):], settings.blend_s, settings.ensemble_decay,
+                             settings.max_age_s, settings.control_priority)
+    policy = AsyncPolicy(runner, send, positions, config, on_step=on_step, start_armed=True)
+    holder.append(policy)
+    return (policy, 1.0 / settings.control_rate,
+            {'inference': policy.worker.thread, 'control': policy.thread})
+
+
 def run_point(mode, latency_ms, settings, build_runner, progress=True, observer=None):
     """One (mode, latency) point: ``settings.episodes`` real-time episodes. ``observer``
     (optional) is told ``start(seed)``, every ``frame(t, image)`` the policy is given, every
     memory ``step(t, wrote)`` (t: the capture time of the frame it processed) and
     ``end(seed, success)``."""
-    task = settings.task
     runner = build_runner(latency_ms)
-    state = dict(command=None, q=None, recording=False, log_t=[], log_x=[], log_target=[],
-                 ages=[], writes=0)
-    log_lock = threading.Lock()    # the control thread appends, the main thread reads
-    sim = policy = None
+    sim = policy = log = None
 
     def on_step(frame_time, _chunk, info):
-        state['writes'] += int(info.wrote)
+        log.writes += int(info.wrote)
         if observer is not None:
             observer.step(frame_time, bool(info.wrote))
-
-    def record(command, obs_time, target=None):
-        """A command sent now, from a frame captured at ``obs_time`` (None: unknown);
-        ``target``: what the executor asked for before the limits (None: the command, e.g. a
-        hold)."""
-        now = time.monotonic()
-        state['command'] = np.array(command)
-        sim.set_command(state['command'])
-        with log_lock:
-            if state['recording']:
-                state['log_t'].append(now)
-                state['log_x'].append(state['command'])
-                state['log_target'].append(state['command'] if target is None
-                                           else np.array(target))
-                state['ages'].append(now - obs_time if obs_time is not None else np.nan)
 
     def on_frame(frame, q, t):
         if observer is not None:
@@ -195,56 +321,16 @@ def run_point(mode, latency_ms, settings, build_runner, progress=True, observer=
     def ready(seed):
         def reset(q):
             policy.reset(seed)
-            with log_lock:
-                state.update(command=None, q=q, recording=True, log_t=[], log_x=[],
-                             log_target=[], ages=[], writes=0)
+            log.start(q)
         return reset
 
-    def snapshot():
-        """The episode's logs, frozen (the control thread keeps ticking between episodes)."""
-        with log_lock:
-            state['recording'] = False
-            return (list(state['log_t']), list(state['log_x']), list(state['log_target']),
-                    list(state['ages']))
-
-    successes, writes, periods, steps, jerks, ages, arm_jerks = 0, [], [], [], [], [], []
-    target_steps, steal = [], []
-    commanding_s, n_commands = 0.0, 0
-    calm_s, calm_commands = 0.0, 0         # the same over episodes without host steal
     try:
-        if settings.sim_process:
-            from aura_ros.sim.process import SimProcess
-            sim = SimProcess(task, settings.physics_rate, settings.joint_state_rate,
-                             engine=settings.engine)
-            positions = sim.positions
-        else:
-            if settings.engine != 'planar':
-                raise ValueError('the sim in a thread runs the planar arm only')
-            sim = _ThreadSim(task, settings.physics_rate, settings.joint_state_rate, state)
-            positions = lambda: state['q']                                    # noqa: E731
-        if mode == 'sync':
-            nominal = 1.0 / task.frame_rate
-            policy = SyncExecution(runner, lambda command: record(command, policy.obs_time),
-                                   positions, on_step=on_step, start_armed=True)
-            threads = {'inference': policy.worker.thread}
-        else:
-            nominal = 1.0 / settings.control_rate
-
-            def send_async(command):  # the control thread may tick before ``policy`` is set
-                loop = holder[0].loop if holder else None
-                newest = loop.executor.newest if loop is not None else None
-                record(command, newest.obs_time if newest is not None else None,
-                       loop.last_target if loop is not None else None)
-
-            holder = []
-            config = ExecutionConfig('async', settings.control_rate, 1.0 / task.frame_rate,
-                                     mode[len('async_'):], settings.blend_s,
-                                     settings.ensemble_decay, settings.max_age_s,
-                                     settings.control_priority)
-            policy = AsyncPolicy(runner, send_async, positions, config, on_step=on_step,
-                                 start_armed=True)
-            holder.append(policy)
-            threads = {'inference': policy.worker.thread, 'control': policy.thread}
+        log = CommandLog(None)
+        sim, positions = _start_sim(settings, log)
+        log.sim = sim
+        policy, nominal, threads = _start_execution(mode, settings, runner, log, positions,
+                                                    on_step)
+        stats = PointStats(nominal)
         ids = dict({k: th.native_id for k, th in threads.items()},
                    main=threading.get_native_id())
         cpu0 = {k: thread_cpu_s(i) for k, i in ids.items()}
@@ -260,24 +346,8 @@ def run_point(mode, latency_ms, settings, build_runner, progress=True, observer=
             success, arm_t, arm_x = sim.episode(seed, ready(seed), on_frame)
             if observer is not None:
                 observer.end(seed, success)
-            log_t, log_x, log_target, log_ages = snapshot()
-            steal.append(steal_jiffies() - steal0)
-            successes += int(success)
-            writes.append(state['writes'])
-            p, s, j = stream_metrics(log_t, log_x)
-            periods.append(p)
-            steps.append(s)
-            jerks.append(j)
-            target_steps.append(stream_metrics(log_t, log_target)[1])
-            arm_jerks.append(stream_metrics(arm_t, arm_x)[2])
-            ages.extend(a for a in log_ages if np.isfinite(a))
-            if len(log_t) > 1:
-                commanding_s += log_t[-1] - log_t[0]
-                n_commands += len(log_t) - 1
-                if steal[-1] == 0:
-                    calm_s += log_t[-1] - log_t[0]
-                    calm_commands += len(log_t) - 1
-            bar.set_postfix(success=f'{successes / (i + 1):.2f}')
+            stats.add(success, log.writes, log.stop(), arm_t, arm_x, steal_jiffies() - steal0)
+            bar.set_postfix(success=f'{stats.successes / (i + 1):.2f}')
         wall = time.monotonic() - wall0
         cpu = {k: (thread_cpu_s(i) - cpu0[k]) / wall for k, i in ids.items()}   # threads alive
         cpu['sim'] = (sim.cpu_s() - sim_cpu0) / wall
@@ -288,35 +358,8 @@ def run_point(mode, latency_ms, settings, build_runner, progress=True, observer=
             policy.stop()
         if sim is not None:
             sim.close()
-    calm = [p for p, st in zip(periods, steal) if st == 0]
-    calm = np.concatenate(calm) if calm else np.zeros(0)
-    periods, steps, jerks, arm_jerks, target_steps = (
-        np.concatenate(v) if v else np.zeros(0)
-        for v in (periods, steps, jerks, arm_jerks, target_steps))
-    n = settings.episodes
     return dict(
-        mode=mode, latency_ms=latency_ms, episodes=n, successes=successes,
-        success=successes / n, success_ci95=wilson(successes, n),
-        control_rate_hz=(n_commands / commanding_s) if commanding_s else 0.0,
-        nominal_period_ms=1e3 * nominal,
-        period_jitter_p99_ms=1e3 * (_pct(np.abs(periods - nominal), 99) or 0.0),
-        period_p50_ms=1e3 * (_pct(periods, 50) or 0.0),
-        # the host (hypervisor) taking CPU time away: its share of the point's CPU time, and
-        # the timing measures over the episodes during which it took none
-        steal_share=float(np.sum(steal)) / os.sysconf('SC_CLK_TCK') / wall
-        / (os.cpu_count() or 1),
-        steal_free_episodes=int(sum(st == 0 for st in steal)),
-        control_rate_hz_steal_free=(calm_commands / calm_s) if calm_s else None,
-        period_jitter_p99_ms_steal_free=(1e3 * _pct(np.abs(calm - nominal), 99)
-                                         if calm.size else None),
-        joint_step_max=float(steps.max()) if steps.size else 0.0,
-        joint_step_p99=_pct(steps, 99), jerk_p99=_pct(jerks, 99),
-        target_step_max=float(target_steps.max()) if target_steps.size else None,
-        target_step_p99=_pct(target_steps, 99),
-        arm_jerk_p99=_pct(arm_jerks, 99),
-        chunk_age_ms_p50=1e3 * (_pct(ages, 50) or 0.0),
-        chunk_age_ms_p99=1e3 * (_pct(ages, 99) or 0.0),
-        writes_per_episode=float(np.mean(writes)), cpu_share=cpu,
+        mode=mode, latency_ms=latency_ms, **stats.result(wall), cpu_share=cpu,
         physics_overruns=sim.overruns, wall_s=wall, sim_process=settings.sim_process,
         # the engine's own physics steps per second of episode (MuJoCo; 0: not counted)
         physics_hz=(getattr(sim, 'physics_steps', 0) / sim.episode_s
@@ -328,11 +371,11 @@ class _ThreadSim:
     """``SimProcess``'s interface with the arm in the calling thread (``sim_process: False``,
     the first runs' setup: the physics shares the policy's interpreter lock)."""
 
-    def __init__(self, task, physics_rate, joint_state_rate, state):
+    def __init__(self, task, physics_rate, joint_state_rate, log):
         from aura_ros.sim.arm import ArmEnv
         self.env = ArmEnv(task.arm_config())
         self.arm = RealtimeArm(self.env, physics_rate, joint_state_rate, task.frame_rate)
-        self.state = state
+        self.log = log      # the command sent last (log.command), the joints now (log.q)
         self.stop = threading.Event()
 
     @property
@@ -340,7 +383,7 @@ class _ThreadSim:
         return self.arm.overruns
 
     def set_command(self, q):
-        pass                                  # the arm reads state['command'] itself
+        pass                                  # the arm reads log.command itself
 
     def cpu_s(self):
         return 0.0                            # counted as the main thread's
@@ -351,12 +394,12 @@ class _ThreadSim:
         arm_t, arm_x = [], []
 
         def on_joints(q, t):
-            self.state['q'] = q.copy()
+            self.log.q = q.copy()
             arm_t.append(t)
-            arm_x.append(self.state['q'])
+            arm_x.append(self.log.q)
 
-        self.arm.run(frame, lambda: self.state['command'],
-                     lambda image, t: on_frame(image, self.state['q'].copy(), t), on_joints,
+        self.arm.run(frame, lambda: self.log.command,
+                     lambda image, t: on_frame(image, self.log.q.copy(), t), on_joints,
                      self.stop)
         return bool(self.env.success), arm_t, arm_x
 
