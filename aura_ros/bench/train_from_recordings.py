@@ -119,7 +119,10 @@ def record_sim_demonstrations(out, episodes, variant='memory', seed=SEED, noise=
             f.close()
         node.destroy_node()
         rclpy.try_shutdown()
-    ok = ok and sim.returncode == 0 and len(outcomes) == episodes
+    if ok and (sim.returncode != 0 or len(outcomes) != episodes):
+        print(f'record: sim_arm_node exited with {sim.returncode}, {len(outcomes)} of '
+              f'{episodes} episode ends received, see {logs}/*.log', file=sys.stderr)
+        ok = False
     return ok, outcomes
 
 

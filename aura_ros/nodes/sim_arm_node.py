@@ -42,6 +42,7 @@ import numpy as np
 import rclpy
 from lifecycle_msgs.msg import State as LifecycleState
 from lifecycle_msgs.srv import GetState
+from rclpy.duration import Duration
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
@@ -248,6 +249,7 @@ class SimArmNode(Node):
             self.publish_event(EpisodeEvent.END, index, seed, bool(self.env.success))
             self.publish_result(index, seed)
             index += 1
+        self.flush_events()
         if self.disarm_client is not None and self.disarm_client.service_is_ready():
             self._call(self.disarm_client, Trigger.Request(), timeout=2.0)   # the run is over
 
@@ -278,6 +280,15 @@ class SimArmNode(Node):
         msg = EpisodeEvent(event=event, episode=index, seed=seed, success=success)
         msg.header.stamp = self.get_clock().now().to_msg()
         self.events.publish(msg)
+
+    def flush_events(self, timeout_s=5.0):
+        """Wait until every subscriber has the episode events and results published so far:
+        the node exits right after the last episode, and a reliable sample still in flight
+        when its writer goes is lost (a recorder or an evaluator would miss the last END)."""
+        for publisher in (self.events, self.results):
+            if not publisher.wait_for_all_acked(Duration(seconds=timeout_s)):
+                self.get_logger().warning(f'{publisher.topic_name}: not every subscriber '
+                                          f'acknowledged the last events within {timeout_s} s')
 
     def publish_result(self, index, seed):
         env = self.env
