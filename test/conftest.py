@@ -9,9 +9,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 # Keep DDS on loopback and give this run its own domain so parallel runs do not hear each
-# other. Child processes started by the tests inherit both.
+# other; under pytest -n (xdist) each worker gets a domain of its own. Child processes started
+# by the tests inherit both.
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
-os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 100))
+_WORKER = os.environ.get('PYTEST_XDIST_WORKER', '')          # gw0, gw1, ... or ''
+_BASE = int(os.environ.get('ROS_DOMAIN_ID')
+            or 1 + (os.getppid() if _WORKER else os.getpid()) % 90)
+os.environ['ROS_DOMAIN_ID'] = str((_BASE + int(_WORKER[2:])) % 101 if _WORKER else _BASE)
 os.environ.setdefault('AMENT_PREFIX_PATH', sys.prefix)
 os.environ.setdefault('MPLBACKEND', 'Agg')
 os.environ['RCUTILS_LOGGING_BUFFERED_STREAM'] = '0'   # node logs line by line

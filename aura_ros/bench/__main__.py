@@ -27,6 +27,8 @@ def cmd_synthetic(args):
         settings.train_steps = {name: args.train_steps for name in settings.train_steps}
     if args.batch:
         settings.batch = args.batch
+    if args.eval_episodes:
+        settings.eval_episodes = args.eval_episodes
     configs = {'all': ['easy', 'hard'], 'legacy': ['legacy_easy', 'legacy_hard']}.get(
         args.config, [args.config])
     result = synthetic.run(configs, args.seeds, settings, jobs=args.jobs,
@@ -159,6 +161,8 @@ def main(argv=None):
     p.add_argument('--quick', action='store_true', help='tiny training, ends in ~2 minutes')
     p.add_argument('--train-steps', type=int, default=None, help='override training steps')
     p.add_argument('--batch', type=int, default=None, help='override the batch size')
+    p.add_argument('--eval-episodes', type=int, default=None,
+                   help='override the evaluation episodes per (config, seed, arm)')
     p.add_argument('--jobs', type=int, default=None, help='parallel processes (default 2)')
     p.add_argument('--cache-dir', default=None, help='keep each finished (config, seed, arm) '
                    'here and reuse it on a rerun with the same settings (resume)')

@@ -139,15 +139,17 @@ def evaluate(model, episodes, generator_seed=0):
                 write_counts=by_kind, state_bytes=model.state_bytes())
 
 
-def run_seed(config_name, seed, settings: BenchSettings, progress=False, cache_dir=None):
-    """Train and evaluate every arm for one seed; returns {arm: evaluation}. With
+def run_seed(config_name, seed, settings: BenchSettings, progress=False, cache_dir=None,
+             arms=ARMS):
+    """Train and evaluate every arm (of ``arms``: the budget arms need aura) for one seed;
+    returns {arm: evaluation}. With
     ``cache_dir``, each finished arm is kept there and reused (an interrupted run loses at
     most the arm in training)."""
     torch.set_num_threads(1)
     task = CONFIGS[config_name]
     eval_eps = sample_episodes(task, settings.eval_episodes, np.random.default_rng(EVAL_SEED))
     results, budget = {}, None
-    for arm in ARMS:  # aura first: the budget arms need its write rate
+    for arm in (a for a in ARMS if a in arms):  # aura first: the budget arms need its rate
         path = cache_dir and _cache_path(cache_dir, config_name, seed, arm, settings)
         if path and os.path.exists(path):
             with open(path) as f:

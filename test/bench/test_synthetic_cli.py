@@ -17,7 +17,8 @@ def test_synthetic_quick_writes_the_documented_json(tmp_path):
     def run(json_path):
         result = subprocess.run(
             [sys.executable, '-m', 'aura_ros.bench', 'synthetic', '--config', 'all', '--seeds',
-             '2', '--quick', '--cache-dir', str(cache), '--json', str(json_path),
+             '2', '--quick', '--train-steps', '8', '--batch', '8', '--eval-episodes', '40',
+             '--cache-dir', str(cache), '--json', str(json_path),
              '--plot', str(plot)], capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-2000:]
         return json.loads(json_path.read_text())
@@ -82,7 +83,8 @@ def test_threshold_sweep_measures_the_benchmarks_own_gate_at_each_threshold():
     quick model's gate (open after its short warm-up) closes at 0.9."""
     from aura_ros.bench import synthetic
     settings = synthetic.BenchSettings.quick()
-    bench = synthetic.run_seed('easy', 0, settings)['aura']
+    settings.eval_episodes = 60
+    bench = synthetic.run_seed('easy', 0, settings, arms=('aura',))['aura']
     sweep = synthetic.threshold_sweep('easy', 0, settings, [0.0, 0.5, 0.9], progress=False)
     rows = {r['threshold']: r['evaluation'] for r in sweep['thresholds']}
     assert rows[0.5]['accuracy'] == bench['accuracy']

@@ -100,9 +100,14 @@ def test_server_killed_and_restarted_under_a_running_policy_node(ros_context, ti
         assert moved, 'no new commands after the server came back'
         stream(5.0, until=lambda: any(s.level == DiagnosticStatus.OK
                                       for _, s in since(diag, restarted)))
+        # back to 'commanding' (a later hold of the async loop on a loaded machine is its
+        # own, correctly reported state), never again 'backbone unavailable' once back
         back = [s for _, s in since(diag, restarted)]
-        assert back[-1].level == DiagnosticStatus.OK, back[-1].message
-        assert back[-1].message == 'commanding'
+        first_ok = next((i for i, s in enumerate(back) if s.level == DiagnosticStatus.OK),
+                        None)
+        assert first_ok is not None, [s.message for s in back]
+        assert back[first_ok].message == 'commanding'
+        assert not any('backbone unavailable' in s.message for s in back[first_ok:])
     finally:
         node.trigger_deactivate()
         node.trigger_cleanup()
