@@ -21,6 +21,16 @@ os.environ.setdefault('MPLBACKEND', 'Agg')
 os.environ['RCUTILS_LOGGING_BUFFERED_STREAM'] = '0'   # node logs line by line
 
 
+@pytest.fixture(scope='session', autouse=True)
+def _one_torch_thread_per_worker():
+    """Under pytest -n 2 two workers share the 2 cores: one torch thread each, not two
+    (oversubscribed, every CPU-bound test ran slower). Nodes started by tests set their own."""
+    if _WORKER:
+        import torch
+        torch.set_num_threads(1)
+    yield
+
+
 @pytest.fixture
 def ros_context():
     """An rclpy context of the test's own, shut down afterwards."""

@@ -96,6 +96,7 @@ def run_node(name, path, seconds=4.0):
         return None, output
 
 
+@pytest.mark.slow
 @pytest.mark.ros
 def test_nodes_refuse_a_typo_at_start_and_accept_it_when_opted_out(tmp_path):
     typo = tmp_path / 'typo.yaml'

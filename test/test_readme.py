@@ -38,8 +38,8 @@ def readme_block(heading):
     return text[start:text.index('```', start)]
 
 
-@pytest.mark.ros
 @pytest.mark.slow
+@pytest.mark.ros
 def test_the_pip_only_record_train_deploy_run_block_runs(tmp_path):
     """The README's whole path on the simulated arm, as written, with fewer episodes and
     training steps: record (recorder stopped before training), train, deploy, run."""

@@ -282,8 +282,8 @@ def main(argv=None):
     p.set_defaults(run=cmd_realtime)
     p = sub.add_parser('reliability', help='safety and data integrity under faults: the '
                        'command rule over randomized runs, server limits, parameter typos, '
-                       'gate events recorded over two-arm launches')
-    p.add_argument('--parts', default='limits,server,typos,recording',
+                       'gate events recorded over two-arm launches, SIGINT to exit per node')
+    p.add_argument('--parts', default='limits,server,typos,recording,shutdown',
                    help='sections to run (others are kept from an existing --json)')
     p.add_argument('--steps', type=int, default=10_000, help='commands per execution (limits)')
     p.add_argument('--launches', type=int, default=20, help='two-arm launches (recording)')

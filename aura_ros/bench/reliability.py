@@ -1,6 +1,6 @@
 """Safety and data integrity under faults: ``python -m aura_ros.bench reliability``.
 
-Writes ``bench/results/reliability.json`` with four sections (each can be run alone with
+Writes ``bench/results/reliability.json`` with five sections (each can be run alone with
 ``--parts``):
 
 ``limits``     the command rule (control/limits.py) as an invariant over long randomized runs
@@ -21,6 +21,9 @@ Writes ``bench/results/reliability.json`` with four sections (each can be run al
 ``typos``      parameter files with a typo under the node's own section and under ``/**``,
                started as real node processes: refused (exit status 2, one line naming the
                key and the closest name) or, with ``strict_parameters: false``, accepted.
+``shutdown``   each node as a real process, settled (the policy node active with its model,
+               the sim blocked in a 30 s wait for a command, recorders writing): SIGINT, then
+               the seconds to exit, the exit status, any traceback; 5 times per node.
 ``recording``  ``--launches`` launches of two simulated arms through the real nodes (each arm:
                sim, perception, policy, gate recorder), 1 episode each: gate events published
                (the policy's sequence numbers) against those in each arm's bag.
@@ -382,7 +385,69 @@ def recording_launches(launches=20, episodes=1, out='bench/results/reliability_w
                 all_ran=all(r['ok'] for r in rows))
 
 
-PARTS = ('limits', 'server', 'typos', 'recording')
+# ---- shutdown: SIGINT to process exit --------------------------------------------------------
+
+def _shutdown_cases(params, tmp):
+    """node -> its arguments: each in the state where a stop could hang (the policy node
+    active with its model, the sim blocked waiting 30 s for a command, recorders writing)."""
+    return {
+        'policy_node': ['--params-file', params],
+        'perception_node': ['--params-file', params],
+        'sim_arm_node': ['-p', 'lockstep:=true', '-p', 'command_timeout:=30.0', '-p',
+                         'policy:=""'],
+        'gate_recorder': ['-p', f'output:={tmp}/gate_bag'],
+        'episode_recorder': ['-p', f'output:={tmp}/episode_bag'],
+    }
+
+
+def shutdown_times(params, repeats=5, settle_s=6.0, progress=True):
+    """Each node as a real process, ``settle_s`` after its start (model loaded, waiting or
+    recording): SIGINT, then the seconds until the process has exited, its status and whether
+    it printed a traceback; ``repeats`` times per node."""
+    import shutil
+    import signal
+
+    from aura_ros.tools.processes import executable
+    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        cases = _shutdown_cases(params, tmp)
+        bar = tqdm(total=len(cases) * repeats, desc='SIGINT to exit', disable=not progress)
+        for node, args in cases.items():
+            runs = []
+            for _ in range(repeats):
+                for bag in Path(tmp).glob('*_bag'):
+                    shutil.rmtree(bag)
+                proc = subprocess.Popen([executable(node), '--ros-args', *args],
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True, env=env)
+                time.sleep(settle_s)
+                start = time.monotonic()
+                proc.send_signal(signal.SIGINT)
+                try:
+                    text, _ = proc.communicate(timeout=30)
+                    seconds = time.monotonic() - start
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    text, _ = proc.communicate()
+                    seconds = None
+                runs.append(dict(seconds=seconds, exit_status=proc.returncode,
+                                 traceback='Traceback' in text))
+                bar.update(1)
+            times = [r['seconds'] for r in runs if r['seconds'] is not None]
+            out[node] = dict(runs=runs, median_s=float(np.median(times)) if times else None,
+                             max_s=max(times) if len(times) == repeats else None,
+                             clean=all(r['exit_status'] == 0 and not r['traceback']
+                                       for r in runs))
+        bar.close()
+    slowest = [v['max_s'] for v in out.values()]
+    return dict(nodes=out, repeats=repeats, settle_s=settle_s,
+                all_clean=all(v['clean'] for v in out.values()),
+                slowest_s=None if None in slowest else max(slowest),
+                all_within_1s=None not in slowest and max(slowest) < 1.0)
+
+
+PARTS = ('limits', 'server', 'typos', 'recording', 'shutdown')
 
 
 def run(parts=PARTS, steps=10_000, launches=20,
@@ -399,6 +464,8 @@ def run(parts=PARTS, steps=10_000, launches=20,
         result['typos'] = typo_refusals()
     if 'recording' in parts:
         result['recording'] = recording_launches(launches, progress=progress)
+    if 'shutdown' in parts:
+        result['shutdown'] = shutdown_times(params, progress=progress)
     return result
 
 

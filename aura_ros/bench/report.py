@@ -516,6 +516,19 @@ def reliability_section(rel):
                   f"nodes (1 episode each): {rec['recorded']:,} of {rec['published']:,} gate "
                   f"events the policies sent are in the bags ({rec['lost']} lost; every launch "
                   f"ran to the end: {rec['all_ran']}).", '']
+    down = rel.get('shutdown')
+    if down:
+        lines += [f"Shutdown: each node as a real process, {down['settle_s']:.0f} s after its "
+                  'start (the policy node active with its model, the sim blocked in a 30 s wait '
+                  f"for a command, recorders writing), SIGINT, {down['repeats']} times per node: "
+                  'seconds until the process exited.', '',
+                  '| node | median (s) | max (s) | clean exits |', '|---|---|---|---|']
+        for node, r in down['nodes'].items():
+            median, most = (('-' if v is None else f'{v:.2f}') for v in (r['median_s'],
+                                                                         r['max_s']))
+            lines.append(f"| {node} | {median} | {most} | {r['clean']} |")
+        lines += ['', f"Every exit clean: {down['all_clean']}; every node within 1 s: "
+                  f"{down['all_within_1s']}.", '']
     return lines
 
 

@@ -122,7 +122,7 @@ class MemoryPolicy(nn.Module):
     def folded(self, weight, bias):
         """A layer on the normalised features as one on the raw features (numpy, float32):
         W ((x - mean) / std) + b = W' x + b'."""
-        w = to_numpy(weight) / to_numpy(self.feature_std)
+        w = to_numpy(weight) * (1.0 / to_numpy(self.feature_std))
         return w, to_numpy(bias) - w @ to_numpy(self.feature_mean)
 
     def compiled_segments(self):

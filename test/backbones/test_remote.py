@@ -83,6 +83,7 @@ def answer_within(remote, seconds, *args, **kw):
             time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_server_killed_is_unavailable_then_answers_again_checked(tiny_models):
     """Hung past the deadline or killed: BackboneUnavailable (the caller holds). Another model
     on the port: refused until the right one is back (the memory was built for its features).

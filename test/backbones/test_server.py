@@ -236,6 +236,7 @@ def make_certs(folder):
     return folder
 
 
+@pytest.mark.slow
 def test_tls_and_token_on_a_network_bind(tiny_models, tmp_path):
     certs = make_certs(tmp_path)
     port = free_port()

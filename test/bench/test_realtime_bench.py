@@ -1,4 +1,4 @@
-"""The real-time benchmark's measures and its CLI in a tiny run (2 episodes per point)."""
+"""The real-time benchmark's measures and its CLI in a tiny run (1 episode per point)."""
 import json
 import subprocess
 import sys
@@ -52,7 +52,7 @@ def test_targets_follow_the_numbers():
 def test_cli_tiny_run_writes_the_issue_keys(tmp_path):
     out = tmp_path / 'rt.json'
     result = subprocess.run(
-        [sys.executable, '-m', 'aura_ros.bench', 'realtime', '--episodes', '2',
+        [sys.executable, '-m', 'aura_ros.bench', 'realtime', '--episodes', '1',
          '--modes', 'sync,async_blend', '--latencies', '0,100', '--json', str(out),
          '--plot', str(tmp_path / 'rt.png'), '--cache-dir', str(tmp_path / 'cache')],
         capture_output=True, text=True, timeout=600)

@@ -4,9 +4,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from aura_ros.bench.report import reliability_section
 
 
+@pytest.mark.slow
 def test_parts_run_alone_update_their_section_and_keep_the_others(tmp_path):
     out = tmp_path / 'rel.json'
     out.write_text(json.dumps({'parts': ['typos'], 'typos': {'cases': {}, 'typos_refused': True,
@@ -25,3 +28,14 @@ def test_parts_run_alone_update_their_section_and_keep_the_others(tmp_path):
     bad = subprocess.run([sys.executable, '-m', 'aura_ros.bench', 'reliability', '--parts',
                           'limitz', '--json', str(out)], capture_output=True, text=True)
     assert bad.returncode != 0 and "unknown parts ['limitz']" in bad.stderr
+
+
+def test_the_shutdown_section_names_a_slow_or_unclean_node():
+    runs = [dict(seconds=0.3, exit_status=0, traceback=False)]
+    down = {'repeats': 1, 'settle_s': 6.0, 'all_clean': False, 'slowest_s': 2.5,
+            'all_within_1s': False, 'nodes': {
+                'policy_node': dict(runs=runs, median_s=0.3, max_s=0.3, clean=True),
+                'sim_arm_node': dict(runs=runs, median_s=2.5, max_s=2.5, clean=False)}}
+    text = '\n'.join(reliability_section({'shutdown': down}))
+    assert '| sim_arm_node | 2.50 | 2.50 | False |' in text
+    assert 'every node within 1 s: False' in text

@@ -77,6 +77,7 @@ def test_a_new_gate_recipe_reruns_the_gated_and_budget_arms_and_keeps_the_others
     assert old.gate_config('aura') == old.gate and old.gate_config('always_write') == {}
 
 
+@pytest.mark.slow
 def test_threshold_sweep_measures_the_benchmarks_own_gate_at_each_threshold():
     """At the trained threshold the sweep's model is the benchmark's (same evaluation result as
     run_seed's aura); the threshold reaches the gate: raising it never adds a write, and the

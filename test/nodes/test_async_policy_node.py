@@ -39,6 +39,7 @@ def param(name, value):
     return ParameterMsg(name=name, value=v)
 
 
+@pytest.mark.slow
 def test_async_execution_arming_rates_and_run_time_changes(ros_context, tiny_models):
     node = PolicyNode(context=ros_context, parameter_overrides=overrides(
         tiny_models, execution='async', start_armed=False, control_rate=100.0,

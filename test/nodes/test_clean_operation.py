@@ -20,7 +20,7 @@ from aura_ros.tools.processes import executable
 from conftest import spawn, write_params
 from helpers import joint_state, spin_until
 
-pytestmark = [pytest.mark.ros, pytest.mark.slow]
+pytestmark = pytest.mark.ros
 ACTIVE = 3
 
 
@@ -65,6 +65,7 @@ def transition(call, transition_id):
         transition=Transition(id=transition_id))).success
 
 
+@pytest.mark.slow
 def test_arming_lifecycle_and_sigint_log_no_error_or_warning(graph):
     node, executor, call, proc = graph
     commands = []

@@ -17,7 +17,7 @@ from aura_ros.tools.processes import executable
 from conftest import spawn, write_params
 from helpers import camera_image, joint_state, spin_until
 
-pytestmark = [pytest.mark.ros, pytest.mark.slow]
+pytestmark = pytest.mark.ros
 
 
 def call(executor, client, timeout=60):
@@ -33,6 +33,7 @@ def call(executor, client, timeout=60):
     raise AssertionError('no reply from report_memory')
 
 
+@pytest.mark.slow
 def test_kill_9_then_restart_restores_the_last_snapshot(ros_context, tiny_models, tmp_path):
     snapshot = tmp_path / 'state' / 'memory.safetensors'
     params = write_params(tmp_path / 'durable.yaml',

@@ -14,7 +14,7 @@ from aura_ros.tools.processes import executable
 from conftest import spawn, write_params
 from helpers import spin_until
 
-pytestmark = [pytest.mark.ros, pytest.mark.slow]
+pytestmark = pytest.mark.ros
 
 
 def call(executor, client, request, timeout=10.0):
@@ -106,6 +106,7 @@ def test_recorder_matches_a_camera_s_best_effort_qos_and_gets_latched_events(ros
     assert seeds == [7, 7]
 
 
+@pytest.mark.slow
 def test_teleop_recording_trains_a_checkpoint_the_policy_node_loads(ros_context, tiny_models,
                                                                      tmp_path):
     from aura_ros.bench.train_from_recordings import record_sim_demonstrations
@@ -146,6 +147,7 @@ def test_teleop_recording_trains_a_checkpoint_the_policy_node_loads(ros_context,
         node.destroy_node()
 
 
+@pytest.mark.slow
 def test_teleop_records_the_mujoco_arm(tmp_path):
     """engine:=mujoco for sim_arm_node and sim_teleop: the operator succeeds and the bag holds
     the SO-101's five joints in joint states and demonstrated commands."""

@@ -16,7 +16,7 @@ from aura_ros.tools.processes import executable
 from conftest import spawn, write_params
 from helpers import camera_image, joint_state, spin_until
 
-pytestmark = [pytest.mark.ros, pytest.mark.slow]
+pytestmark = pytest.mark.ros
 
 
 @pytest.fixture
@@ -53,19 +53,20 @@ def pipeline(ros_context, tiny_models, tmp_path):
         node.destroy_node()
 
 
-def test_policy_perception_and_recorder_stop_within_a_second_of_sigint(pipeline, tmp_path):
+@pytest.mark.slow
+def test_policy_perception_and_recorder_stop_cleanly_on_sigint_while_busy(pipeline, tmp_path):
+    """Busy (frames, inference, commands, recording), SIGINT: each exits with status 0 and no
+    traceback (a hang fails at communicate's deadline; how fast they stop is measured by
+    ``bench reliability --parts shutdown``)."""
     node, executor, camera, joints, state = pipeline
     recorder = spawn([executable('gate_recorder'), '--ros-args', '-p',
                       f'output:={tmp_path / "bag"}'])
     stream(node, executor, camera, joints, 3.0)        # busy: frames, inference, commands
     assert state['commands']
     for proc in [*state['procs'], recorder]:
-        start = time.monotonic()
         proc.send_signal(signal.SIGINT)
         out = proc.communicate(timeout=10)[0]
-        took = time.monotonic() - start
-        assert proc.returncode == 0 and 'Traceback' not in out, out[-2000:]
-        assert took < 1.0, (proc.args[0], took)
+        assert proc.returncode == 0 and 'Traceback' not in out, (proc.args[0], out[-2000:])
 
 
 def stream(node, executor, camera, joints, seconds, with_joints=True):
@@ -83,6 +84,7 @@ def latest_level(state, since):
     return (levels[-1].level, levels[-1].message) if levels else (None, '')
 
 
+@pytest.mark.slow
 def test_camera_stops_then_resumes(pipeline):
     node, executor, camera, joints, state = pipeline
     stream(node, executor, camera, joints, 3.0)
@@ -111,6 +113,7 @@ def test_camera_stops_then_resumes(pipeline):
                if resume + 0.5 < t <= end)
 
 
+@pytest.mark.slow
 def test_no_joint_states_means_no_commands(pipeline):
     node, executor, camera, joints, state = pipeline
     start = time.monotonic()

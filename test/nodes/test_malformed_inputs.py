@@ -27,7 +27,7 @@ from aura_ros.tools.processes import executable
 from conftest import spawn, write_params
 from helpers import camera_image, joint_state, spin_until
 
-pytestmark = [pytest.mark.ros, pytest.mark.slow]
+pytestmark = pytest.mark.ros
 LIMIT = 1.0
 
 
@@ -158,6 +158,7 @@ IMAGE_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('case', sorted(IMAGE_CASES))
 def test_malformed_camera_image(rig, case):
     before = rig.counter('perception', 'malformed')

@@ -4,17 +4,25 @@ policy commands only its own arm (no crosstalk), each bag holds every gate event
 sent (by sequence number: the recorder subscribes at start, the policy's events are
 transient-local), and a clean run logs no ERROR or WARN."""
 import pytest
+import yaml
 
 from aura_ros.tools.bag_report import read_bag
 from aura_ros.tools.demo import run_arms
+from conftest import REPO
 
-pytestmark = [pytest.mark.ros, pytest.mark.slow]
+pytestmark = pytest.mark.ros
 
 
-@pytest.mark.parametrize('launch', [0, 1])
-def test_two_namespaced_arms_each_drive_their_own_sim(tmp_path, launch):
+@pytest.mark.slow
+def test_two_namespaced_arms_each_drive_their_own_sim(tmp_path):
+    # In lockstep each frame waits for the last command: with both arms and other tests on
+    # 2 cores a step can take longer than the 0.5 s frame watchdog, whose hold is a correct
+    # WARN but not what this test is about (test_faults.py tests the watchdog).
+    params = yaml.safe_load((REPO / 'config' / 'default.yaml').read_text())
+    params['/**/policy_node']['ros__parameters']['frame_timeout'] = 5.0
+    (tmp_path / 'arms.yaml').write_text(yaml.safe_dump(params))
     ok, results, bags = run_arms(['left', 'right'], episodes=1, out=tmp_path, timeout=300,
-                                 verbose=False)
+                                 verbose=False, params=str(tmp_path / 'arms.yaml'))
     assert ok, sorted(p.name for p in tmp_path.glob('*.log'))
     noisy = [(log.name, line) for log in sorted(tmp_path.glob('*.log'))
              for line in log.read_text().splitlines() if '[ERROR]' in line or '[WARN]' in line]

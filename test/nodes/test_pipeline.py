@@ -18,7 +18,7 @@ from aura_ros.tools.processes import executable
 from conftest import spawn
 from helpers import camera_image, joint_state, spin_until
 
-pytestmark = [pytest.mark.ros, pytest.mark.slow]
+pytestmark = pytest.mark.ros
 
 
 def start_nodes(params):
@@ -41,6 +41,7 @@ def stop(procs):
     return outs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('backbone', ['pi0', 'vision'])
 def test_pipeline_commands_within_limits_and_gate_events_add_up(ros_context, tiny_models,
                                                                 backbone):

@@ -24,10 +24,11 @@ from helpers import joint_state, overrides, spin_until
 sys.path.insert(0, str(Path(__file__).parents[1] / 'backbones'))
 from test_server import spawn_server  # noqa: E402
 
-pytestmark = [pytest.mark.ros, pytest.mark.slow]
+pytestmark = pytest.mark.ros
 MEASURED = (0.1, -0.2, 0.3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('execution', ['sync', 'async'])
 def test_server_killed_and_restarted_under_a_running_policy_node(ros_context, tiny_models,
                                                                    execution):

@@ -15,7 +15,7 @@ from aura_ros.tools.processes import executable
 from conftest import spawn
 from helpers import spin_until
 
-pytestmark = [pytest.mark.ros, pytest.mark.slow]
+pytestmark = pytest.mark.ros
 
 
 def start_sim(*params):
@@ -31,11 +31,10 @@ def cpu_seconds(pid):
 
 
 def sigint_exit(proc):
-    """(seconds to exit after SIGINT, output)."""
-    start = time.monotonic()
+    """SIGINT, then the output once it exited (a hang fails here, at the deadline; the time
+    to exit is measured by ``bench reliability --parts shutdown``)."""
     proc.send_signal(signal.SIGINT)
-    out = proc.communicate(timeout=10)[0]
-    return time.monotonic() - start, out
+    return proc.communicate(timeout=10)[0]
 
 
 def test_real_time_mode_streams_on_its_own_clocks_and_tracks_commands(ros_context):
@@ -90,9 +89,8 @@ def test_real_time_mode_streams_on_its_own_clocks_and_tracks_commands(ros_contex
         assert (steps <= allowed).all(), (steps, np.diff(stamps))
         assert (steps > 1e-9).sum() >= 8
     finally:
-        took, out = sigint_exit(proc)
+        out = sigint_exit(proc)
     assert proc.returncode == 0 and 'Traceback' not in out, out[-2000:]
-    assert took < 1.0, took
 
 
 def test_real_time_mode_follows_a_joint_trajectory_like_joint_trajectory_controller(
@@ -130,7 +128,7 @@ def test_real_time_mode_follows_a_joint_trajectory_like_joint_trajectory_control
         commands.publish(msg)
         spin_until(executor, lambda: joints[-1][0] > start + 0.7, 5.0)
     finally:
-        took, out = sigint_exit(proc)
+        out = sigint_exit(proc)
     assert proc.returncode == 0 and 'Traceback' not in out, out[-2000:]
     # the second segment, from point 1 (due at 0.3 s) to point 2 (0.6 s), whatever the
     # message's transit time (the first segment starts on arrival)
@@ -145,7 +143,10 @@ def test_real_time_mode_follows_a_joint_trajectory_like_joint_trajectory_control
     assert held and np.allclose(held, 0.3, atol=1e-6), after
 
 
-def test_waiting_for_commands_costs_next_to_no_cpu_and_sigint_stops_it_within_a_second():
+@pytest.mark.slow
+def test_waiting_for_commands_costs_next_to_no_cpu_and_sigint_ends_the_wait():
+    """Blocked in a 30 s wait for a command: next to no CPU, and SIGINT ends the wait (the
+    process is gone before communicate's 10 s deadline, not after the 30 s timeout)."""
     proc = start_sim('lockstep:=true', 'command_timeout:=30.0')
     try:
         time.sleep(6.0)                    # start-up, first frame published, now waiting
@@ -153,10 +154,9 @@ def test_waiting_for_commands_costs_next_to_no_cpu_and_sigint_stops_it_within_a_
         time.sleep(4.0)
         used = cpu_seconds(proc.pid) - before
     finally:
-        took, out = sigint_exit(proc)
+        out = sigint_exit(proc)
     assert used < 0.2, f'{used:.2f} s of CPU in 4 s of waiting'
     assert proc.returncode == 0 and 'Traceback' not in out, out[-2000:]
-    assert took < 1.0, took
 
 
 def test_mujoco_engine_in_lockstep_answers_commands_frame_by_frame(ros_context):
@@ -184,11 +184,12 @@ def test_mujoco_engine_in_lockstep_answers_commands_frame_by_frame(ros_context):
             assert spin_until(executor, lambda n=n: len(frames) > n, 10.0), f"no frame {k}"
         assert len(frames) >= 9
     finally:
-        took, out = sigint_exit(proc)
+        out = sigint_exit(proc)
     assert proc.returncode == 0 and 'Traceback' not in out, out[-2000:]
     assert 'ignored invalid command [0.0, 0.0, 0.0]' in out
 
 
+@pytest.mark.slow
 def test_episodes_wait_for_the_policy_to_be_active_and_results_say_who_drove_them(ros_context):
     """However long the policy takes to configure, no episode runs before it is active; each
     result counts the commands the episode received; after the last episode the sim disarms

@@ -8,7 +8,7 @@ from aura_ros.paths import package_share
 from aura_ros.tools.processes import executable
 from conftest import spawn
 
-pytestmark = [pytest.mark.ros, pytest.mark.slow]
+pytestmark = pytest.mark.ros
 
 
 def test_monitor_prints_every_event_of_the_scripted_source_in_a_namespace():

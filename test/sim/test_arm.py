@@ -1,5 +1,6 @@
 """The simulated arm: real-time integration moves like the per-frame step."""
 import numpy as np
+import pytest
 
 from aura_ros.sim.arm import ArmEnv, ArmTaskConfig
 
@@ -83,6 +84,7 @@ def test_task_v2_cue_onset_is_random_and_never_on_the_first_frames():
     assert min(gos) == 18 and max(gos) == 30
 
 
+@pytest.mark.slow
 def test_frame_kinds_follow_the_schedule_and_the_image():
     """Every frame's kind matches what is drawn: a white ring exactly on cue frames, a yellow
     one exactly on distractor frames, never on the pad cued so far; go once the lamp is

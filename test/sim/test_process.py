@@ -146,6 +146,7 @@ def test_a_reader_never_sees_a_mix_of_two_writes_from_another_process():
     reader.close()
 
 
+@pytest.mark.slow
 def test_the_mujoco_arm_runs_in_real_time_in_the_child():
     """engine mujoco: the SO-101's 5 joints through the shared slots, rendered frames of the
     task's size, MuJoCo's 600 Hz physics kept up with the wall clock."""

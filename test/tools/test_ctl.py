@@ -9,7 +9,7 @@ import pytest
 from aura_ros.tools.processes import executable
 from conftest import spawn, write_params
 
-pytestmark = [pytest.mark.ros, pytest.mark.slow]
+pytestmark = pytest.mark.ros
 
 
 def ctl(*args):
@@ -18,6 +18,7 @@ def ctl(*args):
     return proc.returncode, (proc.stdout + proc.stderr).strip()
 
 
+@pytest.mark.slow
 def test_arm_param_lifecycle_and_clear_failures(tiny_models, tmp_path):
     params = write_params(tmp_path / 'p.yaml', dict(tiny_models['pi0_block'],
                                                     model_path=str(tiny_models['root'] / 'pi0')),

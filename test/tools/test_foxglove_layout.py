@@ -8,7 +8,7 @@ import pytest
 
 from aura_ros.paths import package_share
 
-pytestmark = [pytest.mark.ros, pytest.mark.slow]
+pytestmark = pytest.mark.ros
 
 
 def layout_paths():
@@ -36,6 +36,7 @@ def resolve(msg, path):
     return msg
 
 
+@pytest.mark.slow
 def test_every_topic_and_path_of_the_layout_is_in_a_demo_bag(tmp_path):
     from rosbags.highlevel import AnyReader
 

@@ -19,7 +19,7 @@ from aura_ros.tools.processes import executable
 from conftest import spawn
 from helpers import camera_image, joint_state, spin_until
 
-pytestmark = [pytest.mark.ros, pytest.mark.slow]
+pytestmark = pytest.mark.ros
 
 
 def run_pipeline(ros_context, params, bag, storage, frames=30, kill_recorder=False):
@@ -60,6 +60,7 @@ def run_pipeline(ros_context, params, bag, storage, frames=30, kill_recorder=Fal
     return events, outs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
 def test_recorded_bag_matches_what_was_published(ros_context, tiny_models, tmp_path, storage):
     bag = tmp_path / 'bag'
@@ -93,6 +94,7 @@ def test_recorded_bag_matches_what_was_published(ros_context, tiny_models, tmp_p
     assert [bool(m.wrote) for m in decoded] == [e.wrote for e in events]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
 def test_recorder_killed_hard_leaves_a_readable_bag(ros_context, tiny_models, tmp_path,
                                                     storage):

@@ -165,6 +165,7 @@ def test_a_bag_without_events_is_one_episode(tmp_path):
     assert any('no episode events' in w for w in found.warnings)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('params_key', ['params_pi0', 'params_vision'])
 def test_train_episodes_end_to_end_and_the_cache_skips_the_backbone(tmp_path, tiny_models,
                                                                     params_key):
