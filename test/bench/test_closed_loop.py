@@ -24,27 +24,27 @@ def test_wilson_interval():
 def test_closed_loop_small_run_json(tmp_path):
     out = tmp_path / 'cl.json'
     result = subprocess.run(
-        [sys.executable, '-m', 'aura_ros.bench', 'closed-loop', '--episodes', '3',
-         '--calibration', '3', '--variants', 'plain', '--json', str(out), '--plot',
+        [sys.executable, '-m', 'aura_ros.bench', 'closed-loop', '--episodes', '2',
+         '--calibration', '2', '--variants', 'plain', '--json', str(out), '--plot',
          str(tmp_path / 'cl.png')], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     data = json.loads(out.read_text())
-    assert data['episodes'] == 3 and data['task'] == 'v2' and list(data['variants']) == ['plain']
+    assert data['episodes'] == 2 and data['task'] == 'v2' and list(data['variants']) == ['plain']
     block = data['variants']['plain']
     arms = block['arms']
     assert set(arms) == set(closed_loop.ARMS)
     assert set(block['ablation']) == set(closed_loop.ABLATIONS)
     for stats in arms.values():
-        assert stats['successes'] == round(3 * stats['success'])
+        assert stats['successes'] == round(2 * stats['success'])
         probability = stats['write_probability']
         assert set(probability) == set(closed_loop.FRAME_KINDS)
         frames = sum(p['frames'] for p in probability.values())
-        assert frames == round(3 * stats['steps_per_episode'])        # every step has a kind
+        assert frames == round(2 * stats['steps_per_episode'])        # every step has a kind
         assert sum(p['writes'] for p in probability.values()) == round(
-            3 * stats['writes_per_episode'])
-        assert len(stats['per_episode']) == 3
+            2 * stats['writes_per_episode'])
+        assert len(stats['per_episode']) == 2
         assert sum(len(w) for _, w in stats['per_episode']) == round(
-            3 * stats['writes_per_episode'])
+            2 * stats['writes_per_episode'])
     for arm in closed_loop.MEMORYLESS:
         if arm in arms:
             assert arms[arm]['writes_per_episode'] == 0
@@ -53,7 +53,7 @@ def test_closed_loop_small_run_json(tmp_path):
     assert arms['always_write']['writes_per_episode'] == arms['always_write']['steps_per_episode']
     assert all(w == [0] for _, w in arms['first_frame']['per_episode'])
     oracle = arms['cue_oracle']['write_probability']
-    assert oracle['cue_onset']['p'] == 1.0 and oracle['cue_onset']['frames'] == 3
+    assert oracle['cue_onset']['p'] == 1.0 and oracle['cue_onset']['frames'] == 2
     assert sum(p['writes'] for k, p in oracle.items() if k != 'cue_onset') == 0
     assert set(data['checkpoints']) >= {'memory.safetensors', 'memory_kv_cache.safetensors'}
     assert (tmp_path / 'cl.png').stat().st_size > 1000

@@ -43,9 +43,9 @@ def test_two_namespaced_arms_each_drive_their_own_sim(tmp_path):
         # nothing lost: the policy's sequence numbers run 1 .. steps without a gap
         assert sorted(r.sequence for r in contents.gate) == list(range(1, result.steps + 1))
         # its own policy commanded its own arm: one command per memory step (sync execution)
-        # plus the hold when the sim disarms it at the end, so a policy that also answered
-        # the other arm's frames would double the count
+        # plus the hold when the sim disarms it at the end (recorded unless the launch is shut
+        # down first), so a policy that also answered the other arm's frames would double it
         n_commands = contents.topics[commands][1]
-        assert n_commands == result.steps + 1, (ns, n_commands, result.steps)
+        assert result.steps <= n_commands <= result.steps + 1, (ns, n_commands, result.steps)
         # the shipped parameter file reached the namespaced policy: its memory is loaded
         assert {r.state_bytes for r in contents.gate} == {4224}, ns
