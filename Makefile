@@ -64,7 +64,7 @@ $(ROS2_TOOLS)/.stamp: $(DEPS_STAMP)
 # (skipped with one line saying what to install where the tools are absent; under CI=true
 # their absence fails).
 test: setup lint
-	$(BIN)/python -m pytest -n 2 --dist loadfile test --ignore=test/ros2
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=15 test --ignore=test/ros2
 	$(MAKE) test-ros2
 
 # The inner loop: the tests marked neither slow nor ros (no node processes, no training runs).

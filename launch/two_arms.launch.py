@@ -4,8 +4,9 @@ shared). Shuts down when both arms have finished their episodes.
 
     ros2 launch aura_ros two_arms.launch.py episodes:=3
 
-test/nodes/test_namespaces.py starts the same graph as processes (launch_ros is not
-installable from PyPI) and checks that each policy drives only its own arm.
+test/ros2/test_launch_files.py launches it with the upstream launch tools and checks that
+each policy drives only its own arm; ``aura_ros.tools.demo.run_arms`` starts the same graph as
+processes (the reliability benchmark's two-arm launches).
 """
 from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler
 from launch.event_handlers import OnProcessExit

@@ -195,6 +195,12 @@ def run_node(make_node, spin, args=None, close=None, exit_process=False, **init_
         spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # SIGINT shuts the context down from the signal handler, which can land between a
+        # spin loop's rclpy.ok() and its wait (RCLError: "the given context is not valid"):
+        # after a shutdown that is the stop it asked for, not a failure
+        if rclpy.ok():
+            raise
     finally:
         if close is not None:
             close(node)
