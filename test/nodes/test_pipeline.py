@@ -86,6 +86,7 @@ def test_pipeline_commands_within_limits_and_gate_events_add_up(ros_context, tin
     assert all(e.total_steps == e.step for e in events)
     assert all(0.0 <= e.gate_probability <= 1.0 for e in events)
     assert all(e.step_latency_ms > 0 and e.backbone_ms > 0 for e in events)
-    assert all(p.returncode in (0, -2) for p in procs), outs
+    assert all(p.returncode in (0, -2) for p in procs), [(p.args[0], p.returncode, out[-1500:])
+                                                           for p, out in zip(procs, outs)]
     assert 'configured: backbone' in outs[1]
     assert os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'LOCALHOST'
