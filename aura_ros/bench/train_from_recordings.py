@@ -81,7 +81,7 @@ def record_sim_demonstrations(out, episodes, variant='memory', seed=SEED, noise=
     try:
         start('episode_recorder', '-p', f'output:={out}', '-p',
               f'topics:=[{topics.CAMERA}, {topics.JOINT_STATES}, {topics.TELEOP_COMMANDS}, '
-              f'{topics.SIM_EPISODE_EVENTS}]')
+              f'{topics.SIM_EPISODE_EVENTS}, {topics.FRAME_TRUTH}]')
         start('sim_teleop', '-p', f'engine:={engine}', '-p', f'episodes:={episodes}', '-p',
               f'variant:={variant}',
               '-p', f'noise:={noise}', '-p', f'seed:={seed}', '-p',

@@ -14,6 +14,9 @@ names match their absolute form):
                                                             person corrected it at times
     events          aura_ros/EpisodeEvent                   found by type; START/END split the
                                                             bag into episodes
+    frame truth     aura_ros/FrameTruth (optional)          found by type: a simulated arm's
+                                                            kind of each frame (cue_onset, ...)
+                                                            by the frame's header stamp
 
 Times: a message's header stamp (``stamps='header'``, where it has a non-zero one), else the
 time the recorder logged it; ``stamps='receive'`` uses the log time everywhere (for devices
@@ -40,6 +43,7 @@ JOINT_STATE = 'sensor_msgs/msg/JointState'
 COMMAND_TYPES = ('trajectory_msgs/msg/JointTrajectory', 'std_msgs/msg/Float64MultiArray',
                  JOINT_STATE)
 EVENT = 'aura_ros/msg/EpisodeEvent'
+TRUTH = 'aura_ros/msg/FrameTruth'   # a simulated arm's per-frame ground truth (optional)
 START, END = 0, 1
 
 
@@ -79,6 +83,7 @@ class BagScan:
     correction_positions: np.ndarray = None   # (C, J)
     episodes: list = field(default_factory=list)   # EpisodeSpan
     warnings: list = field(default_factory=list)
+    frame_kinds: list = field(default_factory=list)  # (F,) FrameTruth kind per frame ('': none)
 
     def episode_frames(self, span, tolerance=0.0):
         """Indices of the frames of one episode (in recording order)."""
@@ -208,13 +213,18 @@ def scan(path, topics=None, joint_names=None, stamps='header'):
         fixes = (find(topics.corrections, COMMAND_TYPES, 'correction') if topics.corrections
                  else None)
         frames, jt, jq, dt, dq, ev, ct, cq = [], [], [], [], [], [], [], []
-        wanted = [camera, joints, demos, *events] + ([fixes] if fixes else [])
+        frame_stamps, truth = [], {}      # header stamps (ns) and FrameTruth kinds by them
+        truths = [c for c in conns.values() if c.msgtype == TRUTH]
+        wanted = [camera, joints, demos, *events, *truths] + ([fixes] if fixes else [])
         try:
             for conn, log_ns, raw in reader.messages(connections=wanted):
                 msg = reader.deserialize(raw, conn.msgtype)
                 t = _time(msg, log_ns, stamps)
                 if conn is camera:       # the time only: pixels are decoded by iter_frames
                     frames.append(t)
+                    frame_stamps.append(_ns(msg.header.stamp))
+                elif conn.msgtype == TRUTH:
+                    truth[_ns(msg.header.stamp)] = str(msg.kind)
                 elif conn is joints:
                     q = _named(msg.name, msg.position, joint_names, 'joint states')
                     jt.append(t)
@@ -242,7 +252,12 @@ def scan(path, topics=None, joint_names=None, stamps='header'):
                      np.asarray(jt, np.float64), _matrix(jq), np.asarray(dt, np.float64),
                      _matrix(dq), np.asarray(ct, np.float64), _matrix(cq))
     result.episodes = split_episodes(ev, result)
+    result.frame_kinds = [truth.get(ns, '') for ns in frame_stamps] if truth else []
     return result
+
+
+def _ns(stamp):
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 def _matrix(rows):

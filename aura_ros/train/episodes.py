@@ -23,9 +23,12 @@
    on the train episodes with the same objective as ``train memory`` (memory_fit.fit_memory).
 4. Report: OUT/memory.safetensors (AURA) and memory_<arm>.safetensors, report.json
    (validation action error per arm and of the base, writes per episode, drops, feature
-   throughput), validation.png (error and writes per arm), gate_activity.png (the gate on a
-   few validation episodes) and params.yaml (the lines that load the checkpoint). Outputs are
-   written only once everything has been trained.
+   throughput; with FrameTruth in the bags, writes per kind of frame and the action error on
+   memory frames; ``meanings`` says what each number is; ``warnings``, printed too: few
+   episodes, a gate writing on more than 20% of frames, a memory no better than no_memory
+   where memory matters), validation.png (error and writes per arm), gate_activity.png (the
+   gate on a few validation episodes) and params.yaml (the lines that load the checkpoint).
+   Outputs are written only once everything has been trained.
 """
 import hashlib
 import json
@@ -114,6 +117,7 @@ class EpisodeData:
     corrected: int = 0               # DAgger: labels taken from a correction
     features: torch.Tensor | None = None   # (F, feature_dim) of every frame (extract_features)
     base: torch.Tensor | None = None       # (F, A) the frozen policy's actions
+    kinds: list = None               # (F,) FrameTruth kind of every frame (a sim's), or None
 
 
 def read_recordings(paths, deployment, settings, log=print):
@@ -182,7 +186,9 @@ def _label(found, deployment, settings, J):
             corrected = int(near.sum())
         actions = demonstrated_actions(a.positions, targets, deployment.limits.action_type)
         ep = EpisodeData(found.path, found.key, span, frames, found.joint_positions[pick],
-                         a.frames, actions, a.dropped, corrected)
+                         a.frames, actions, a.dropped, corrected,
+                         kinds=([found.frame_kinds[i] for i in frames]
+                                if found.frame_kinds else None))
         out.append(ep)
     return out
 
@@ -299,9 +305,26 @@ def split(episodes, val_fraction, seed):
     return [episodes[i] for i in train], [episodes[i] for i in val]
 
 
-def evaluate(memory, data):
-    """Validation: mean squared action error per joint-step, writes per episode, and the
-    gate's trace of each episode."""
+CUE_KINDS = ('cue_onset', 'cue_continued', 'reshown_cue', 'switch_cue')
+WRITE_RATE_WARNING = 0.2      # a selective gate writes on far fewer frames than this
+FEW_EPISODES = 50             # the recipe's smallest tested dataset (the learning curve)
+MEANINGS = {
+    'action_mse': 'mean squared error (rad^2 per joint) of the actions taken against the '
+                  'demonstrated ones, over every labelled validation frame',
+    'action_mse_memory_frames': 'the same over the frames after the first cue on which no cue '
+                                'is shown (delay, distractor, go): where only a memory can know '
+                                'the target (needs FrameTruth in the recordings, a sim\'s)',
+    'writes_per_episode': 'memory writes per validation episode (the gate closed at 0.5)',
+    'write_rate': 'share of validation frames on which the memory wrote',
+    'write_probability': 'per FrameTruth kind: frames of that kind, writes on them, and their '
+                         'ratio p (a selective gate writes cue_onset frames, little else)',
+}
+
+
+def evaluate(memory, data, kinds=None):
+    """Validation: mean squared action error per joint-step, writes per episode, the gate's
+    trace of each episode, and (``kinds``: each episode's FrameTruth kinds, or None) the error
+    on memory frames and the write probability per kind of frame."""
     from aura_ros.train.memory_fit import padded
     feats, base, target, mask = padded(data)
     with torch.no_grad():
@@ -311,12 +334,52 @@ def evaluate(memory, data):
             out = memory.forward_sequence(feats, base, gate_mode='hard')
             actions, writes, probs = out.actions, out.writes, out.write_prob
     err = ((actions - target) ** 2).mean(-1)
-    return {'action_mse': float(err[mask].mean()),
-            'writes_per_episode': float((writes * mask).sum(1).mean()),
-            'write_rate': float(writes[mask].mean()),
-            'trace': [{'write_probability': probs[i, :int(mask[i].sum())].tolist(),
-                       'wrote': writes[i, :int(mask[i].sum())].tolist()}
-                      for i in range(min(len(data), 4))]}
+    result = {'action_mse': float(err[mask].mean()),
+              'writes_per_episode': float((writes * mask).sum(1).mean()),
+              'write_rate': float(writes[mask].mean()),
+              'trace': [{'write_probability': probs[i, :int(mask[i].sum())].tolist(),
+                         'wrote': writes[i, :int(mask[i].sum())].tolist()}
+                        for i in range(min(len(data), 4))]}
+    if kinds is not None:
+        memory_frames, per_kind = torch.zeros(mask.shape, dtype=torch.bool), {}
+        for i, ep_kinds in enumerate(kinds):
+            onsets = [t for t, k in enumerate(ep_kinds) if k == 'cue_onset']
+            for t, kind in enumerate(ep_kinds):
+                memory_frames[i, t] = bool(onsets) and t > onsets[0] and kind not in CUE_KINDS
+                c = per_kind.setdefault(kind or 'unknown', [0, 0])
+                c[0] += int(writes[i, t] > 0)
+                c[1] += 1
+        result['action_mse_memory_frames'] = (float(err[memory_frames].mean())
+                                              if memory_frames.any() else None)
+        result['write_probability'] = {k: {'frames': n, 'writes': w, 'p': w / n}
+                                       for k, (w, n) in sorted(per_kind.items())}
+    return result
+
+
+def report_warnings(report):
+    """What a reader of report.json must not miss: too few episodes, a gate that writes on
+    many frames, and a memory that does not beat no memory where memory matters."""
+    out, n = [], report['episodes']['total']
+    validation = report['validation']
+    aura, none = validation.get('aura', {}), validation.get('no_memory', {})
+    if n < FEW_EPISODES:
+        out.append(f'{n} episodes: fewer than {FEW_EPISODES}, the smallest the default recipe '
+                   f'was tested with; the validation numbers below rest on '
+                   f"{report['episodes']['validation']} episodes")
+    if aura.get('write_rate', 0.0) > WRITE_RATE_WARNING:
+        out.append(f"the AURA gate writes on {100 * aura['write_rate']:.0f}% of validation "
+                   f'frames (more than {100 * WRITE_RATE_WARNING:.0f}%): not selective; record '
+                   f'more episodes or check the demonstrations')
+    if aura and none:
+        key = ('action_mse_memory_frames' if aura.get('action_mse_memory_frames') is not None
+               and none.get('action_mse_memory_frames') is not None else 'action_mse')
+        where = ('on memory frames (after the cue, none shown)' if key.endswith('frames')
+                 else 'over all frames (no FrameTruth in the recordings: memory frames unknown)')
+        if aura[key] >= none[key]:
+            out.append(f"AURA's validation action error {where} ({aura[key]:.4g}) is not below "
+                       f"no_memory's ({none[key]:.4g}): the memory does not help where it "
+                       f'should')
+    return out
 
 
 def train_from_recordings(paths, params, out, settings=None, log=print):
@@ -334,6 +397,9 @@ def train_from_recordings(paths, params, out, settings=None, log=print):
     extraction = extract_features(episodes, deployment, settings, cache_dir)
     train_eps, val_eps = split(episodes, settings.val_fraction, settings.seed)
     train_data, val_data = feature_episodes(train_eps), feature_episodes(val_eps)
+    labelled = [ep for ep in val_eps if len(ep.kept)]       # as feature_episodes keeps them
+    val_kinds = ([[ep.kinds[i] for i in ep.kept] for ep in labelled]
+                 if labelled and all(ep.kinds for ep in labelled) else None)
     if not train_data:
         raise RecordingError('no training episode has labelled frames')
     cfg = deployment.backbone.config
@@ -348,8 +414,8 @@ def train_from_recordings(paths, params, out, settings=None, log=print):
         if kind == 'aura':
             rate = write_rate_on(memory, train_data)
         memories[kind] = memory
-        results[kind] = evaluate(memory, val_data) if val_data else {}
-    base = evaluate(None, val_data) if val_data else {}
+        results[kind] = evaluate(memory, val_data, val_kinds) if val_data else {}
+    base = evaluate(None, val_data, val_kinds) if val_data else {}
     report = {
         'params': str(params), 'bags': summary['bags'], 'skipped_bags': summary['skipped_bags'],
         'episodes': {'total': len(episodes), 'train': len(train_eps), 'validation': len(val_eps),
@@ -367,7 +433,11 @@ def train_from_recordings(paths, params, out, settings=None, log=print):
         'validation': {'base': {k: v for k, v in base.items() if k != 'trace'},
                        **{k: {kk: vv for kk, vv in r.items() if kk != 'trace'}
                           for k, r in results.items()}},
+        'meanings': MEANINGS,
     }
+    for line in report_warnings(report):
+        report['warnings'].append(line)
+        log(f'warning: {line}')
     # every output at the end: a failed run leaves no half-written checkpoint
     out.mkdir(parents=True, exist_ok=True)
     files = {}

@@ -13,7 +13,11 @@ JOINTS = ['joint_1', 'joint_2', 'joint_3']
 TYPES = {'image': 'sensor_msgs/msg/Image', 'joints': 'sensor_msgs/msg/JointState',
          'joint_trajectory': 'trajectory_msgs/msg/JointTrajectory',
          'float64_multi_array': 'std_msgs/msg/Float64MultiArray',
-         'joint_state': 'sensor_msgs/msg/JointState', 'event': 'aura_ros/msg/EpisodeEvent'}
+         'joint_state': 'sensor_msgs/msg/JointState', 'event': 'aura_ros/msg/EpisodeEvent',
+         'truth': 'aura_ros/msg/FrameTruth'}
+
+
+KINDS = ['pre_cue'] * 3 + ['cue_onset'] + ['cue_continued'] * 2 + ['delay'] * 3 + ['go'] * 3
 
 
 def stamp(t):
@@ -23,9 +27,10 @@ def stamp(t):
 
 def write_bag(path, episodes=2, frames=12, demo_type='joint_trajectory', storage='mcap',
               demo_shift=0.0, joints=3, demo_width=3, events=True, empty_episode=False,
-              seed=0, image=(40, 48), corrections=0, demos=True):
+              seed=0, image=(40, 48), corrections=0, demos=True, kinds=None):
     """Episodes at 30 fps with jittered stamps: joint states at 100 Hz, one demonstrated
-    command ~3 ms after each frame (the target = q + a known step), START/END events."""
+    command ~3 ms after each frame (the target = q + a known step), START/END events;
+    ``kinds`` (one per frame of an episode): a FrameTruth per frame, the frame's stamp."""
     from rosbags.rosbag2 import StoragePlugin, Writer
     from sensor_msgs.msg import Image, JointState
     from std_msgs.msg import Float64MultiArray
@@ -33,7 +38,7 @@ def write_bag(path, episodes=2, frames=12, demo_type='joint_trajectory', storage
 
     from aura_ros.bag_types import typestore
     from aura_ros.imaging import rgb_to_msg_fields
-    from aura_ros.msg import EpisodeEvent
+    from aura_ros.msg import EpisodeEvent, FrameTruth
     rng = np.random.default_rng(seed)
     plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
     msgs = []     # (log time s, topic key, message)
@@ -51,6 +56,9 @@ def write_bag(path, episodes=2, frames=12, demo_type='joint_trajectory', storage
             tf = t + 0.01 + k / 30 + rng.uniform(-0.003, 0.003)
             rgb = rng.integers(0, 256, (*image, 3), dtype=np.uint8)
             msgs.append((tf, 'image', Image(header=_h(tf), **rgb_to_msg_fields(rgb))))
+            if kinds is not None:
+                msgs.append((tf + 0.0005, 'truth', FrameTruth(header=_h(tf), episode=e, step=k,
+                                                              kind=kinds[k], cued_target=-1)))
             for j in range(4):
                 tj = tf - 0.01 + j / 100
                 q = q0 + 0.01 * (tj - t)
@@ -82,6 +90,8 @@ def write_bag(path, episodes=2, frames=12, demo_type='joint_trajectory', storage
               'demo': '/teleop/joint_commands', 'event': '/aura/episode_events'}
     if corrections:
         topics['fix'] = '/teleop/corrections'
+    if kinds is not None:
+        topics['truth'] = '/sim/frame_truth'
     types = dict(TYPES, demo=TYPES[demo_type], fix=TYPES['joints'])
     store = typestore(set(types.values()))
     with Writer(path, version=9, storage_plugin=plugin) as writer:
@@ -165,13 +175,44 @@ def test_a_bag_without_events_is_one_episode(tmp_path):
     assert any('no episode events' in w for w in found.warnings)
 
 
+def test_frame_truth_is_read_by_the_frames_stamps(tmp_path):
+    found = scan(write_bag(tmp_path / 'bag', kinds=KINDS), StreamTopics(), JOINTS)
+    assert found.frame_kinds == KINDS * 2
+    assert scan(write_bag(tmp_path / 'plain'), StreamTopics(), JOINTS).frame_kinds == []
+
+
+def _report(n=200, aura=None, none=None):
+    return {'episodes': {'total': n, 'validation': n // 10},
+            'validation': {'aura': aura or {}, 'no_memory': none or {}}}
+
+
+def test_report_warnings_fire_on_a_gate_that_writes_everywhere_and_not_on_a_selective_one():
+    from aura_ros.train.episodes import report_warnings
+    selective = {'write_rate': 0.03, 'action_mse': 0.010, 'action_mse_memory_frames': 0.012}
+    none = {'write_rate': 0.0, 'action_mse': 0.011, 'action_mse_memory_frames': 0.030}
+    assert report_warnings(_report(aura=selective, none=none)) == []
+    always = dict(selective, write_rate=0.48)
+    warned = report_warnings(_report(aura=always, none=none))
+    assert len(warned) == 1 and 'writes on 48% of validation frames' in warned[0]
+    # no better than no memory where memory matters, although better over all frames
+    useless = dict(selective, action_mse=0.009, action_mse_memory_frames=0.031)
+    warned = report_warnings(_report(aura=useless, none=none))
+    assert len(warned) == 1 and 'on memory frames' in warned[0] and '0.031' in warned[0]
+    # without FrameTruth the comparison is over all frames, and says so
+    blind = {'write_rate': 0.03, 'action_mse': 0.012, 'action_mse_memory_frames': None}
+    warned = report_warnings(_report(aura=blind, none=dict(none, action_mse_memory_frames=None)))
+    assert len(warned) == 1 and 'no FrameTruth' in warned[0]
+    assert 'fewer than 50' in report_warnings(_report(n=20, aura=selective, none=none))[0]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('params_key', ['params_pi0', 'params_vision'])
 def test_train_episodes_end_to_end_and_the_cache_skips_the_backbone(tmp_path, tiny_models,
                                                                     params_key):
     bags = tmp_path / 'bags'
     for i in range(3):
-        write_bag(bags / f'session_{i}', seed=i, storage='sqlite3' if i == 2 else 'mcap')
+        write_bag(bags / f'session_{i}', seed=i, storage='sqlite3' if i == 2 else 'mcap',
+                  kinds=KINDS)
     out = tmp_path / 'out'
     report = train_from_recordings([str(bags)], tiny_models[params_key], out,
                                    quiet(tolerance=0.02))
@@ -185,6 +226,15 @@ def test_train_episodes_end_to_end_and_the_cache_skips_the_backbone(tmp_path, ti
         assert (out / name).is_file(), name
     val = report['validation']
     assert val['always_write']['write_rate'] == 1.0 and val['no_memory']['write_rate'] == 0.0
+    # FrameTruth in the recordings: writes per kind of frame, the error on memory frames
+    every = val['always_write']['write_probability']
+    assert {k: (c['frames'], c['writes']) for k, c in every.items()} == {
+        'pre_cue': (3, 3), 'cue_onset': (1, 1), 'cue_continued': (2, 2), 'delay': (3, 3),
+        'go': (3, 3)}                               # one validation episode of 12 frames
+    assert all(r['action_mse_memory_frames'] is not None for r in val.values())
+    assert any('6 episodes: fewer than 50' in w for w in report['warnings'])
+    assert set(report['meanings']) >= {'action_mse', 'action_mse_memory_frames',
+                                       'write_probability'}
     # the checkpoint loads into the runner the parameter file describes
     from aura_ros.core import load_memory
     from aura_ros.policy import PolicyRunner
