@@ -60,16 +60,18 @@ $(ROS2_TOOLS)/.stamp: $(DEPS_STAMP)
 	$(AURA_ROS2_TOOLS)/install.sh $(BIN)/python $(ROS2_TOOLS)
 	@touch $@
 
-# Everything: the suite, then the tests with the upstream ROS 2 tools in a pytest of their own
+# Everything: the suite on 2 pytest-xdist workers (by file; each worker its own ROS domain and
+# one torch thread), then the tests with the upstream ROS 2 tools in a pytest of their own
 # (skipped with one line saying what to install where the tools are absent; under CI=true
-# their absence fails).
+# their absence fails). About 7.5 min on 2 cores (bench/results/test_times.json).
 test: setup lint
 	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=15 test --ignore=test/ros2
 	$(MAKE) test-ros2
 
-# The inner loop: the tests marked neither slow nor ros (no node processes, no training runs).
+# The inner loop: the tests marked neither slow nor ros (no node processes, no training runs),
+# about 1 min on 2 workers.
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow and not ros" test --ignore=test/ros2
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow and not ros" test --ignore=test/ros2
 
 # `make test`, timed: bench/results/test_times.json ({"make_test_seconds", "tests"}).
 test-times: setup
