@@ -397,7 +397,7 @@ def ros_check(result, episodes, params, variant_key, lockstep=True):
     100 Hz from time-stamped chunks, the README's robot setting) instead of lockstep's sync."""
     import tempfile
 
-    from aura_ros.bench.train_from_recordings import ASYNC_EXECUTION, write_params_with
+    from aura_ros.bench.param_files import ASYNC_EXECUTION, write_params_with
     from aura_ros.tools.demo import run_through_nodes
     with tempfile.TemporaryDirectory() as out:
         if not lockstep:

@@ -113,7 +113,7 @@ class _Stages:
 
 
 def train_backbone_stage(work, demos, steps, progress):
-    from aura_ros.bench.train_from_recordings import write_params_with
+    from aura_ros.bench.param_files import write_params_with
     from aura_ros.paths import package_share
     from aura_ros.train.__main__ import update_params_file
     from aura_ros.train.backbone_bc import train_backbone
@@ -146,7 +146,7 @@ def record_stage(work, demos, noise, progress):
 
 
 def train_stage(work, steps, progress):
-    from aura_ros.bench.train_from_recordings import ASYNC_EXECUTION, write_params_with
+    from aura_ros.bench.param_files import ASYNC_EXECUTION, write_params_with
     from aura_ros.train.episodes import Settings, train_from_recordings
     t0 = time.monotonic()
     out = work / 'memory'
@@ -232,8 +232,9 @@ def frame_cost(frames=300):
 
 def through_ros_stage(work, episodes):
     """The deployed file through the nodes, the sim in real time."""
+    from aura_ros.bench.param_files import write_params_with
     from aura_ros.bench.realtime import EVAL_SEED
-    from aura_ros.bench.train_from_recordings import run_deployed, write_params_with
+    from aura_ros.bench.train_from_recordings import run_deployed
     params = write_params_with(work / 'deployed.yaml', work / 'deployed_ros.yaml', [
         ('    engine: mujoco\n', '    engine: mujoco\n    lockstep: false\n'),
         ('time_from_start: 0.1\n', 'time_from_start: 0.01\n')])

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from aura_ros.bench.param_files import write_params_with
 from aura_ros.bench.stats import wilson
 
 SEED = 40_000
@@ -237,24 +238,6 @@ def targets(block):
             'above_base': bool(rec['success_ci95'][0] > base['success_ci95'][1]),
             'write_reduction_vs_always_write': (always['writes_per_episode'] / w) if w else None,
             'write_reduction_at_least_7x': bool(w and always['writes_per_episode'] / w >= 7)}
-
-
-# A lockstep parameter file's policy node as on a robot: async execution at 100 Hz, the control
-# thread under SCHED_FIFO 50 (the line and its replacement, for write_params_with).
-ASYNC_EXECUTION = ('execution: sync', 'execution: async\n    control_rate: 100.0\n'
-                   '    control_priority: 50\n    # was: execution: sync')
-
-
-def write_params_with(source, out, replacements):
-    """``source``'s text with each (line, new) replaced, written to ``out``: a parameter file
-    as a user edits it. Each line must occur once (else RuntimeError naming it)."""
-    text = Path(source).read_text()
-    for line, new in replacements:
-        if text.count(line) != 1:
-            raise RuntimeError(f'{source}: expected one "{line.strip()}" line to replace')
-        text = text.replace(line, new)
-    Path(out).write_text(text)
-    return Path(out)
 
 
 def run_deployed(params, episodes, seed, logs, timeout=600.0):

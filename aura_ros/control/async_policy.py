@@ -38,7 +38,7 @@ from collections import deque
 import numpy as np
 
 from aura_ros.control.chunks import ChunkExecutor
-from aura_ros.control.execution import ExecutionConfig
+from aura_ros.control.config import ExecutionConfig
 from aura_ros.control.limits import NoJointStates
 from aura_ros.control.loop import ControlLoop, InferenceWorker
 from aura_ros.control.rates import RateMeter

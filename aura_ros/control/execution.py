@@ -32,66 +32,14 @@ What both promise (the node, the benchmarks and the tests rely on it):
   until it is older than its ``max_age`` and then holds by itself.
 * ``frames_stopped`` (the node's watchdog): sync sends one hold command; async holds by itself.
 """
-import math
 import threading
-from dataclasses import asdict, dataclass, replace
-from typing import ClassVar
 
-from aura_ros.control.chunks import check_chunk_settings
+from aura_ros.control.async_policy import AsyncPolicy
+from aura_ros.control.config import EXECUTIONS, ExecutionConfig
 from aura_ros.control.limits import NoJointStates
 from aura_ros.control.loop import Arming, InferenceWorker
 
-EXECUTIONS = ('sync', 'async')
-
-
-@dataclass(frozen=True)
-class ExecutionConfig:
-    """How commands are produced, validated here once. The policy node's parameters map onto
-    the fields (``PARAMETERS``; params.py holds their ranges and docs); the benchmarks build it
-    directly. Change settings with ``replace`` (validated; the old config is kept on error)."""
-    kind: str = 'sync'                 # 'sync' | 'async'
-    control_rate: float = 100.0        # async: commands per second
-    action_period: float = 1 / 30      # async: time between a chunk's actions (s)
-    transition: str = 'blend'          # async: 'latest' | 'temporal_ensemble' | 'blend'
-    blend_s: float = 0.1               # async blend: fade of the gap between chunks (s)
-    ensemble_decay: float = 0.0        # async temporal_ensemble: weight exp(-decay i)
-    max_age_s: float = 1.0             # async: hold instead of executing an older chunk (s)
-    control_priority: int = 0          # async: SCHED_FIFO priority of the control thread
-
-    # policy_node parameter -> field; RUNTIME: the fields a running execution takes changes of
-    PARAMETERS: ClassVar[dict] = {
-        'execution': 'kind', 'control_rate': 'control_rate',
-        'chunk.action_period': 'action_period', 'chunk.transition': 'transition',
-        'chunk.blend_s': 'blend_s', 'chunk.ensemble_decay': 'ensemble_decay',
-        'chunk.max_age': 'max_age_s', 'control_priority': 'control_priority'}
-    RUNTIME: ClassVar[tuple] = ('control_rate', 'transition', 'blend_s', 'ensemble_decay',
-                                'max_age_s')
-
-    def __post_init__(self):
-        if self.kind not in EXECUTIONS:
-            raise ValueError(f'execution must be one of {list(EXECUTIONS)}, got {self.kind!r}')
-        if not 1.0 <= float(self.control_rate) <= 500.0:
-            raise ValueError(f'control_rate must be in [1, 500] Hz, got {self.control_rate}')
-        if not (math.isfinite(self.action_period) and self.action_period > 0):
-            raise ValueError(f'action_period must be finite and > 0, got {self.action_period}')
-        if not 0 <= int(self.control_priority) <= 99:
-            raise ValueError(f'control_priority must be in [0, 99], got '
-                             f'{self.control_priority}')
-        check_chunk_settings(self.transition, self.blend_s, self.ensemble_decay,
-                             self.max_age_s)
-
-    @classmethod
-    def from_params(cls, p):
-        """From a policy node's flat parameter values."""
-        return cls(**{field: p[name] for name, field in cls.PARAMETERS.items()})
-
-    def replace(self, **changes):
-        return replace(self, **changes)
-
-    def runtime(self):
-        """The settings a running execution applies (``Execution.configure``)."""
-        return {k: v for k, v in asdict(self).items() if k in self.RUNTIME}
-
+__all__ = ['EXECUTIONS', 'ExecutionConfig', 'SyncExecution', 'make_execution']
 
 class SyncExecution:
     scheduler_refused = None           # async only: why SCHED_FIFO was refused
@@ -212,7 +160,6 @@ def make_execution(config: ExecutionConfig, runner, send, positions, on_step=Non
     if config.kind == 'sync':
         return SyncExecution(runner, send, positions, on_step, on_error, lock, start_armed,
                              instruction, arming)
-    from aura_ros.control.async_policy import AsyncPolicy
     return AsyncPolicy(runner, send, positions, config, on_step=on_step, on_error=on_error,
                        lock=lock, start_armed=start_armed, instruction=instruction,
                        arming=arming, **async_options)
