@@ -99,16 +99,24 @@ def test_server_killed_and_restarted_under_a_running_policy_node(ros_context, ti
         assert len([t for t in events if t > restarted]) >= 5, 'did not resume'
         moved = [c for t, c in since(commands, restarted) if not np.allclose(c, MEASURED)]
         assert moved, 'no new commands after the server came back'
-        stream(5.0, until=lambda: any(s.level == DiagnosticStatus.OK
-                                      for _, s in since(diag, restarted)))
-        # back to 'commanding' (a later hold of the async loop on a loaded machine is its
-        # own, correctly reported state), never again 'backbone unavailable' once back
+        # the status leaves 'backbone unavailable' and does not go back to it: 'commanding', or
+        # in async execution on a loaded machine possibly a WARN hold of the control loop (a
+        # chunk older than max_age: its own, correctly reported state)
+        def recovered():
+            return any('backbone unavailable' not in s.message for _, s in since(diag, restarted))
+        stream(5.0, until=recovered)
+        stream(1.0)
         back = [s for _, s in since(diag, restarted)]
-        first_ok = next((i for i, s in enumerate(back) if s.level == DiagnosticStatus.OK),
-                        None)
-        assert first_ok is not None, [s.message for s in back]
-        assert back[first_ok].message == 'commanding'
-        assert not any('backbone unavailable' in s.message for s in back[first_ok:])
+        first = next((i for i, s in enumerate(back) if 'backbone unavailable' not in s.message),
+                     None)
+        assert first is not None, [s.message for s in back][-3:]
+        assert not any('backbone unavailable' in s.message for s in back[first:])
+        assert all(s.level != DiagnosticStatus.ERROR for s in back[first:]), back[-1].message
+        if execution == 'sync':
+            assert back[first].message == 'commanding'
+        else:
+            assert all(s.message == 'commanding' or s.message.startswith('holding:')
+                       for s in back[first:]), [s.message for s in back[first:]]
     finally:
         node.trigger_deactivate()
         node.trigger_cleanup()
