@@ -95,13 +95,21 @@ class MemoryPolicy(nn.Module):
         return nn.functional.linear(phi, self.head_in.weight[:, self.readout_dim:],
                                     self.head_in.bias)
 
-    def head_raw(self, readout, context):
-        """The head's own output (normalised units) from the readout (..., R) and the head
-        context (..., H)."""
+    def head_pre(self, readout, context):
+        """(..., H) the head's first layer: the context plus the readout (..., R) part."""
         if self.readout_dim:
             context = context + nn.functional.linear(readout,
                                                      self.head_in.weight[:, :self.readout_dim])
-        return self.head_out(nn.functional.gelu(context))
+        return context
+
+    def head_from_pre(self, pre):
+        """The head's own output (normalised units) from its first layer (..., H)."""
+        return self.head_out(nn.functional.gelu(pre))
+
+    def head_raw(self, readout, context):
+        """The head's own output (normalised units) from the readout (..., R) and the head
+        context (..., H)."""
+        return self.head_from_pre(self.head_pre(readout, context))
 
     def compose(self, raw, base_action):
         """The action from the head's output: the output itself ('full', or no base action),

@@ -132,15 +132,19 @@ class FastWeightMemory(MemoryPolicy):
         W = torch.baddbmm(W, (eta_w[:, None] * enc['k'])[:, :, None], e[:, None, :])
         return W, b + eta_b[:, None] * e
 
-    def transition(self, W, b, rs, enc, base, threshold, gate_mode='hard'):
+    def transition(self, W, b, rs, enc, base, threshold, gate_mode='hard', forced=None):
         """THE step, for a batch: state (W, b, rule state rs) and this step's inputs -> new
         state, gate probability p (B,), gate value g (B,) and the candidate (err, surprise,
         readouts; actions when the rule read them). With a hard gate, g = 0 leaves W and b
-        bit for bit as they were."""
+        bit for bit as they were. ``forced`` (B,) in {0, 1}: the writes, whatever the rule
+        would decide (as ``force_writes`` in streaming)."""
         cand = self.propose(W, b, enc)
-        if self.rule.reads_actions and gate_mode != 'open':
-            self.candidate_actions(enc, cand, base)
-        prob, g = self.rule.decide(self, W, b, enc, cand, rs, threshold, gate_mode)
+        if forced is not None:
+            prob = g = forced
+        else:
+            if self.rule.reads_actions and gate_mode != 'open':
+                self.candidate_actions(enc, cand, base)
+            prob, g = self.rule.decide(self, W, b, enc, cand, rs, threshold, gate_mode)
         W_new, b_new = self.apply_write(W, b, enc, cand, g)
         if gate_mode == 'hard' and not torch.is_grad_enabled():   # a closed gate never
             # touches the state (bit for bit; in training W + 0 = W is exact anyway)
@@ -152,9 +156,10 @@ class FastWeightMemory(MemoryPolicy):
 
     # ---- sequences ---------------------------------------------------------------------------
     def forward_sequence(self, features, base_actions=None, gate_mode='hard', generator=None,
-                         state=None):
+                         state=None, forced_writes=None):
         """features (B, T, F), base_actions (B, T, A) or None -> SequenceOutput. ``state``:
-        the (W, b) to start from (default: empty)."""
+        the (W, b) to start from (default: empty). ``forced_writes`` (B, T) in {0, 1}: write
+        exactly there (an arm trained with a fixed schedule, e.g. the cue onsets)."""
         B, T, _ = features.shape
         cfg = self.config
         enc_all = self.encode(features)                                # state-free work, batched
@@ -169,10 +174,12 @@ class FastWeightMemory(MemoryPolicy):
         # unbind, not [:, t]: the backward of T slices would build T full-size gradients.
         per_step = [v.unbind(1) for v in enc_all.values()]
         bases = [None] * T if base_actions is None else base_actions.unbind(1)
+        forced = ([None] * T if forced_writes is None
+                  else forced_writes.to(features.dtype).unbind(1))
         for t in range(T):
             enc = dict(zip(enc_all.keys(), (v[t] for v in per_step)))
             W, b, rs, prob, g, cand = self.transition(W, b, rs, enc, bases[t],
-                                                      cfg.gate_threshold, gate_mode)
+                                                      cfg.gate_threshold, gate_mode, forced[t])
             cand.update(prob=prob, g=g)
             for key in keys:
                 if key in cand:
@@ -199,20 +206,34 @@ class FastWeightMemory(MemoryPolicy):
             """Actions at every step t' with and without the write of each step t in
             ``steps`` (K indices), to first order (interactions between writes ignored):
             r_t'(+/- write t) = r_t' +/- (eta_w,t (q_t' . k_t) + eta_b,t) e_t.
-            Returns (with, without), each (B, K, T', A); used for the write objective."""
-            eta_w, eta_b = enc_all['eta'].detach()[:, steps].unbind(-1)    # (B, K)
-            qk = torch.einsum('bsnk,btk->btsn', enc_all['q'][:, :, :cfg.read_heads],
-                              enc_all['k'][:, steps]).detach()             # (B, K, T', n)
-            coef = eta_w[..., None, None] * qk + eta_b[..., None, None]    # (B, K, T', n)
-            err = st['err'].detach()[:, steps]                             # (B, K, dv)
-            delta = (coef[..., None] * err[:, :, None, None, :]).flatten(-2)  # (B, K, T', n dv)
-            g = st['g'].detach()[:, steps, None, None]
-            K = len(steps)
-            r_with = r.detach()[:, None] + (1 - g) * delta
-            r_without = r.detach()[:, None] - g * delta
-            ctx = enc_all['head_ctx'].detach()[:, None].expand(-1, K, -1, -1)
-            base = None if base_actions is None else base_actions[:, None].expand(-1, K, -1, -1)
-            return (self.head_action(r_with, ctx, base), self.head_action(r_without, ctx, base))
+            Returns (with, without), each (B, K, T', A); used for the write objective.
+            The head's first layer is linear in r: the change a write makes to it is
+            sum_n coef_n (W_in,n e_t), formed without the (B, K, T', n dv) readouts; with a
+            binary gate one of the two actions is the one taken, so only the other (the
+            counterfactual) goes through the rest of the head."""
+            with torch.no_grad():
+                eta_w, eta_b = enc_all['eta'][:, steps].unbind(-1)             # (B, K)
+                qk = torch.einsum('bsnk,btk->btsn', enc_all['q'][:, :, :cfg.read_heads],
+                                  enc_all['k'][:, steps])                      # (B, K, T', n)
+                coef = eta_w[..., None, None] * qk + eta_b[..., None, None]    # (B, K, T', n)
+                w_r = self.head_in.weight[:, :self.readout_dim].view(
+                    -1, cfg.read_heads, cfg.d_value)                           # (H, n, dv)
+                u = torch.einsum('hnd,bkd->bknh', w_r, st['err'][:, steps])    # (B, K, n, H)
+                pre = self.head_pre(r, enc_all['head_ctx'])[:, None]           # (B, 1, T', H)
+                base = None if base_actions is None else base_actions[:, None]
+
+                def act(c):   # the actions with c times each write added, (B, K, T', A)
+                    change = torch.einsum('bktn,bknh->bkth', coef, c[..., None, None] * u)
+                    return self.compose(self.head_from_pre(pre + change), base)
+
+                g = st['g'][:, steps]                                          # (B, K)
+                hard = g.round()
+                if not torch.allclose(g, hard, rtol=0.0, atol=1e-5):   # a soft gate: both
+                    return act(1 - g), act(-g)
+                taken = self.compose(self.head_from_pre(pre), base)            # (B, 1, T', A)
+                other = act(1 - 2 * hard)     # the write not made (+1) or unmade (-1)
+                wrote = hard[..., None, None] > 0.5
+                return torch.where(wrote, taken, other), torch.where(wrote, other, taken)
 
         return SequenceOutput(actions=actions, write_prob=st['prob'], writes=st['g'],
                               surprise=st['surprise'], actions_write=a_w, actions_nowrite=a_no,

@@ -120,6 +120,51 @@ def test_streaming_and_sequence_run_one_transition(kind):
 
 
 @pytest.mark.parametrize('kind', GATED_KINDS)
+@pytest.mark.parametrize('with_base', [False, True])
+def test_counterfactual_actions_are_those_of_the_run_with_that_one_write(kind, with_base):
+    """The write objective's counterfactual (future_actions): with a closed gate, 'without
+    write t' is the run taken and 'with write t' is, at every later step, the run in which t
+    is the only write (exact: one write has no other to interact with). The truth is the
+    streaming step made to write at t (force_writes)."""
+    memory = lively(kind, action_mode='residual')
+    memory.rule.bias.data.fill_(-50.0)
+    T = 14
+    x, base = torch.randn(1, T, 12), 0.1 * torch.randn(1, T, 3)
+    seq = memory.forward_sequence(x, base if with_base else None, gate_mode='straight_through')
+    assert not seq.writes.any()
+    steps = torch.tensor([0, 5, 13])
+    with_write, without = seq.future_actions(steps)                     # (1, K, T, 3)
+    for k, t in enumerate(steps.tolist()):
+        torch.testing.assert_close(without[0, k], seq.actions[0].detach())
+        memory.reset()
+        clock = iter(range(T))
+        memory.force_writes(lambda: next(clock) == t)
+        truth = torch.stack([memory.step(x[0, i], base[0, i] if with_base else None).action
+                             for i in range(T)])
+        memory.force_writes(None)
+        torch.testing.assert_close(with_write[0, k, t:], truth[t:], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('kind', ['always_write', 'aura'])
+def test_forced_writes_train_what_the_forced_streaming_step_runs(kind):
+    """A fixed schedule (e.g. the recorded cue onsets) in training (forward_sequence's
+    forced_writes) and on the robot (force_writes): the same writes, actions and state."""
+    memory = lively(kind, action_mode='full')
+    x, when = torch.randn(1, 20, 12), torch.zeros(1, 20)
+    when[0, [2, 9]] = 1
+    with torch.no_grad():
+        seq = memory.forward_sequence(x, gate_mode='hard', forced_writes=when)
+    assert seq.writes[0].tolist() == when[0].tolist()
+    memory.reset()
+    clock = iter(range(20))
+    memory.force_writes(lambda: next(clock) in (2, 9))
+    steps = [memory.step(x[0, t]) for t in range(20)]
+    assert [s.wrote for s in steps] == [bool(w) for w in when[0]]
+    torch.testing.assert_close(torch.stack([s.action for s in steps]), seq.actions[0])
+    torch.testing.assert_close(memory.W, seq.final_state[0])
+
+
+@pytest.mark.parametrize('kind', GATED_KINDS)
 def test_closed_gate_streaming_equals_the_sequence_bit_for_bit(kind):
     memory = lively(kind, action_mode='full')
     memory.rule.bias.data.fill_(-50.0)
