@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from aura_ros.bench.stats import wilson
 from aura_ros.paths import resolve_path
 from aura_ros.policy import PolicyRunner
-from aura_ros.sim.arm import FRAME_KINDS, ArmEnv, ArmTaskConfig
+from aura_ros.sim.arm import FRAME_KINDS, NEWS_KINDS, ArmEnv, ArmTaskConfig
 from aura_ros.sim.engines import make_env
 from aura_ros.sim.rollout import run_episode, sim_limits
 
@@ -54,7 +54,7 @@ ARMS = ('aura', 'aura_surprise_only', 'feature_gate', 'always_write', 'kv_cache'
 MEMORYLESS = ('base', 'base_memory_variant', 'no_memory')
 FORCED = ('first_frame', 'pixel_change', 'cue_oracle', 'no_write')   # AURA's, writes forced
 ABLATIONS = ('surprise_at_mean', 'features_at_mean', 'surprise_shuffled', 'features_shuffled')
-NEWS = ('cue_onset', 'switch_cue')                         # the frames the oracle writes
+NEWS = NEWS_KINDS                                           # the frames the oracle writes
 EVAL_SEED = 500_000
 CALIBRATION_SEED = 900_000
 MEMORY_VARIANT_BASE = 'package://aura_ros/models/pi0_sim_memory'

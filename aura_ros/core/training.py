@@ -19,7 +19,7 @@ trains exactly what runs at inference. Every learned gate (``aura`` and its abla
 same objective. ``skip_budget`` gets only a budget loss on its write rate (no action-surprise
 signal); the other arms get the action error alone.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,10 @@ class TrainSchedule:
     warmup_gate: str = 'open'    # 'open': the memory learns writing every step (the gate is
                                  # not trained yet); 'soft': the gate's probability scales
                                  # each write
+    feature_noise: float = 0.0   # Gaussian noise added to each batch's features, in units of
+                                 # the memory's feature std: on a finite set of noisy
+                                 # demonstrations it keeps the memory from memorising each
+                                 # episode's noise (fresh episodes every batch: 0)
 
 
 @dataclass
@@ -45,6 +49,7 @@ class Batch:
     targets: torch.Tensor                # (B, T) class ids (-1 = no target) or (B, T, A)
     base_actions: torch.Tensor | None = None   # (B, T, A) frozen policy's actions
     mask: torch.Tensor | None = None     # (B, T) bool, steps with a target (regression)
+    writes: torch.Tensor | None = None   # (B, T) forced writes (an arm with a fixed schedule)
 
 
 def per_step_loss(actions, batch: Batch, loss_kind, scale=None):
@@ -116,8 +121,9 @@ def memory_loss(model, batch: Batch, loss_kind, step, schedule: TrainSchedule, g
     cfg = model.config
     mode = gate_mode_at(step, schedule) if cfg.is_gated else (
         'straight_through' if cfg.kind == 'skip_budget' else 'hard')
+    forced = {} if batch.writes is None else {'forced_writes': batch.writes}
     out = model.forward_sequence(batch.features, batch.base_actions, gate_mode=mode,
-                                 generator=generator)
+                                 generator=generator, **forced)
     scale = model.action_scale
     step_loss, mask = per_step_loss(out.actions, batch, loss_kind, scale)
     n = mask.sum().clamp_min(1)
@@ -153,7 +159,15 @@ def train_memory(model, sample_batch, loss_kind='ce', schedule: TrainSchedule = 
     bar = tqdm(range(schedule.steps), desc=desc, disable=not progress, leave=False,
                mininterval=2.0)
     for step in bar:
-        loss, logs = memory_loss(model, sample_batch(step), loss_kind, step, schedule, generator)
+        batch = sample_batch(step)
+        if schedule.feature_noise:
+            noise = torch.randn(batch.features.shape, generator=generator)
+            batch = replace(batch, features=batch.features
+                            + schedule.feature_noise * model.feature_std * noise)
+        loss, logs = memory_loss(model, batch, loss_kind, step, schedule, generator)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f'{desc}: the training loss is not finite at step {step} '
+                                     f'of {schedule.steps} ({logs}); nothing was saved')
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, schedule.grad_clip)

@@ -39,6 +39,7 @@ import numpy as np
 VARIANTS = ('visible', 'memory', 'memory_switch', 'memory_hard', 'colour')
 FRAME_KINDS = ('pre_cue', 'cue_onset', 'cue_continued', 'reshown_cue', 'switch_cue',
                'distractor', 'delay', 'go')
+NEWS_KINDS = ('cue_onset', 'switch_cue')    # the frames that carry news (a cue oracle writes)
 CUE_ONSETS = ('random', 'first')
 LINKS = np.array([0.5, 0.45, 0.25])
 BASE = np.array([0.0, -0.95])

@@ -44,6 +44,12 @@ from aura_ros.train.bags import BagError, StreamTopics, find_bags, iter_frames, 
 from aura_ros.train.recordings import RecordingError, align, demonstrated_actions, nearest
 
 ARMS = ('aura', 'always_write', 'no_memory')
+# Reference arms with a fixed write schedule from the recordings' FrameTruth (a sim's): an
+# always_write memory trained, validated and deployed writing exactly there (force_writes).
+FORCED_ARMS = {'cue_oracle': 'writes exactly on the frames that bring news (a cue onset)',
+               'first_frame': 'writes on the first frame of an episode only'}
+
+
 CACHE_VERSION = 1
 
 
@@ -61,6 +67,13 @@ class Settings:
     on_bad_bag: str = 'stop'         # 'stop' | 'skip'
     cache_dir: str | None = None
     progress: bool = True
+
+    def __post_init__(self):
+        from aura_ros.core import MEMORY_KINDS
+        known = MEMORY_KINDS + tuple(FORCED_ARMS)
+        unknown = [a for a in self.arms if a not in known]
+        if unknown:
+            raise ValueError(f'unknown arm(s) {unknown}: one of {", ".join(known)}')
 
 
 @dataclass
@@ -318,6 +331,10 @@ MEANINGS = {
     'write_rate': 'share of validation frames on which the memory wrote',
     'write_probability': 'per FrameTruth kind: frames of that kind, writes on them, and their '
                          'ratio p (a selective gate writes cue_onset frames, little else)',
+    'train_seconds': 'wall-clock seconds each arm took to train (features already extracted)',
+    'reference arms': 'cue_oracle, first_frame: always_write memories trained and validated '
+                      'writing exactly on their schedule (FrameTruth); their checkpoints only '
+                      'mean that with the schedule forced, as a sim can (not on a robot)',
 }
 
 
@@ -325,13 +342,15 @@ def evaluate(memory, data, kinds=None):
     """Validation: mean squared action error per joint-step, writes per episode, the gate's
     trace of each episode, and (``kinds``: each episode's FrameTruth kinds, or None) the error
     on memory frames and the write probability per kind of frame."""
-    from aura_ros.train.memory_fit import padded
+    from aura_ros.train.memory_fit import forced_writes, padded
     feats, base, target, mask = padded(data)
+    forced = forced_writes(data, feats.shape[1])         # a reference arm's schedule
     with torch.no_grad():
         if memory is None:
             actions, writes, probs = base, torch.zeros(mask.shape), torch.zeros(mask.shape)
         else:
-            out = memory.forward_sequence(feats, base, gate_mode='hard')
+            out = memory.forward_sequence(feats, base, gate_mode='hard', **(
+                {} if forced is None else {'forced_writes': forced}))
             actions, writes, probs = out.actions, out.writes, out.write_prob
     err = ((actions - target) ** 2).mean(-1)
     result = {'action_mse': float(err[mask].mean()),
@@ -382,40 +401,110 @@ def report_warnings(report):
     return out
 
 
-def train_from_recordings(paths, params, out, settings=None, log=print):
-    """The whole pipeline (module docstring); returns the report dict."""
-    from aura_ros.train.memory_fit import fit_memory, write_rate_on
-    settings = settings or Settings()
-    t_start = time.monotonic()
-    out = Path(out)
+def forced_schedule(arm, kinds):
+    """(T,) the writes of a FORCED_ARMS arm on an episode of FrameTruth ``kinds``."""
+    from aura_ros.sim.arm import NEWS_KINDS
+    if arm == 'first_frame':
+        return torch.arange(len(kinds)) == 0
+    return torch.tensor([k in NEWS_KINDS for k in kinds])
+
+
+@dataclass
+class Prepared:
+    """Recordings read, features extracted, split: what every arm trains and validates on."""
+    deployment: Deployment
+    episodes: list
+    summary: dict
+    extraction: dict
+    train_eps: list
+    val_eps: list
+    train_data: list                 # FeatureEpisodes of the train split
+    val_data: list
+    train_kinds: list | None         # FrameTruth kinds of each labelled frame, or None
+    val_kinds: list | None
+
+    @property
+    def action_std(self):
+        cfg = self.deployment.backbone.config
+        return cfg.action_std or [1.0] * cfg.action_dim
+
+
+def _kinds(eps):
+    labelled = [ep for ep in eps if len(ep.kept)]        # as feature_episodes keeps them
+    if labelled and all(ep.kinds for ep in labelled):
+        return [[ep.kinds[i] for i in ep.kept] for ep in labelled]
+    return None
+
+
+def prepare(paths, params, out, settings, log=print):
+    """Steps 1-2 and the split (module docstring)."""
     deployment = load_deployment(params)
     episodes, summary = read_recordings(paths, deployment, settings, log)
     log(f"{len(episodes)} episodes, {summary['frames']} frames "
         f"({summary['frames_dropped_unsynced']} dropped unsynchronised) from "
         f"{len(summary['bags'])} bag(s)")
-    cache_dir = check_cache_dir(settings.cache_dir or out / 'features', deployment)
+    cache_dir = check_cache_dir(settings.cache_dir or Path(out) / 'features', deployment)
     extraction = extract_features(episodes, deployment, settings, cache_dir)
     train_eps, val_eps = split(episodes, settings.val_fraction, settings.seed)
     train_data, val_data = feature_episodes(train_eps), feature_episodes(val_eps)
-    labelled = [ep for ep in val_eps if len(ep.kept)]       # as feature_episodes keeps them
-    val_kinds = ([[ep.kinds[i] for i in ep.kept] for ep in labelled]
-                 if labelled and all(ep.kinds for ep in labelled) else None)
     if not train_data:
         raise RecordingError('no training episode has labelled frames')
-    cfg = deployment.backbone.config
-    action_std = cfg.action_std or [1.0] * cfg.action_dim
+    return Prepared(deployment, episodes, summary, extraction, train_eps, val_eps, train_data,
+                    val_data, _kinds(train_eps), _kinds(val_eps))
+
+
+def with_schedule(arm, data, kinds):
+    """Copies of FeatureEpisodes ``data`` carrying the forced writes of ``arm`` (FORCED_ARMS)."""
+    from dataclasses import replace
+    if kinds is None:
+        raise RecordingError(f'the {arm} arm needs FrameTruth in the recordings (where the '
+                             f'cues are: a sim records it on sim/frame_truth)')
+    return [replace(d, writes=forced_schedule(arm, k)) for d, k in zip(data, kinds)]
+
+
+def fit_arm(arm, prepared, settings, rate=None):
+    """One arm trained on the train split: a memory kind, or a FORCED_ARMS reference (an
+    always_write memory trained writing on its schedule). ``rate``: AURA's write rate, the
+    budget arms' budget."""
+    from aura_ros.train.memory_fit import fit_memory
+    data, kind = prepared.train_data, arm
+    if arm in FORCED_ARMS:
+        data, kind = with_schedule(arm, data, prepared.train_kinds), 'always_write'
+    return fit_memory(kind, data, prepared.action_std, steps=settings.steps, seed=settings.seed,
+                      write_rate=rate or 0.1, target_write_rate=settings.target_write_rate,
+                      progress=settings.progress)
+
+
+def validate_arm(arm, memory, prepared):
+    """``evaluate`` on the validation split (a FORCED_ARMS arm writing on its schedule)."""
+    if not prepared.val_data:
+        return {}
+    data = prepared.val_data
+    if arm in FORCED_ARMS:
+        data = with_schedule(arm, data, prepared.val_kinds)
+    return evaluate(memory, data, prepared.val_kinds)
+
+
+def train_from_recordings(paths, params, out, settings=None, log=print):
+    """The whole pipeline (module docstring); returns the report dict."""
+    from aura_ros.train.memory_fit import write_rate_on
+    settings = settings or Settings()
+    t_start = time.monotonic()
+    out = Path(out)
+    prepared = prepare(paths, params, out, settings, log)
     arms = ['aura'] + [a for a in settings.arms if a != 'aura']
-    memories, results, rate = {}, {}, None
-    for kind in arms:
-        memory = fit_memory(kind, train_data, action_std, steps=settings.steps,
-                            seed=settings.seed, write_rate=rate or 0.1,
-                            target_write_rate=settings.target_write_rate,
-                            progress=settings.progress)
-        if kind == 'aura':
-            rate = write_rate_on(memory, train_data)
-        memories[kind] = memory
-        results[kind] = evaluate(memory, val_data, val_kinds) if val_data else {}
-    base = evaluate(None, val_data, val_kinds) if val_data else {}
+    memories, results, rate, seconds = {}, {}, None, {}
+    for arm in arms:
+        t0 = time.monotonic()
+        memory = fit_arm(arm, prepared, settings, rate)
+        seconds[arm] = time.monotonic() - t0
+        if arm == 'aura':
+            rate = write_rate_on(memory, prepared.train_data)
+        memories[arm] = memory
+        results[arm] = validate_arm(arm, memory, prepared)
+    base = evaluate(None, prepared.val_data, prepared.val_kinds) if prepared.val_data else {}
+    episodes, summary, deployment = prepared.episodes, prepared.summary, prepared.deployment
+    train_eps, val_eps = prepared.train_eps, prepared.val_eps
     report = {
         'params': str(params), 'bags': summary['bags'], 'skipped_bags': summary['skipped_bags'],
         'episodes': {'total': len(episodes), 'train': len(train_eps), 'validation': len(val_eps),
@@ -425,7 +514,8 @@ def train_from_recordings(paths, params, out, settings=None, log=print):
         'frames_corrected': int(sum(e.corrected for e in episodes)),
         'frames_dropped_unsynced': summary['frames_dropped_unsynced'],
         'dropped': summary['dropped'], 'warnings': summary['warnings'],
-        'feature_extraction': extraction, 'backbone_key': deployment.key,
+        'feature_extraction': prepared.extraction, 'backbone_key': deployment.key,
+        'train_seconds': seconds,
         'action_type': deployment.limits.action_type,
         'settings': {'tolerance': settings.tolerance, 'action_lag': settings.action_lag,
                      'stamps': settings.stamps, 'val_fraction': settings.val_fraction,

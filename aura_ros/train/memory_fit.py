@@ -21,6 +21,12 @@ from aura_ros.sim.engines import make_env
 from aura_ros.sim.rollout import sim_limits
 
 TRAIN_VARIANTS = ('memory', 'memory_switch', 'memory_hard')
+# Gaussian noise added to the training features, in units of their std (TrainSchedule). Without
+# it, on 40 recorded episodes every memory arm memorised the operator's noise: always_write's
+# training error fell to 1/40 of the label noise's variance, its validation error rose above
+# no_memory's, and AURA's gate, rewarded for those writes, opened on 76% of frames (bench/notes.md,
+# "A selective gate from recordings"). Chosen on that calibration recording among 0.3, 1, 2.
+FEATURE_NOISE = 1.0
 
 
 @dataclass
@@ -28,6 +34,7 @@ class FeatureEpisode:
     features: torch.Tensor   # (T, F)
     base: torch.Tensor       # (T, A) frozen policy's action (robot units)
     expert: torch.Tensor     # (T, A) expert action (robot units)
+    writes: torch.Tensor | None = None   # (T,) forced writes (an arm with a fixed schedule)
 
 
 def collect_features(backbone, seeds, variants=TRAIN_VARIANTS, noise=0.3, memory=None,
@@ -111,10 +118,17 @@ def padded(episodes):
 
 
 def fit_memory(kind, episodes, action_std, steps=1500, batch=64, seed=0, write_rate=0.1,
-               target_write_rate=0.05, head_hidden=256, progress=True, **config):
+               target_write_rate=0.05, head_hidden=256, progress=True,
+               feature_noise=FEATURE_NOISE, **config):
     """Train one memory arm (residual mode) on collected episodes. The write objective looks
-    at every later action (ib_horizon 0): on the arm a cue's action comes after a delay."""
+    at every later action (ib_horizon 0): on the arm a cue's action comes after a delay.
+    ``feature_noise``: TrainSchedule.feature_noise (FEATURE_NOISE: a finite set of noisy
+    demonstrations)."""
     feats, base, expert, mask = padded(episodes)
+    writes = forced_writes(episodes, feats.shape[1])
+    if writes is not None and kind != 'always_write':
+        raise ValueError(f'forced writes train an always_write memory on a fixed schedule, '
+                         f'not {kind!r}')
     torch.manual_seed(seed)
     memory = build_memory(AuraConfig(feature_dim=feats.shape[-1], action_dim=base.shape[-1],
                                      kind=kind, action_mode='residual',
@@ -129,11 +143,29 @@ def fit_memory(kind, episodes, action_std, steps=1500, batch=64, seed=0, write_r
     def sample(step):
         idx = torch.randint(len(feats), (batch,), generator=gen)
         return Batch(features=feats[idx], targets=expert[idx], base_actions=base[idx],
-                     mask=mask[idx])
+                     mask=mask[idx], writes=None if writes is None else writes[idx])
 
-    train_memory(memory, sample, 'mse', TrainSchedule(steps=steps, lr=3e-3), seed=seed,
-                 desc=f'memory {kind}', progress=progress)
+    schedule = TrainSchedule(steps=steps, lr=3e-3, feature_noise=feature_noise)
+    train_memory(memory, sample, 'mse', schedule, seed=seed, desc=f'memory {kind}',
+                 progress=progress)
     return memory.eval()
+
+
+def forced_writes(episodes, T):
+    """(N, T) the episodes' forced writes (0 past an episode's end), or None if none has any;
+    all or none of them must."""
+    given = [e.writes is not None for e in episodes]
+    if not any(given):
+        return None
+    if not all(given):
+        raise ValueError('forced writes: every episode needs its schedule, or none')
+    out = torch.zeros(len(episodes), T)
+    for i, e in enumerate(episodes):
+        if len(e.writes) != len(e.features):
+            raise ValueError(f'episode {i}: {len(e.writes)} forced writes for '
+                             f'{len(e.features)} steps')
+        out[i, :len(e.writes)] = e.writes.float()
+    return out
 
 
 def write_rate_on(memory, episodes):

@@ -263,6 +263,28 @@ def test_train_episodes_end_to_end_and_the_cache_skips_the_backbone(tmp_path, ti
     assert files[3].is_file()
 
 
+def test_reference_arms_write_exactly_on_their_schedule_and_need_frame_truth(tmp_path,
+                                                                            tiny_models):
+    """cue_oracle and first_frame: always_write memories trained and validated writing on the
+    recorded cue onsets / the first frame only; without FrameTruth, one clear error."""
+    write_bag(tmp_path / 'truth', episodes=3, seed=1, kinds=KINDS)
+    report = train_from_recordings([str(tmp_path / 'truth')], tiny_models['params_pi0'],
+                                   tmp_path / 'out', quiet(steps=40, arms=(
+                                       'aura', 'cue_oracle', 'first_frame')))
+    val = report['validation']
+    oracle = {k: c['writes'] for k, c in val['cue_oracle']['write_probability'].items()}
+    assert oracle == {'pre_cue': 0, 'cue_onset': 1, 'cue_continued': 0, 'delay': 0, 'go': 0}
+    first = {k: c['writes'] for k, c in val['first_frame']['write_probability'].items()}
+    assert first == {'pre_cue': 1, 'cue_onset': 0, 'cue_continued': 0, 'delay': 0, 'go': 0}
+    assert set(report['train_seconds']) == {'aura', 'cue_oracle', 'first_frame'}
+    write_bag(tmp_path / 'plain', episodes=3, seed=1)
+    with pytest.raises(RecordingError, match='cue_oracle arm needs FrameTruth'):
+        train_from_recordings([str(tmp_path / 'plain')], tiny_models['params_pi0'],
+                              tmp_path / 'out2', quiet(steps=40, arms=('aura', 'cue_oracle')))
+    with pytest.raises(ValueError, match="unknown arm.*'oracle'"):
+        quiet(arms=('aura', 'oracle'))
+
+
 def test_absolute_convention_labels_are_the_targets(tmp_path, tiny_models):
     from aura_ros.train.episodes import load_deployment, read_recordings
     bag = write_bag(tmp_path / 'bag')
