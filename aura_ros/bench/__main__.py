@@ -81,9 +81,11 @@ def cmd_closed_loop(args):
 
 def cmd_train_from_recordings(args):
     from aura_ros.bench import train_from_recordings as tfr
-    return (tfr.run(episodes=args.episodes, eval_episodes=args.eval_episodes, steps=args.steps,
-                    seed=args.seed, work=args.work, through_ros=args.through_ros,
-                    noise=args.noise), tfr.plot)
+    points = [int(n) for n in args.points.split(',') if n]
+    arms = [a for a in args.arms.split(',') if a]
+    return (tfr.run(points=points, eval_episodes=args.eval_episodes, steps=args.steps,
+                    seed=args.seed, engine=args.engine, params=args.params, work=args.work,
+                    arms=arms, noise=args.noise), tfr.plot)
 
 
 def cmd_backbone_server(args):
@@ -203,18 +205,23 @@ def main(argv=None):
     p.add_argument('--engine', default='planar', choices=['planar', 'mujoco'],
                    help='the simulated arm (mujoco: the SO-101, with config/sim_mujoco.yaml)')
     p.set_defaults(run=cmd_closed_loop)
-    p = sub.add_parser('train-from-recordings', help='record teleoperated sim episodes through '
-                       'ROS, train from the bags, compare with training in process')
-    p.add_argument('--episodes', type=int, default=600, help='episodes recorded (half memory, '
-                   'half memory_hard), and trained on in process')
-    p.add_argument('--eval-episodes', type=int, default=200, help='closed-loop episodes per arm')
+    p = sub.add_parser('train-from-recordings', help='the learning curve: record teleoperated '
+                       'sim episodes through ROS, train every arm on 50-400 of them, evaluate '
+                       'in closed loop (stages cached and resumed)')
+    p.add_argument('--points', default='50,100,200,400', help='recorded episodes per point '
+                   '(multiples of 50; the smaller sets are the start of the larger ones)')
+    p.add_argument('--arms', default=','.join(('aura', 'aura_surprise_only', 'always_write',
+                                               'no_memory', 'cue_oracle', 'first_frame')))
+    p.add_argument('--eval-episodes', type=int, default=200, help='closed-loop episodes per arm '
+                   'and point')
     p.add_argument('--steps', type=int, default=2000, help='training steps per memory')
-    p.add_argument('--noise', type=float, default=0.3, help="the operator's noise")
-    p.add_argument('--teleop-noise', type=float, default=0.1, help="operator noise of the "
-                   "recorded demonstrations (x the arm's speed limit per frame)")
-    p.add_argument('--through-ros', type=int, default=20, help='episodes of the deployed '
-                   'checkpoint through the nodes (0 = skip)')
-    p.add_argument('--work', default='bench/results/tfr_work', help='bags, checkpoints, logs')
+    p.add_argument('--noise', type=float, default=0.3, help="the operator's noise (x the arm's "
+                   'speed limit per frame)')
+    p.add_argument('--engine', default='planar', choices=['planar', 'mujoco'])
+    p.add_argument('--params', default=None, help="the robot's parameter file (default "
+                   'config/default.yaml; mujoco: the MuJoCo benchmark\'s WORK/arm.yaml)')
+    p.add_argument('--work', default='bench/results/tfr_work', help='bags, features, '
+                   'checkpoints, evaluations (resumed)')
     p.add_argument('--seed', type=int, default=0)
     p.set_defaults(run=cmd_train_from_recordings)
     p = sub.add_parser('backbone-server', help='1-16 arms against one gRPC backbone server, '

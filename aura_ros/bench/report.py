@@ -352,39 +352,30 @@ def realtime_section(rt):
 
 
 def recordings_section(tf):
-    fe = tf['feature_extraction']
-    lines = ['## Trained from recorded episodes (`train_from_recordings.json`, '
+    """The learning curve from recordings (bench/train_from_recordings.py)."""
+    if 'curve' not in tf:       # the earlier single-point format
+        return []
+    base = tf['references']['base']
+    lines = ['## Trained from recordings: the learning curve (`train_from_recordings.json`, '
              '`train_from_recordings.png`)', '',
-             f"{tf['episodes_recorded']} teleoperated episodes recorded through ROS (sim_arm_node "
-             f"in real time at 30 fps, sim_teleop: the expert + operator noise "
-             f"{tf['teleop_noise']}, episode_recorder to MCAP; half `memory`, half `memory_hard`; "
-             f"demonstrations succeeded in {tf['demonstration_success']:.1%}): {tf['frames']:,} "
-             f"frames, {tf['frames_dropped_unsynced']:,} dropped unsynchronised. `train episodes` "
-             f"on the bags against `train memory`'s in-process data path on the same variants, "
-             f"seeds and number of episodes (noisy execution, clean expert label), the same fit "
-             f"({tf['steps']} steps). Backbone features: {fe['frames_per_s']:.0f} frames/s (tiny "
-             f"PI0, one thread); the second pass read {fe['second_run']['cached_episodes']} "
-             f"episodes from the cache and computed {fe['second_run']['frames_computed']} frames "
-             f"({fe['second_run']['seconds']:.1f} s).", '',
-             f"Closed loop in process (the policy node's PolicyRunner), {tf['eval_episodes']} "
-             'evaluation episodes per arm (the closed-loop benchmark\'s seeds):', '']
-    for variant, block in tf['variant_results'].items():
-        lines += [f'### {variant}', '', '| arm | success [95% CI] | writes / episode |',
-                  '|---|---|---|']
-        for arm, st in block.items():
-            lines.append(f"| {arm} | {_ci(st, 'success')} | {st['writes_per_episode']:.2f} |")
-        t = tf['targets'][variant]
-        lines += ['', f"from_recordings within the in-process CI: {t['within_in_process_ci']}; "
-                  f"lower bound above the base's upper bound: {t['above_base']}; write "
-                  f"reduction against always_write: {_x(t['write_reduction_vs_always_write'])}.",
-                  '']
-    ros = tf.get('through_ros')
-    if ros:
-        lines += [f"Deployed by parameter file only (the printed lines applied to "
-                  f"config/default.yaml) and run through the nodes: {ros['episodes']} episodes, "
-                  f"success {_ci(ros, 'success')}, {ros['writes_per_episode']:.2f} writes per "
-                  f"episode.", '']
-    return lines
+             f"Teleoperated episodes recorded through ROS ({tf['engine']}, task {tf['task']}; "
+             f"operator noise {tf['teleop_noise']}), every arm trained on the first N of them "
+             f"({tf['steps']} steps), evaluated in closed loop on {tf['eval_episodes']} episodes "
+             f"(lockstep, the closed-loop benchmark's seeds). Base (frozen policy): "
+             f"{_ci(base, 'success')}.", '']
+    arms = list(next(iter(tf['curve'].values()))['arms'])
+    lines += ['| episodes | ' + ' | '.join(arms) + ' | train s (aura + no_memory) |',
+              '|---' * (len(arms) + 2) + '|']
+    for n, point in tf['curve'].items():
+        cells = [f"{_ci(point['arms'][a], 'success')}, {point['arms'][a]['writes_per_episode']:.2f}"
+                 f' w/ep' for a in arms]
+        lines.append(f'| {n} | ' + ' | '.join(cells) +
+                     f" | {point['train_seconds_aura_no_memory']:.0f} |")
+    lines += ['']
+    for n, point in tf['curve'].items():
+        met = ', '.join(f'{k}: {v}' for k, v in point['targets'].items())
+        lines.append(f'- {n} episodes: {met}')
+    return lines + ['']
 
 
 def backbone_server_section(bs):

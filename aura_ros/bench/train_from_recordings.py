@@ -1,23 +1,28 @@
-"""The recorded-demonstrations path end to end on the simulated arm, against training in process.
+"""The learning curve of the memory trained from recordings (task v2, plain variant).
 
-    python -m aura_ros.bench train-from-recordings --episodes 600 \
-        --json bench/results/train_from_recordings.json
+    python -m aura_ros.bench train-from-recordings --json bench/results/train_from_recordings.json
+    python -m aura_ros.bench train-from-recordings --engine mujoco --params WORK/arm.yaml \
+        --points 100,400 --json bench/results/train_from_recordings_mujoco.json
+
+A user's path, at 50, 100, 200 and 400 recorded episodes; every stage cached under ``--work``
+and resumed, since the curve takes hours:
 
 1. Record (through ROS, separate processes over DDS): ``sim_arm_node`` in real time (30 fps,
    like a robot), ``sim_teleop`` demonstrating on teleop/joint_commands (the scripted expert +
    operator noise 0.3, as a teleop device), ``episode_recorder`` writing camera, joint states,
-   demonstrated commands and the sim's episode events to MCAP. Half the episodes on the
-   ``memory`` variant, half on ``memory_hard`` (the mix ``train memory`` uses), seeds
-   ``seed + i``.
-2. ``train episodes`` on those bags with the default parameter file (the embedded tiny PI0);
-   then the same pass again to measure that the cache skips the backbone.
-3. In process, the comparison: ``train memory``'s data path (collect_features: the same
-   variants and seeds, noisy-expert execution, the clean expert as label) and the same fit.
-4. Closed loop, in process with the policy node's runner (PolicyRunner), on the evaluation
-   seeds of the closed-loop benchmark: from_recordings (AURA from the bags), in_process,
-   base (the frozen VLA alone), always_write (from the bags). Then the recorded checkpoint is
-   deployed by parameter file only (the printed params lines applied to config/default.yaml)
-   and run through the nodes for ``--through-ros`` episodes.
+   demonstrated commands, episode events and the sim's FrameTruth to MCAP. Chunks of
+   ``CHUNK`` episodes (seeds ``SEED + i``), one bag each; a point of N episodes trains on the
+   first N / CHUNK bags (the smaller sets are the start of the larger ones).
+2. Features: ``train episodes``'s extraction, one cache for every point.
+3. Train, per point, on that point's recordings only (train split; the validation split gives
+   report.json's numbers): ``aura``, ``aura_surprise_only``, ``always_write``, ``no_memory`` and
+   the references ``cue_oracle`` / ``first_frame`` (always_write memories trained writing on the
+   recorded cue onsets / the first frame only). A checkpoint is reused only if the code that
+   trains (core, train) and the settings are the same (bench/code_key.py).
+4. Evaluate every arm in closed loop, lockstep, in process with the policy node's runner, on
+   the evaluation seeds of the closed-loop benchmark (``--eval-episodes``, the plain variant),
+   the references with their writes forced by the sim's ground truth; ``base`` (the frozen
+   policy alone) once.
 """
 import os
 import shutil
@@ -127,117 +132,183 @@ def record_sim_demonstrations(out, episodes, variant='memory', seed=SEED, noise=
     return ok, outcomes
 
 
+CHUNK = 50
+CURVE_ARMS = ('aura', 'aura_surprise_only', 'always_write', 'no_memory', 'cue_oracle',
+              'first_frame')
+TRAINED_BY = ('core', 'train', 'policy.py', 'backbones', 'imaging.py')    # code_key parts
+EVALUATED_BY = ('core', 'sim', 'policy.py', 'backbones', 'control', 'bench/closed_loop.py')
+
+
 def _arm_result(stats):
-    keep = ('success', 'success_ci95', 'successes', 'writes_per_episode', 'steps_per_episode',
-            'write_probability')
+    keep = ('success', 'success_ci95', 'successes', 'episodes', 'writes_per_episode',
+            'steps_per_episode', 'write_probability')
     return {k: stats[k] for k in keep}
 
 
-def run(episodes=600, eval_episodes=200, steps=2000, seed=0, work='bench/results/tfr_work',
-        through_ros=20, progress=True, noise=0.3):
-    from aura_ros.bench.closed_loop import evaluate_arm
+def record_chunks(work, engine, n_chunks, noise, progress):
+    """Bags of CHUNK episodes each (resumed: a chunk with its ``done.json`` is kept)."""
+    import json
+    bags = []
+    for c in range(n_chunks):
+        bag = Path(work) / engine / 'bags' / f'chunk_{c:02d}'
+        done = bag.parent / f'chunk_{c:02d}.done.json'
+        if not done.is_file():
+            ok, outcomes = record_sim_demonstrations(
+                bag, CHUNK, 'memory', SEED + CHUNK * c, noise, progress=progress,
+                engine=engine, timeout=60.0 + 6.0 * CHUNK)
+            if not ok:
+                raise RuntimeError(f'recording chunk {c} failed: {len(outcomes)}/{CHUNK} '
+                                   f'episodes; see {bag}_logs')
+            done.write_text(json.dumps({'outcomes': outcomes}) + '\n')
+        bags.append(bag)
+    return bags
+
+
+def _cached_json(path, key):
+    import json
+    if Path(path).is_file():
+        data = json.loads(Path(path).read_text())
+        if data.get('key') == key:
+            return data
+    return None
+
+
+def _write_json(path, data):
+    import json
+    tmp = Path(path).with_suffix('.tmp')
+    tmp.write_text(json.dumps(data, indent=1) + '\n')
+    tmp.replace(path)
+
+
+def train_point(bags, params, folder, arms, settings, log=print):
+    """Every arm of one point: {arm: (memory, train_seconds)}, each from its cache if the code
+    and settings that trained it are the same, else trained and cached."""
+    from aura_ros.bench.code_key import code_digest, result_key
+    from aura_ros.bench.realtime import params_digest
+    from aura_ros.core import load_memory
+    from aura_ros.train.bags import bag_key
+    from aura_ros.train.episodes import fit_arm, prepare
+    from aura_ros.train.memory_fit import FEATURE_NOISE, write_rate_on
+    folder.mkdir(parents=True, exist_ok=True)
+    code = code_digest(*TRAINED_BY)
+    prepared, out, rate = None, {}, None
+    for arm in ['aura'] + [a for a in arms if a != 'aura']:
+        budget = arm in ('random_budget', 'periodic_budget', 'skip_budget')  # aura's rate
+        key = result_key(code, arm=arm, bags=[bag_key(b) for b in bags],
+                         params=params_digest(params), steps=settings.steps, seed=settings.seed,
+                         val_fraction=settings.val_fraction, feature_noise=FEATURE_NOISE,
+                         target_write_rate=settings.target_write_rate,
+                         rate=round(rate, 6) if budget else None)
+        meta, path = folder / f'{arm}.json', folder / f'memory_{arm}.safetensors'
+        cached = _cached_json(meta, key)
+        if cached and path.is_file():
+            memory = load_memory(path)
+            seconds = cached['train_seconds']
+        else:
+            if prepared is None:
+                prepared = prepare([str(b) for b in bags], str(params), folder, settings, log)
+            t0 = time.monotonic()
+            memory = fit_arm(arm, prepared, settings, rate)
+            seconds = time.monotonic() - t0
+            memory.save(path)
+            _write_json(meta, {'key': key, 'train_seconds': seconds})
+        if arm == 'aura':
+            rate = cached['rate'] if cached and 'rate' in cached else None
+            if rate is None:
+                if prepared is None:
+                    prepared = prepare([str(b) for b in bags], str(params), folder, settings,
+                                       log)
+                rate = write_rate_on(memory, prepared.train_data)
+                _write_json(meta, {'key': key, 'train_seconds': seconds, 'rate': rate})
+        out[arm] = (memory, seconds)
+    return out
+
+
+def evaluate_point(backbone, memories, folder, episodes, engine, progress):
+    """Closed-loop numbers of every arm ({arm: (memory, _)}; None: the frozen policy), each
+    cached by the checkpoint's bytes, the evaluation settings and the code that runs it."""
+    import hashlib
+
+    from aura_ros.bench.closed_loop import EVAL_SEED, ForcedWrites, rollouts, summarise
+    from aura_ros.bench.code_key import code_digest, result_key
+    from aura_ros.train.episodes import FORCED_ARMS
+    code = code_digest(*EVALUATED_BY)
+    out = {}
+    for arm, (memory, _) in memories.items():
+        path = folder / f'memory_{arm}.safetensors'
+        weights = hashlib.sha256(path.read_bytes()).hexdigest() if memory is not None else None
+        key = result_key(code, arm=arm, weights=weights, episodes=episodes, engine=engine,
+                         first_seed=EVAL_SEED, variant='memory')
+        meta = folder / f'eval_{arm}.json'
+        cached = _cached_json(meta, key)
+        if cached is None:
+            before = None
+            if arm in FORCED_ARMS:
+                before = ForcedWrites(arm).attach(memory).before_step
+            logs = rollouts(backbone, memory, 'memory', range(EVAL_SEED, EVAL_SEED + episodes),
+                            engine, before, progress, desc=f'{folder.name} {arm}')
+            cached = {'key': key, **_arm_result(summarise(logs))}
+            _write_json(meta, cached)
+        out[arm] = {k: v for k, v in cached.items() if k != 'key'}
+    return out
+
+
+def run(points=(50, 100, 200, 400), eval_episodes=200, steps=2000, seed=0, engine='planar',
+        params=None, work='bench/results/tfr_work', arms=CURVE_ARMS, noise=0.3, progress=True):
     from aura_ros.paths import package_share
-    from aura_ros.train.episodes import (
-        Settings,
-        check_cache_dir,
-        extract_features,
-        load_deployment,
-        read_recordings,
-        train_from_recordings,
-    )
-    from aura_ros.train.memory_fit import collect_features, fit_memory
+    from aura_ros.train.episodes import Settings, load_deployment
     torch.set_num_threads(1)
     t_start = time.monotonic()
     work = Path(work)
-    work.mkdir(parents=True, exist_ok=True)
-    params = Path(package_share('aura_ros')) / 'config' / 'default.yaml'
-    result = {'episodes': episodes, 'eval_episodes': eval_episodes, 'steps': steps,
-              'seed': seed, 'teleop_noise': noise, 'variants': list(VARIANTS)}
-
-    # 1. record through the nodes
-    per_variant = [episodes // 2, episodes - episodes // 2]
-    bags, recorded, demo_success = [], 0, []
-    t0 = time.monotonic()
-    for variant, n in zip(VARIANTS, per_variant):
-        bag = work / f'bags/{variant}'
-        ok, outcomes = record_sim_demonstrations(bag, n, variant, SEED, noise,
-                                                 progress=progress)
-        if not ok:
-            raise RuntimeError(f'recording {variant} failed: {len(outcomes)}/{n} episodes; see '
-                               f'{bag}_logs')
-        bags.append(bag)
-        recorded += len(outcomes)
-        demo_success += outcomes
-    result['recording_s'] = time.monotonic() - t0
-    result['episodes_recorded'] = recorded
-    result['demonstration_success'] = float(np.mean(demo_success))
-
-    # 2. train from the bags, then the cache's second pass
-    settings = Settings(steps=steps, seed=seed, progress=progress)
-    out = work / 'from_recordings'
-    if out.exists():
-        shutil.rmtree(out)
-    report = train_from_recordings([str(b) for b in bags], str(params), out, settings)
-    result['frames'] = report['frames']
-    result['frames_labelled'] = report['frames_labelled']
-    result['frames_dropped_unsynced'] = report['frames_dropped_unsynced']
-    result['dropped'] = report['dropped']
-    result['validation'] = report['validation']
-    deployment = load_deployment(str(params))
-    t0 = time.monotonic()
-    eps, _ = read_recordings([str(b) for b in bags], deployment, settings, log=lambda *_: None)
-    again = extract_features(eps, deployment, settings, check_cache_dir(out / 'features',
-                                                                        deployment))
-    result['feature_extraction'] = dict(
-        first_run=report['feature_extraction'],
-        frames_per_s=report['feature_extraction']['frames_per_s'],
-        second_run={'frames_computed': again['frames'],
-                    'cached_episodes': again['cached_episodes'],
-                    'seconds': time.monotonic() - t0})
-
-    # 3. the in-process comparison on the same variants, seeds and number of episodes
-    backbone = deployment.backbone
-    action_std = backbone.config.action_std or [1.0] * backbone.config.action_dim
-    data = []
-    for variant, n in zip(VARIANTS, per_variant):
-        data += collect_features(backbone, range(SEED, SEED + n), variants=(variant,),
-                                 noise=noise, desc=f'features in process ({variant})',
-                                 progress=progress)
-    in_process = fit_memory('aura', data, action_std, steps=steps, seed=seed,
-                            target_write_rate=settings.target_write_rate, progress=progress)
-
-    # 4. closed loop, in process, same runner and seeds for every arm
-    from aura_ros.core import load_memory
-    arms = {'from_recordings': load_memory(out / 'memory.safetensors'),
-            'in_process': in_process, 'base': None,
-            'always_write': load_memory(out / 'memory_always_write.safetensors'),
-            'no_memory': load_memory(out / 'memory_no_memory.safetensors')}
-    result['variant_results'] = {}
-    for variant in VARIANTS:
-        block = {name: _arm_result(evaluate_arm(backbone, memory, variant, eval_episodes,
-                                                progress, desc=f'{variant} {name}'))
-                 for name, memory in arms.items()}
-        result['variant_results'][variant] = block
-    result['arms'] = result['variant_results'][VARIANTS[0]]
-    result['headline_variant'] = VARIANTS[0]
-    result['targets'] = {v: targets(b) for v, b in result['variant_results'].items()}
-
-    # deployed by parameter file only, through the nodes
-    if through_ros:
-        result['through_ros'] = deploy_check(params, out, through_ros, work)
-    result['elapsed_s'] = time.monotonic() - t_start
-    return result
+    if any(n % CHUNK for n in points):
+        raise ValueError(f'points must be multiples of {CHUNK}, got {points}')
+    params = Path(params or Path(package_share('aura_ros')) / 'config' / 'default.yaml')
+    bags = record_chunks(work, engine, max(points) // CHUNK, noise, progress)
+    settings = Settings(steps=steps, seed=seed, progress=progress,
+                        cache_dir=str(work / engine / 'features'))
+    backbone = load_deployment(str(params)).backbone
+    curve = {}
+    for n in points:
+        folder = work / engine / f'n{n:04d}'
+        trained = train_point(bags[:n // CHUNK], params, folder, arms, settings)
+        results = evaluate_point(backbone, trained, folder, eval_episodes, engine, progress)
+        for arm, (_, seconds) in trained.items():
+            results[arm]['train_seconds'] = seconds
+        curve[str(n)] = {'train_seconds': sum(s for _, s in trained.values()),
+                         'train_seconds_aura_no_memory': sum(
+                             trained[a][1] for a in ('aura', 'no_memory') if a in trained),
+                         'arms': results, 'targets': targets(results, n)}
+    base_folder = work / engine / 'base'
+    base_folder.mkdir(parents=True, exist_ok=True)
+    base = evaluate_point(backbone, {'base': (None, 0.0)}, base_folder, eval_episodes, engine,
+                          progress)
+    return {'task': 'v2, plain variant (memory): one cue at a random onset', 'engine': engine,
+            'params': str(params), 'points': list(points), 'eval_episodes': eval_episodes,
+            'steps': steps, 'seed': seed, 'teleop_noise': noise, 'chunk': CHUNK,
+            'curve': curve, 'references': base, 'elapsed_s': time.monotonic() - t_start}
 
 
-def targets(block):
-    rec, proc = block['from_recordings'], block['in_process']
-    base, always = block['base'], block['always_write']
-    lo, hi = proc['success_ci95']
-    w = rec['writes_per_episode']
-    return {'within_in_process_ci': bool(lo <= rec['success'] <= hi),
-            'above_base': bool(rec['success_ci95'][0] > base['success_ci95'][1]),
-            'write_reduction_vs_always_write': (always['writes_per_episode'] / w) if w else None,
-            'write_reduction_at_least_7x': bool(w and always['writes_per_episode'] / w >= 7)}
+def targets(arms, n):
+    """The issue's targets at one point (None where an arm is missing)."""
+    aura, none = arms.get('aura'), arms.get('no_memory')
+    oracle, always = arms.get('cue_oracle'), arms.get('always_write')
+    out = {}
+    if aura and oracle:
+        out['writes_at_most_2x_cue_oracle'] = bool(
+            aura['writes_per_episode'] <= 2 * oracle['writes_per_episode'])
+        if n >= 100:
+            out['success_within_or_above_cue_oracle'] = bool(
+                aura['success'] >= oracle['success_ci95'][0])
+    if aura and none:
+        out['success_above_no_memory'] = bool(
+            aura['success_ci95'][0] > none['success_ci95'][1])
+    surprise = arms.get('aura_surprise_only')
+    if aura and surprise and always and n >= 100:
+        def reduction(arm):
+            return always['writes_per_episode'] / max(arm['writes_per_episode'], 1e-9)
+        out['surprise_only_keeps_80pct_of_aura_write_reduction'] = bool(
+            reduction(surprise) >= 0.8 * reduction(aura))
+    return out
 
 
 def run_deployed(params, episodes, seed, logs, timeout=600.0):
@@ -268,25 +339,31 @@ def plot(result, path):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    variants = list(result['variant_results'])
+    points = [int(n) for n in result['curve']]
+    arms = list(next(iter(result['curve'].values()))['arms'])
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-    names = list(result['arms'])
-    width = 0.8 / len(variants)
-    for j, variant in enumerate(variants):
-        block = result['variant_results'][variant]
-        x = np.arange(len(names)) + j * width
-        s = np.array([block[n]['success'] for n in names])
-        ci = np.array([block[n]['success_ci95'] for n in names])
-        axes[0].bar(x, s, width, yerr=[s - ci[:, 0], ci[:, 1] - s], capsize=3, label=variant)
-        axes[1].bar(x, [block[n]['writes_per_episode'] for n in names], width, label=variant)
+    for i, arm in enumerate(arms):
+        rows = [result['curve'][str(n)]['arms'][arm] for n in points]
+        s = np.array([r['success'] for r in rows])
+        ci = np.array([r['success_ci95'] for r in rows])
+        style = '--' if arm in ('cue_oracle', 'first_frame') else '-'
+        axes[0].errorbar(np.array(points) * (1 + 0.02 * i), s,
+                         yerr=[s - ci[:, 0], ci[:, 1] - s], label=arm, ls=style, capsize=3,
+                         marker='o')
+        axes[1].plot(points, [r['writes_per_episode'] for r in rows], ls=style, marker='o',
+                     label=arm)
+    base = result['references']['base']
+    axes[0].axhspan(*base['success_ci95'], color='grey', alpha=0.2, label='base (frozen)')
     for ax, label in zip(axes, ('closed-loop success (Wilson 95%)', 'writes per episode')):
-        ax.set_xticks(np.arange(len(names)) + width * (len(variants) - 1) / 2)
-        ax.set_xticklabels(names, rotation=15)
+        ax.set_xscale('log')
+        ax.set_xticks(points)
+        ax.set_xticklabels(points)
+        ax.set_xlabel('recorded episodes')
         ax.set_ylabel(label)
-        ax.legend()
     axes[1].set_yscale('symlog')
-    fig.suptitle(f"memory trained from {result['episodes_recorded']} recorded episodes vs in "
-                 f"process ({result['eval_episodes']} evaluation episodes per arm)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"memory trained from recordings ({result['engine']}, task v2 plain; "
+                 f"{result['eval_episodes']} evaluation episodes per arm and point)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -110,13 +110,19 @@ def cmd_episodes(args):
     from aura_ros.train.bags import StreamTopics
     from aura_ros.train.episodes import Settings, train_from_recordings
     from aura_ros.train.recordings import RecordingError
+    from aura_ros.train.episodes import ARMS, QUICK
+    defaults = QUICK if args.quick else {'steps': Settings.steps, 'arms': ARMS}
     settings = Settings(
         topics=StreamTopics(args.camera_topic, args.joint_states_topic, args.command_topic,
                             args.events_topic, args.correction_topic),
         tolerance=args.tolerance, action_lag=args.action_lag, stamps=args.stamps,
-        val_fraction=args.val_fraction, arms=tuple(args.arms), steps=args.steps,
+        val_fraction=args.val_fraction, arms=tuple(args.arms or defaults['arms']),
+        steps=args.steps or defaults['steps'],
         seed=args.seed, target_write_rate=args.target_write_rate, on_bad_bag=args.on_bad_bag,
         cache_dir=args.cache_dir)
+    if args.quick:
+        print(f"quick run: {settings.steps} training steps, arms {', '.join(settings.arms)} "
+              f'(a first look; the default trains {Settings.steps} steps)')
     try:
         report = train_from_recordings(args.bags, args.params, args.out, settings)
     except (RecordingError, FileNotFoundError, ValueError) as exc:
@@ -250,10 +256,14 @@ def main(argv=None):
     p.add_argument('--stamps', default='header', choices=['header', 'receive'],
                    help='message times: header stamps where set, or the recording time')
     p.add_argument('--val-fraction', type=float, default=0.2)
-    p.add_argument('--arms', type=lambda s: [k for k in s.split(',') if k],
-                   default=['aura', 'always_write', 'no_memory'],
-                   help='memory arms to train (aura always first)')
-    p.add_argument('--steps', type=int, default=2000)
+    p.add_argument('--arms', type=lambda s: [k for k in s.split(',') if k], default=None,
+                   help='memory arms to train (aura always first; default aura,always_write,'
+                   'no_memory; cue_oracle and first_frame: references that need FrameTruth)')
+    p.add_argument('--steps', type=int, default=None, help='training steps per arm (default '
+                   '2000)')
+    p.add_argument('--quick', action='store_true',
+                   help='a first look: 500 steps, arms aura and no_memory (about a quarter of '
+                   'the time; --steps/--arms still apply)')
     p.add_argument('--target-write-rate', type=float, default=0.08)
     p.add_argument('--on-bad-bag', default='stop', choices=['stop', 'skip'],
                    help='a damaged or truncated bag stops the run, or is skipped with a '

@@ -44,6 +44,7 @@ from aura_ros.train.bags import BagError, StreamTopics, find_bags, iter_frames, 
 from aura_ros.train.recordings import RecordingError, align, demonstrated_actions, nearest
 
 ARMS = ('aura', 'always_write', 'no_memory')
+QUICK = {'steps': 500, 'arms': ('aura', 'no_memory')}     # --quick: a first look
 # Reference arms with a fixed write schedule from the recordings' FrameTruth (a sim's): an
 # always_write memory trained, validated and deployed writing exactly there (force_writes).
 FORCED_ARMS = {'cue_oracle': 'writes exactly on the frames that bring news (a cue onset)',

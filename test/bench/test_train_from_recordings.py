@@ -1,7 +1,9 @@
-"""The train-from-recordings benchmark's verdicts and its report section (the recording and
-training chain itself runs in test/nodes/test_episode_recording.py)."""
+"""The learning-curve benchmark: its verdicts, its report section, and its checkpoint cache
+(keyed by the code and settings that trained; the recording chain itself runs in
+test/nodes/test_episode_recording.py)."""
 import pytest
 
+from aura_ros.bench import train_from_recordings as tfr
 from aura_ros.bench.report import recordings_section
 from aura_ros.bench.train_from_recordings import targets
 
@@ -10,36 +12,59 @@ def arm(success, lo, hi, writes):
     return {'success': success, 'success_ci95': [lo, hi], 'writes_per_episode': writes}
 
 
-def block(rec_success, rec_lo, rec_writes):
-    return {'from_recordings': arm(rec_success, rec_lo, rec_success + 0.05, rec_writes),
-            'in_process': arm(0.85, 0.80, 0.89, 1.2), 'base': arm(0.17, 0.12, 0.22, 0.0),
-            'always_write': arm(0.74, 0.68, 0.80, 33.0)}
+def point(aura_success=0.84, aura_lo=0.79, aura_writes=1.1, surprise_writes=1.3):
+    return {'aura': arm(aura_success, aura_lo, aura_success + 0.05, aura_writes),
+            'aura_surprise_only': arm(0.80, 0.74, 0.85, surprise_writes),
+            'always_write': arm(0.74, 0.68, 0.80, 33.0), 'no_memory': arm(0.40, 0.33, 0.47, 0.0),
+            'cue_oracle': arm(0.86, 0.81, 0.90, 1.0), 'first_frame': arm(0.30, 0.24, 0.37, 1.0)}
 
 
 def test_targets_hold_and_fail_on_each_condition():
-    ok = targets(block(0.84, 0.79, 1.1))
-    assert ok['within_in_process_ci'] and ok['above_base'] and ok['write_reduction_at_least_7x']
-    assert ok['write_reduction_vs_always_write'] == pytest.approx(30.0)
-    low = targets(block(0.70, 0.64, 1.1))              # below the in-process interval
-    assert not low['within_in_process_ci'] and low['above_base']
-    base_like = targets(block(0.20, 0.15, 1.1))        # overlaps the base
-    assert not base_like['above_base']
-    chatty = targets(block(0.84, 0.79, 6.0))           # 5.5x fewer writes only
-    assert not chatty['write_reduction_at_least_7x']
-    silent = targets(block(0.84, 0.79, 0.0))           # no write at all: no ratio to claim
-    assert silent['write_reduction_vs_always_write'] is None
-    assert not silent['write_reduction_at_least_7x']
+    ok = targets(point(), 100)
+    assert all(ok.values()) and len(ok) == 4
+    assert 'success_within_or_above_cue_oracle' not in targets(point(), 50)   # from 100 on
+    assert not targets(point(aura_writes=2.5), 100)['writes_at_most_2x_cue_oracle']
+    low = targets(point(aura_success=0.70, aura_lo=0.63), 100)
+    assert not low['success_within_or_above_cue_oracle'] and low['success_above_no_memory']
+    assert not targets(point(aura_success=0.45, aura_lo=0.38), 100)['success_above_no_memory']
+    # surprise_only at 2x AURA's writes keeps 50% of its write reduction
+    assert not targets(point(surprise_writes=2.2), 100)[
+        'surprise_only_keeps_80pct_of_aura_write_reduction']
 
 
-def test_report_section_quotes_the_numbers():
-    b = block(0.84, 0.79, 1.1)
-    result = {'episodes_recorded': 600, 'teleop_noise': 0.3, 'demonstration_success': 0.99,
-              'frames': 20_000, 'frames_dropped_unsynced': 12, 'steps': 2000,
-              'eval_episodes': 200,
-              'feature_extraction': {'frames_per_s': 60.0, 'second_run': {
-                  'cached_episodes': 600, 'frames_computed': 0, 'seconds': 9.0}},
-              'variant_results': {'memory': b}, 'targets': {'memory': targets(b)}}
+def test_report_section_quotes_the_curve():
+    result = {'engine': 'planar', 'task': 'v2', 'teleop_noise': 0.3, 'steps': 2000,
+              'eval_episodes': 200, 'references': {'base': arm(0.17, 0.12, 0.22, 0.0)},
+              'curve': {'50': {'arms': point(), 'train_seconds_aura_no_memory': 250.0,
+                               'targets': targets(point(), 50)}}}
     text = '\n'.join(recordings_section(result))
-    assert '| from_recordings | 0.840 [0.790, 0.890] | 1.10 |' in text
-    assert '12 dropped unsynchronised' in text and 'computed 0 frames' in text
-    assert 'write reduction against always_write: 30.0x' in text
+    assert '| 50 | 0.840 [0.790, 0.890], 1.10 w/ep |' in text and '| 250 |' in text
+    assert 'Base (frozen policy): 0.170 [0.120, 0.220]' in text
+    assert recordings_section({'episodes_recorded': 600}) == []      # the old format: skipped
+
+
+@pytest.mark.slow
+def test_a_point_retrains_only_when_the_code_or_settings_change(tmp_path, tiny_models,
+                                                                monkeypatch):
+    from demo_bags import KINDS, write_bag
+
+    from aura_ros.train.episodes import Settings
+    bag = write_bag(tmp_path / 'bag', episodes=3, kinds=KINDS)
+    settings = Settings(steps=40, tolerance=0.02, cache_dir=str(tmp_path / 'features'),
+                        progress=False)
+    params = tiny_models['params_pi0']
+    first = tfr.train_point([bag], params, tmp_path / 'p', ('aura', 'cue_oracle'), settings)
+    assert set(first) == {'aura', 'cue_oracle'}
+    calls = []
+    from aura_ros.train import episodes
+    real_fit = episodes.fit_arm
+
+    def counting(arm, *args, **kwargs):
+        calls.append(arm)
+        return real_fit(arm, *args, **kwargs)
+    monkeypatch.setattr('aura_ros.train.episodes.fit_arm', counting)
+    tfr.train_point([bag], params, tmp_path / 'p', ('aura', 'cue_oracle'), settings)
+    assert calls == []                                   # both from the cache
+    monkeypatch.setattr(tfr, 'TRAINED_BY', tfr.TRAINED_BY + ('sim',))   # other code
+    tfr.train_point([bag], params, tmp_path / 'p', ('aura', 'cue_oracle'), settings)
+    assert calls == ['aura', 'cue_oracle']
