@@ -204,36 +204,41 @@ class FastWeightMemory(MemoryPolicy):
 
         def future_actions(steps):
             """Actions at every step t' with and without the write of each step t in
-            ``steps`` (K indices), to first order (interactions between writes ignored):
-            r_t'(+/- write t) = r_t' +/- (eta_w,t (q_t' . k_t) + eta_b,t) e_t.
-            Returns (with, without), each (B, K, T', A); used for the write objective.
-            The head's first layer is linear in r: the change a write makes to it is
-            sum_n coef_n (W_in,n e_t), formed without the (B, K, T', n dv) readouts; with a
-            binary gate one of the two actions is the one taken, so only the other (the
-            counterfactual) goes through the rest of the head."""
+            ``steps`` (K indices), to first order (interactions between writes ignored): from
+            t on, r_t'(+/- write t) = r_t' +/- (eta_w,t (q_t' . k_t) + eta_b,t) e_t; before t a
+            write changes nothing (the actions taken). Returns (with, without), each
+            (B, K, T', A); used for the write objective. The head's first layer is linear in
+            r: the change a write makes to it is sum_n coef_n (W_in,n e_t), formed without the
+            readouts; with a binary gate one of the two actions is the one taken, so only the
+            other (the counterfactual) goes through the rest of the head."""
             with torch.no_grad():
-                eta_w, eta_b = enc_all['eta'][:, steps].unbind(-1)             # (B, K)
-                qk = torch.einsum('bsnk,btk->btsn', enc_all['q'][:, :, :cfg.read_heads],
-                                  enc_all['k'][:, steps])                      # (B, K, T', n)
-                coef = eta_w[..., None, None] * qk + eta_b[..., None, None]    # (B, K, T', n)
                 w_r = self.head_in.weight[:, :self.readout_dim].view(
                     -1, cfg.read_heads, cfg.d_value)                           # (H, n, dv)
                 u = torch.einsum('hnd,bkd->bknh', w_r, st['err'][:, steps])    # (B, K, n, H)
-                pre = self.head_pre(r, enc_all['head_ctx'])[:, None]           # (B, 1, T', H)
-                base = None if base_actions is None else base_actions[:, None]
-
-                def act(c):   # the actions with c times each write added, (B, K, T', A)
-                    change = torch.einsum('bktn,bknh->bkth', coef, c[..., None, None] * u)
-                    return self.compose(self.head_from_pre(pre + change), base)
-
+                eta_w, eta_b = enc_all['eta'][:, steps].unbind(-1)             # (B, K)
+                pre = self.head_pre(r, enc_all['head_ctx'])                    # (B, T', H)
+                taken = self.compose(self.head_from_pre(pre), base_actions)    # (B, T', A)
                 g = st['g'][:, steps]                                          # (B, K)
                 hard = g.round()
-                if not torch.allclose(g, hard, rtol=0.0, atol=1e-5):   # a soft gate: both
-                    return act(1 - g), act(-g)
-                taken = self.compose(self.head_from_pre(pre), base)            # (B, 1, T', A)
-                other = act(1 - 2 * hard)     # the write not made (+1) or unmade (-1)
+                binary = torch.allclose(g, hard, rtol=0.0, atol=1e-5)
+                # with a binary gate one pass: the write not made (+1) or unmade (-1)
+                scales = (1 - 2 * hard,) if binary else (1 - g, -g)
+                outs = [taken[:, None].repeat(1, len(steps), 1, 1) for _ in scales]
+                for k, t in enumerate(steps.tolist()):
+                    qk = torch.einsum('bsnk,bk->bsn', enc_all['q'][:, t:, :cfg.read_heads],
+                                      enc_all['k'][:, t])                      # (B, T'-t, n)
+                    coef = eta_w[:, k, None, None] * qk + eta_b[:, k, None, None]
+                    change = torch.einsum('bsn,bnh->bsh', coef, u[:, k])       # (B, T'-t, H)
+                    base = None if base_actions is None else base_actions[:, t:]
+                    for out, scale in zip(outs, scales):
+                        out[:, k, t:] = self.compose(
+                            self.head_from_pre(pre[:, t:] + scale[:, k, None, None] * change),
+                            base)
+                if not binary:
+                    return outs[0], outs[1]
                 wrote = hard[..., None, None] > 0.5
-                return torch.where(wrote, taken, other), torch.where(wrote, other, taken)
+                taken = taken[:, None]
+                return (torch.where(wrote, taken, outs[0]), torch.where(wrote, outs[0], taken))
 
         return SequenceOutput(actions=actions, write_prob=st['prob'], writes=st['g'],
                               surprise=st['surprise'], actions_write=a_w, actions_nowrite=a_no,
