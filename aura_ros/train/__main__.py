@@ -108,9 +108,8 @@ def cmd_memory(args):
 
 def cmd_episodes(args):
     from aura_ros.train.bags import StreamTopics
-    from aura_ros.train.episodes import Settings, train_from_recordings
+    from aura_ros.train.episodes import ARMS, QUICK, Settings, train_from_recordings
     from aura_ros.train.recordings import RecordingError
-    from aura_ros.train.episodes import ARMS, QUICK
     defaults = QUICK if args.quick else {'steps': Settings.steps, 'arms': ARMS}
     settings = Settings(
         topics=StreamTopics(args.camera_topic, args.joint_states_topic, args.command_topic,
