@@ -1,6 +1,8 @@
 """The AURA memory layer: constant state, binary gate, closed gate = no write, one transition
 for training and streaming, the compiled step equal to it, write rules that see only what they
 are allowed to."""
+import functools
+
 import pytest
 import torch
 
@@ -137,7 +139,7 @@ def test_counterfactual_actions_are_those_of_the_run_with_that_one_write(kind, w
     for k, t in enumerate(steps.tolist()):
         torch.testing.assert_close(without[0, k], seq.actions[0].detach())
         memory.reset()
-        memory.force_writes(lambda clock=iter(range(T)), t=t: next(clock) == t)
+        memory.force_writes(functools.partial(next, iter(i == t for i in range(T))))
         truth = torch.stack([memory.step(x[0, i], base[0, i] if with_base else None).action
                              for i in range(T)])
         memory.force_writes(None)
