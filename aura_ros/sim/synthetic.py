@@ -52,7 +52,7 @@ ignores surprise, so it is kept only to reproduce old numbers.
 ``oracle_reader_accuracy`` measures each task's ceiling with a hand-coded reader that knows the
 generator; it is reported next to every benchmark.
 """
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -127,6 +127,11 @@ CONFIGS = {
                                        distractors=(8, 14), content_noise=0.30,
                                        label_channel=True, flag_noise=0.40),
 }
+
+# A small task for learning checks (bench/scripts/gate_mechanism.py, test/core/test_training.py):
+# events and repeats, no distractors, little noise.
+TINY = replace(CONFIGS['easy'], horizon=24, events=(1, 2), repeats=(2, 3), distractors=(0, 0),
+               content_noise=0.05)
 
 
 def prototypes(config: SyntheticTaskConfig = None):
@@ -274,3 +279,14 @@ def oracle_reader_accuracy(config: SyntheticTaskConfig, episodes: Episodes,
                                      == answer).mean())
     return float((_reader_predictions(config, episodes, *best)
                   == episodes.answer.numpy()).mean())
+
+
+def batch_sampler(config=TINY, seed=0, size=32):
+    """step -> a training Batch (core.training) of ``size`` fresh episodes of ``config``."""
+    from aura_ros.core.training import Batch
+    rng = np.random.default_rng(seed)
+
+    def sample(step):
+        eps = sample_episodes(config, size, rng)
+        return Batch(features=eps.obs, targets=eps.labels)
+    return sample

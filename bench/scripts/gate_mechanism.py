@@ -13,7 +13,6 @@ Checks (the former test's): surprise-only accuracy > 0.9, p(write | event) > 0.9
 p(write | repeat) < 0.25 p(write | event); feature gate |p(event) - p(repeat)| < 0.15 and its
 accuracy at least 0.1 below. Exit status 1 if any fails.
 """
-import dataclasses
 import json
 import subprocess
 import sys
@@ -23,22 +22,11 @@ import numpy as np
 import torch
 
 from aura_ros.core import AuraConfig, build_memory
-from aura_ros.core.training import Batch, TrainSchedule, train_memory
-from aura_ros.sim.synthetic import CONFIGS, EVENT, N_CLASSES, REPEAT, sample_episodes
+from aura_ros.core.training import TrainSchedule, train_memory
+from aura_ros.sim.synthetic import EVENT, N_CLASSES, REPEAT, TINY, batch_sampler, sample_episodes
 
 OUT = Path('bench/results/gate_mechanism.json')
-TINY = dataclasses.replace(CONFIGS['easy'], horizon=24, events=(1, 2), repeats=(2, 3),
-                           distractors=(0, 0), content_noise=0.05)
 STEPS = 500
-
-
-def batches(seed=0, size=32):
-    rng = np.random.default_rng(seed)
-
-    def sample(step):
-        eps = sample_episodes(TINY, size, rng)
-        return Batch(features=eps.obs, targets=eps.labels)
-    return sample
 
 
 def main():
@@ -49,7 +37,7 @@ def main():
         torch.manual_seed(0)
         model = build_memory(AuraConfig(feature_dim=TINY.obs_dim, action_dim=N_CLASSES,
                                         kind=kind, action_mode='full', target_write_rate=0.06))
-        train_memory(model, batches(), 'ce', TrainSchedule(steps=STEPS, lr=5e-3),
+        train_memory(model, batch_sampler(TINY), 'ce', TrainSchedule(steps=STEPS, lr=5e-3),
                      progress=True)
         with torch.no_grad():
             out = model.forward_sequence(eps.obs, gate_mode='hard')

@@ -1,27 +1,13 @@
 """Training: the write objective reaches every learned gate when it should (not during the
 open warm-up). Whether a gate that sees only surprise learns to skip repeats while a feature
 gate cannot (a learning check, 40 s of training) is bench/scripts/gate_mechanism.py's."""
-import dataclasses
 
-import numpy as np
 import pytest
 import torch
 
 from aura_ros.core import GATED_KINDS, AuraConfig, build_memory
 from aura_ros.core.training import Batch, TrainSchedule, memory_loss
-from aura_ros.sim.synthetic import CONFIGS, N_CLASSES, sample_episodes
-
-TINY = dataclasses.replace(CONFIGS['easy'], horizon=24, events=(1, 2), repeats=(2, 3),
-                           distractors=(0, 0), content_noise=0.05)
-
-
-def batches(seed=0, size=32):
-    rng = np.random.default_rng(seed)
-
-    def sample(step):
-        eps = sample_episodes(TINY, size, rng)
-        return Batch(features=eps.obs, targets=eps.labels)
-    return sample
+from aura_ros.sim.synthetic import N_CLASSES, TINY, batch_sampler
 
 
 def model_of(kind, **kw):
@@ -34,7 +20,7 @@ def model_of(kind, **kw):
 def test_the_gate_rests_during_the_open_warm_up_and_learns_after_it(kind):
     model = model_of(kind)
     schedule = TrainSchedule(steps=100)
-    batch = batches()(0)
+    batch = batch_sampler(TINY)(0)
     for step, trained in ((0, False), (40, False), (60, True), (99, True)):
         model.zero_grad()
         loss, logs = memory_loss(model, batch, 'ce', step, schedule)
