@@ -23,6 +23,9 @@ and resumed, since the curve takes hours:
    the evaluation seeds of the closed-loop benchmark (``--eval-episodes``, the plain variant),
    the references with their writes forced by the sim's ground truth; ``base`` (the frozen
    policy alone) once.
+
+On 2 cores: once the recordings exist, two processes with disjoint ``--arms`` (or
+``--points``) share every cache; a last run with all of them only reads it and writes the JSON.
 """
 import os
 import shutil
@@ -192,8 +195,10 @@ def train_point(bags, params, folder, arms, settings, log=print):
     folder.mkdir(parents=True, exist_ok=True)
     code = code_digest(*TRAINED_BY)
     prepared, out, rate = None, {}, None
-    for arm in ['aura'] + [a for a in arms if a != 'aura']:
-        budget = arm in ('random_budget', 'periodic_budget', 'skip_budget')  # aura's rate
+    budgets = ('random_budget', 'periodic_budget', 'skip_budget')     # trained on aura's rate
+    needs_aura = 'aura' in arms or any(a in budgets for a in arms)
+    for arm in ['aura'] * needs_aura + [a for a in arms if a != 'aura']:
+        budget = arm in budgets
         key = result_key(code, arm=arm, bags=[bag_key(b) for b in bags],
                          params=params_digest(params), steps=settings.steps, seed=settings.seed,
                          val_fraction=settings.val_fraction, feature_noise=FEATURE_NOISE,
@@ -212,7 +217,7 @@ def train_point(bags, params, folder, arms, settings, log=print):
             seconds = time.monotonic() - t0
             memory.save(path)
             _write_json(meta, {'key': key, 'train_seconds': seconds})
-        if arm == 'aura':
+        if arm == 'aura':       # its write rate: the budget arms' budget
             rate = cached['rate'] if cached and 'rate' in cached else None
             if rate is None:
                 if prepared is None:
