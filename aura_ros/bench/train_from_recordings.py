@@ -359,13 +359,16 @@ def plot(result, path):
                      label=arm)
     base = result['references']['base']
     axes[0].axhspan(*base['success_ci95'], color='grey', alpha=0.2, label='base (frozen)')
+    from matplotlib.ticker import NullFormatter
     for ax, label in zip(axes, ('closed-loop success (Wilson 95%)', 'writes per episode')):
         ax.set_xscale('log')
         ax.set_xticks(points)
         ax.set_xticklabels(points)
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel('recorded episodes')
         ax.set_ylabel(label)
-    axes[1].set_yscale('symlog')
+    axes[1].set_yscale('symlog', linthresh=1.0)
+    axes[1].set_ylim(bottom=0)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"memory trained from recordings ({result['engine']}, task v2 plain; "
                  f"{result['eval_episodes']} evaluation episodes per arm and point)")
