@@ -26,7 +26,27 @@ def code_digest(*parts):
     return h.hexdigest()[:16]
 
 
-def result_key(code, **settings):
-    """One key from a code digest and the settings (JSON-able values)."""
-    text = json.dumps({'code': code, **settings}, sort_keys=True, default=str)
+def result_key(**parts):
+    """One key from a code digest and the settings (JSON-able values), e.g.
+    ``result_key(code=code_digest('core'), arm='aura', steps=2000)``."""
+    text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_cached(path, key):
+    """The result stored at ``path`` under ``key`` (``store``), or None: no file, or one that
+    another key (other code or settings) produced."""
+    path = Path(path)
+    if path.is_file():
+        data = json.loads(path.read_text())
+        if data.get('key') == key:
+            return data['result']
+    return None
+
+
+def store(path, key, result):
+    """``result`` (JSON-able) under ``key`` at ``path``, atomically (temp file, rename)."""
+    path = Path(path)
+    tmp = path.with_suffix('.tmp')
+    tmp.write_text(json.dumps({'key': key, 'result': result}, indent=1) + '\n')
+    tmp.replace(path)

@@ -39,11 +39,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from aura_ros.bench.param_files import write_params_with
 from aura_ros.bench.stats import wilson
 
 SEED = 40_000
-VARIANTS = ('memory', 'memory_hard')
 
 
 def record_sim_demonstrations(out, episodes, variant='memory', seed=SEED, noise=0.3,
@@ -167,65 +165,56 @@ def record_chunks(work, engine, n_chunks, noise, progress):
     return bags
 
 
-def _cached_json(path, key):
+def recorded(bags):
+    """What each chunk holds: its bag's identity (the feature and checkpoint caches' key; a
+    re-recording, even of the same seeds, is another dataset: real time) and how many of its
+    demonstrations succeeded."""
     import json
-    if Path(path).is_file():
-        data = json.loads(Path(path).read_text())
-        if data.get('key') == key:
-            return data
-    return None
 
-
-def _write_json(path, data):
-    import json
-    tmp = Path(path).with_suffix('.tmp')
-    tmp.write_text(json.dumps(data, indent=1) + '\n')
-    tmp.replace(path)
+    from aura_ros.train.bags import bag_key
+    out = []
+    for bag in bags:
+        outcomes = json.loads((bag.parent / f'{bag.name}.done.json').read_text())['outcomes']
+        out.append({'bag': bag.name, 'bag_key': bag_key(bag), 'episodes': len(outcomes),
+                    'demonstrations_succeeded': int(sum(outcomes))})
+    return out
 
 
 def train_point(bags, params, folder, arms, settings, log=print):
     """Every arm of one point: {arm: (memory, train_seconds)}, each from its cache if the code
     and settings that trained it are the same, else trained and cached."""
-    from aura_ros.bench.code_key import code_digest, result_key
+    from aura_ros.bench.code_key import code_digest, load_cached, result_key, store
     from aura_ros.bench.realtime import params_digest
     from aura_ros.core import load_memory
     from aura_ros.train.bags import bag_key
     from aura_ros.train.episodes import fit_arm, prepare
     from aura_ros.train.memory_fit import FEATURE_NOISE, write_rate_on
     folder.mkdir(parents=True, exist_ok=True)
-    code = code_digest(*TRAINED_BY)
+    common = dict(code=code_digest(*TRAINED_BY), bags=[bag_key(b) for b in bags],
+                  params=params_digest(params), steps=settings.steps, seed=settings.seed,
+                  val_fraction=settings.val_fraction, feature_noise=FEATURE_NOISE,
+                  target_write_rate=settings.target_write_rate)
     prepared, out, rate = None, {}, None
     budgets = ('random_budget', 'periodic_budget', 'skip_budget')     # trained on aura's rate
     needs_aura = 'aura' in arms or any(a in budgets for a in arms)
     for arm in ['aura'] * needs_aura + [a for a in arms if a != 'aura']:
-        budget = arm in budgets
-        key = result_key(code, arm=arm, bags=[bag_key(b) for b in bags],
-                         params=params_digest(params), steps=settings.steps, seed=settings.seed,
-                         val_fraction=settings.val_fraction, feature_noise=FEATURE_NOISE,
-                         target_write_rate=settings.target_write_rate,
-                         rate=round(rate, 6) if budget else None)
+        key = result_key(arm=arm, rate=round(rate, 6) if arm in budgets else None, **common)
         meta, path = folder / f'{arm}.json', folder / f'memory_{arm}.safetensors'
-        cached = _cached_json(meta, key)
+        cached = load_cached(meta, key)
         if cached and path.is_file():
             memory = load_memory(path)
-            seconds = cached['train_seconds']
         else:
             if prepared is None:
                 prepared = prepare([str(b) for b in bags], str(params), folder, settings, log)
             t0 = time.monotonic()
             memory = fit_arm(arm, prepared, settings, rate)
-            seconds = time.monotonic() - t0
+            cached = {'train_seconds': time.monotonic() - t0}
+            if arm == 'aura':           # its write rate: the budget arms' budget
+                cached['rate'] = write_rate_on(memory, prepared.train_data)
             memory.save(path)
-            _write_json(meta, {'key': key, 'train_seconds': seconds})
-        if arm == 'aura':       # its write rate: the budget arms' budget
-            rate = cached['rate'] if cached and 'rate' in cached else None
-            if rate is None:
-                if prepared is None:
-                    prepared = prepare([str(b) for b in bags], str(params), folder, settings,
-                                       log)
-                rate = write_rate_on(memory, prepared.train_data)
-                _write_json(meta, {'key': key, 'train_seconds': seconds, 'rate': rate})
-        out[arm] = (memory, seconds)
+            store(meta, key, cached)
+        rate = cached['rate'] if arm == 'aura' else rate
+        out[arm] = (memory, cached['train_seconds'])
     return out
 
 
@@ -235,26 +224,26 @@ def evaluate_point(backbone, memories, folder, episodes, engine, progress):
     import hashlib
 
     from aura_ros.bench.closed_loop import EVAL_SEED, ForcedWrites, rollouts, summarise
-    from aura_ros.bench.code_key import code_digest, result_key
+    from aura_ros.bench.code_key import code_digest, load_cached, result_key, store
     from aura_ros.train.episodes import FORCED_ARMS
     code = code_digest(*EVALUATED_BY)
     out = {}
     for arm, (memory, _) in memories.items():
         path = folder / f'memory_{arm}.safetensors'
         weights = hashlib.sha256(path.read_bytes()).hexdigest() if memory is not None else None
-        key = result_key(code, arm=arm, weights=weights, episodes=episodes, engine=engine,
-                         first_seed=EVAL_SEED, variant='memory')
+        key = result_key(code=code, arm=arm, weights=weights, episodes=episodes,
+                         engine=engine, first_seed=EVAL_SEED, variant='memory')
         meta = folder / f'eval_{arm}.json'
-        cached = _cached_json(meta, key)
+        cached = load_cached(meta, key)
         if cached is None:
             before = None
             if arm in FORCED_ARMS:
                 before = ForcedWrites(arm).attach(memory).before_step
             logs = rollouts(backbone, memory, 'memory', range(EVAL_SEED, EVAL_SEED + episodes),
                             engine, before, progress, desc=f'{folder.name} {arm}')
-            cached = {'key': key, **_arm_result(summarise(logs))}
-            _write_json(meta, cached)
-        out[arm] = {k: v for k, v in cached.items() if k != 'key'}
+            cached = _arm_result(summarise(logs))
+            store(meta, key, cached)
+        out[arm] = cached
     return out
 
 
@@ -269,6 +258,7 @@ def run(points=(50, 100, 200, 400), eval_episodes=200, steps=2000, seed=0, engin
         raise ValueError(f'points must be multiples of {CHUNK}, got {points}')
     params = Path(params or Path(package_share('aura_ros')) / 'config' / 'default.yaml')
     bags = record_chunks(work, engine, max(points) // CHUNK, noise, progress)
+    recordings = recorded(bags)
     settings = Settings(steps=steps, seed=seed, progress=progress,
                         cache_dir=str(work / engine / 'features'))
     backbone = load_deployment(str(params)).backbone
@@ -290,7 +280,8 @@ def run(points=(50, 100, 200, 400), eval_episodes=200, steps=2000, seed=0, engin
     return {'task': 'v2, plain variant (memory): one cue at a random onset', 'engine': engine,
             'params': str(params), 'points': list(points), 'eval_episodes': eval_episodes,
             'steps': steps, 'seed': seed, 'teleop_noise': noise, 'chunk': CHUNK,
-            'curve': curve, 'references': base, 'elapsed_s': time.monotonic() - t_start}
+            'recordings': recordings, 'curve': curve, 'references': base,
+            'elapsed_s': time.monotonic() - t_start}
 
 
 def targets(arms, n):
@@ -327,17 +318,6 @@ def run_deployed(params, episodes, seed, logs, timeout=600.0):
             'success': successes / max(len(results), 1),
             'success_ci95': wilson(successes, len(results)),
             'writes_per_episode': float(np.mean([w for _, _, w in results])) if results else 0}
-
-
-def deploy_check(params, out, episodes, work):
-    """The default parameter file with the printed checkpoint line applied (what a user does),
-    run through the nodes (lockstep sim + perception + policy)."""
-    from aura_ros.bench.closed_loop import EVAL_SEED
-    checkpoint = (Path(out) / 'memory.safetensors').resolve()
-    deployed = write_params_with(params, Path(work) / 'deployed.yaml', [(
-        'checkpoint: package://aura_ros/models/aura_sim/memory.safetensors',
-        f'checkpoint: {checkpoint}')])
-    return run_deployed(deployed, episodes, EVAL_SEED, Path(work) / 'deploy_logs')
 
 
 def plot(result, path):
