@@ -53,9 +53,11 @@ def test_the_pip_only_record_train_deploy_run_block_runs(tmp_path):
     env = dict(os.environ, PATH=f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}")
     quick = quick.replace('$PWD/.venv', str(REPO / '.venv')).replace(   # (run from the repo)
         'config/default.yaml', str(REPO / 'config' / 'default.yaml'))
-    proc = subprocess.run(['bash', '-e', '-c', quick],
+    proc = subprocess.run(['bash', '-e', '-x', '-c', quick],   # -x: stderr names each command
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
-    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
+    if proc.returncode != 0:   # the whole tails (an assertion's message would be cut short)
+        pytest.fail(f'exit {proc.returncode}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr '
+                    f'(commands marked +)\n{proc.stderr[-5000:]}', pytrace=False)
     assert (tmp_path / 'demos' / 'sim' / 'metadata.yaml').is_file()   # the recorder closed it
     assert (tmp_path / 'my_memory' / 'memory.safetensors').is_file()
     assert 'my_sim.yaml: memory.checkpoint' in proc.stdout
