@@ -126,11 +126,28 @@ def record_sim_demonstrations(out, episodes, variant='memory', seed=SEED, noise=
             f.close()
         node.destroy_node()
         rclpy.try_shutdown()
+    if ok and sim.returncode == 0 and len(outcomes) != episodes:
+        # This node's subscription missed an END event (discovery late on a loaded machine):
+        # the bag is the record that training reads; take the outcomes from it.
+        outcomes = bag_outcomes(out, outcomes)
     if ok and (sim.returncode != 0 or len(outcomes) != episodes):
         print(f'record: sim_arm_node exited with {sim.returncode}, {len(outcomes)} of '
               f'{episodes} episode ends received, see {logs}/*.log', file=sys.stderr)
         ok = False
     return ok, outcomes
+
+
+def bag_outcomes(bag, fallback):
+    """Each recorded episode's success, as the bag's episode events say (``fallback`` if the
+    bag cannot be read or an episode has no END event)."""
+    from aura_ros.train.bags import BagError, RecordingError, scan
+    try:
+        spans = scan(bag).episodes
+    except (BagError, RecordingError):
+        return fallback
+    if any(s.success is None for s in spans):
+        return fallback
+    return [bool(s.success) for s in spans]
 
 
 CHUNK = 50

@@ -68,3 +68,15 @@ def test_a_point_retrains_only_when_the_code_or_settings_change(tmp_path, tiny_m
     monkeypatch.setattr(tfr, 'TRAINED_BY', tfr.TRAINED_BY + ('sim',))   # other code
     tfr.train_point([bag], params, tmp_path / 'p', ('aura', 'cue_oracle'), settings)
     assert calls == ['aura', 'cue_oracle']
+
+
+def test_outcomes_come_from_the_bag_when_the_monitor_missed_an_event(tmp_path):
+    """A chunk whose live monitor missed an END event is judged by its bag (the record
+    training reads): every episode's outcome, in order; an episode without END, or an
+    unreadable bag, keeps the monitor's count (the chunk then fails)."""
+    from demo_bags import write_bag
+    bag = write_bag(tmp_path / 'four', episodes=4, frames=3)
+    assert tfr.bag_outcomes(bag, [True]) == [True, False, True, False]
+    no_end = write_bag(tmp_path / 'no_events', episodes=2, frames=3, events=False)
+    assert tfr.bag_outcomes(no_end, [True]) == [True]
+    assert tfr.bag_outcomes(tmp_path / 'missing', [False]) == [False]
