@@ -41,7 +41,7 @@ from aura_ros.core.memory import (
     episode_generator,
     to_numpy,
 )
-from aura_ros.core.write_rules import SkipRNN, build_write_rule
+from aura_ros.core.write_rules import RESTING, SkipRNN, build_write_rule
 
 
 def _as_f32(values):
@@ -142,7 +142,7 @@ class FastWeightMemory(MemoryPolicy):
         if forced is not None:
             prob = g = forced
         else:
-            if self.rule.reads_actions and gate_mode != 'open':
+            if self.rule.reads_actions and gate_mode not in RESTING:
                 self.candidate_actions(enc, cand, base)
             prob, g = self.rule.decide(self, W, b, enc, cand, rs, threshold, gate_mode)
         W_new, b_new = self.apply_write(W, b, enc, cand, g)
@@ -192,7 +192,7 @@ class FastWeightMemory(MemoryPolicy):
         if 'raw_no' in st:
             a_no = self.compose(st['raw_no'], base_actions)
             a_w = self.compose(st['raw_w'], base_actions)
-        elif cfg.is_gated and gate_mode != 'open':
+        elif cfg.is_gated and gate_mode not in RESTING:
             a_no = self.head_action(st['r_no'], enc_all['head_ctx'], base_actions)
             a_w = self.head_action(st['r_w'], enc_all['head_ctx'], base_actions)
         else:

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from aura_ros.core.write_rules import RESTING
+
 
 @dataclass
 class TrainSchedule:
@@ -35,8 +37,9 @@ class TrainSchedule:
     warmup_frac: float = 0.5     # warm-up: no sparsity pressure, gate as ``warmup_gate``
     ramp_frac: float = 0.25      # sparsity weight 0 -> 1 (straight-through gate)
     warmup_gate: str = 'open'    # 'open': the memory learns writing every step (the gate is
-                                 # not trained yet); 'soft': the gate's probability scales
-                                 # each write
+                                 # not trained yet); 'random': writing each step with chance
+                                 # 1/2 (the head learns to read any memory, the empty one
+                                 # too); 'soft': the gate's probability scales each write
     feature_noise: float = 0.0   # Gaussian noise added to each batch's features, in units of
                                  # the memory's feature std: on a finite set of noisy
                                  # demonstrations it keeps the memory from memorising each
@@ -129,7 +132,7 @@ def memory_loss(model, batch: Batch, loss_kind, step, schedule: TrainSchedule, g
     n = mask.sum().clamp_min(1)
     loss = step_loss.sum() / n
     logs = {'action_loss': float(loss.detach()), 'write_rate': float(out.writes.detach().mean())}
-    if cfg.is_gated and mode != 'open':   # aura and its ablations: the same write objective
+    if cfg.is_gated and mode not in RESTING:   # aura and its ablations: the same write objective
         with torch.no_grad():
             gain = write_gain(out, batch, loss_kind, scale, cfg.ib_horizon, generator=generator,
                               gain=cfg.ib_gain)

@@ -40,7 +40,8 @@ from aura_ros.core.memory import to_numpy
 STATE_SIGNALS = ('log_surprise', 'log_action_change', 'log_next_action_change')
 
 
-GATE_MODES = ('hard', 'soft', 'straight_through', 'open')
+GATE_MODES = ('hard', 'soft', 'straight_through', 'open', 'random')
+RESTING = ('open', 'random')     # warm-up modes: the gate rests (not trained, not read)
 
 
 def straight_through(prob, threshold, gate_mode):
@@ -176,8 +177,10 @@ class LearnedGate(WriteRule):
         return seg
 
     def decide(self, memory, W, b, enc, cand, rs, threshold, gate_mode):
-        if gate_mode == 'open':   # training warm-up: write every step, the gate rests
-            ones = cand['surprise'].new_ones(cand['surprise'].shape)
+        if gate_mode in RESTING:   # training warm-up: the gate rests; write every step
+            ones = cand['surprise'].new_ones(cand['surprise'].shape)   # ('open') or each
+            if gate_mode == 'random':                                   # with chance 1/2
+                ones = (torch.rand(ones.shape) < 0.5).to(ones.dtype)
             return ones, ones
         sig = self.signals(memory, W, b, enc, cand) if self.sees_state else None
         prob = torch.sigmoid(self.logit(sig, enc.get('gate_ctx')))

@@ -27,6 +27,16 @@ TRAIN_VARIANTS = ('memory', 'memory_switch', 'memory_hard')
 # no_memory's, and AURA's gate, rewarded for those writes, opened on 76% of frames (bench/notes.md,
 # "A selective gate from recordings"). Chosen on that calibration recording among 0.3, 1, 2.
 FEATURE_NOISE = 1.0
+# The warm-up writes each step with chance 1/2 (TrainSchedule.warmup_gate 'random'), not every
+# step: after an 'open' warm-up the head could not act on an empty memory, so unmaking the
+# first write of an episode looked worth ~4,000 loss units (a cue onset's write ~20-30) and the
+# gate wrote frame 0 of every episode; after a random one, the first write is judged by what it
+# holds. A write is priced WRITE_COST: the later action error it must remove, in units of one
+# step's action variance (the errors are divided by the action std) -- not the robot's units.
+# Both chosen on the calibration recording (50 episodes, its validation split and 100 closed-loop
+# calibration episodes; bench/notes.md, "A selective gate from recordings").
+WARMUP_GATE = 'random'
+WRITE_COST = 5.0
 
 
 @dataclass
@@ -134,7 +144,8 @@ def fit_memory(kind, episodes, action_std, steps=1500, batch=64, seed=0, write_r
                                      kind=kind, action_mode='residual',
                                      write_rate=min(max(write_rate, 1e-3), 1.0),
                                      target_write_rate=target_write_rate, ib_horizon=0,
-                                     head_hidden=head_hidden, **config))
+                                     head_hidden=head_hidden,
+                                     **{'write_cost': WRITE_COST, **config}))
     memory.set_feature_stats(feats[mask])
     scale = torch.as_tensor(action_std, dtype=torch.float32)
     memory.action_scale.copy_(scale.repeat(base.shape[-1] // len(scale)))   # chunk: per action
@@ -145,7 +156,8 @@ def fit_memory(kind, episodes, action_std, steps=1500, batch=64, seed=0, write_r
         return Batch(features=feats[idx], targets=expert[idx], base_actions=base[idx],
                      mask=mask[idx], writes=None if writes is None else writes[idx])
 
-    schedule = TrainSchedule(steps=steps, lr=3e-3, feature_noise=feature_noise)
+    schedule = TrainSchedule(steps=steps, lr=3e-3, feature_noise=feature_noise,
+                             warmup_gate=WARMUP_GATE)
     train_memory(memory, sample, 'mse', schedule, seed=seed, desc=f'memory {kind}',
                  progress=progress)
     return memory.eval()
