@@ -364,9 +364,16 @@ def plot(result, path):
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel('recorded episodes')
         ax.set_ylabel(label)
-    axes[1].set_yscale('symlog', linthresh=1.0)
-    axes[1].set_ylim(bottom=0)
-    axes[0].legend(fontsize=8)
+    axes[1].set_yscale('symlog', linthresh=0.1)     # 0 (no_memory) and 0.3-50 readable
+    ticks = [0, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50]
+    axes[1].set_yticks(ticks)
+    axes[1].set_yticklabels([f'{t:g}' for t in ticks])
+    axes[1].yaxis.set_minor_formatter(NullFormatter())
+    axes[1].set_ylim(bottom=0, top=60)
+    axes[1].grid(axis='y', alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()   # where the writes panel is empty
+    axes[1].legend(handles, labels, fontsize=8, ncol=2, loc='lower center',
+                   bbox_to_anchor=(0.5, 0.07))
     fig.suptitle(f"memory trained from recordings ({result['engine']}, task v2 plain; "
                  f"{result['eval_episodes']} evaluation episodes per arm and point)")
     fig.tight_layout()
