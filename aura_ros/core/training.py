@@ -12,12 +12,14 @@ AURA's loss per batch (B episodes, T steps, m = supervised steps):
 with p_t the gate probability, rate = mean p_t and sg = stop-gradient; l is the task loss
 (``ib_gain='loss'``) or, for classification, 1 - correct (``'correct'``: a write that only makes
 a right action more confident gains nothing); ``ib_horizon`` sets which later actions a write
-is judged on. Schedule: a warm-up in which the memory learns writing every step (``'open'``: the
-gate rests; the old ``'soft'`` warm-up let the gate saturate open before it had anything to
-read), then a straight-through binary gate while the sparsity weight ramps up; the last stretch
-trains exactly what runs at inference. Every learned gate (``aura`` and its ablations) gets this
-same objective. ``skip_budget`` gets only a budget loss on its write rate (no action-surprise
-signal); the other arms get the action error alone.
+is judged on. Schedule: a warm-up in which the gate rests and the memory learns writing every
+step (``'open'``) or each step with chance 1/2 (``'random'``: the head also learns to act on an
+empty or sparse memory, so the first write of an episode is not worth making for its own sake;
+the recordings' recipe); the old ``'soft'`` warm-up let the gate saturate open before it had
+anything to read; then a straight-through binary gate while the sparsity weight ramps up; the
+last stretch trains exactly what runs at inference. Every learned gate (``aura`` and its
+ablations) gets this same objective. ``skip_budget`` gets only a budget loss on its write rate
+(no action-surprise signal); the other arms get the action error alone.
 """
 from dataclasses import dataclass, replace
 
@@ -26,6 +28,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from aura_ros.core.write_rules import RESTING
+
+WARMUP_GATES = ('open', 'random', 'soft')
 
 
 @dataclass
@@ -44,6 +48,11 @@ class TrainSchedule:
                                  # the memory's feature std: on a finite set of noisy
                                  # demonstrations it keeps the memory from memorising each
                                  # episode's noise (fresh episodes every batch: 0)
+
+    def __post_init__(self):
+        if self.warmup_gate not in WARMUP_GATES:
+            raise ValueError(f'TrainSchedule.warmup_gate must be one of {WARMUP_GATES}, got '
+                             f'{self.warmup_gate!r}')
 
 
 @dataclass

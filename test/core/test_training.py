@@ -45,3 +45,8 @@ def test_regression_targets_with_mask():
     loss, _ = memory_loss(model, batch, 'mse', 90, TrainSchedule(steps=100))
     loss.backward()
     assert torch.isfinite(loss)
+
+
+def test_an_unknown_warm_up_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="warmup_gate must be one of .*'random'.*got 'rnd'"):
+        TrainSchedule(warmup_gate='rnd')
