@@ -25,8 +25,8 @@
    (validation action error per arm and of the base, writes per episode, drops, feature
    throughput; with FrameTruth in the bags, writes per kind of frame and the action error on
    memory frames; ``meanings`` says what each number is; ``warnings``, printed too: few
-   episodes, a gate writing on more than 20% of frames, a memory no better than no_memory
-   where memory matters), validation.png (error and writes per arm), gate_activity.png (the
+   episodes, a gate writing on more than 20% of frames or closed (under 0.1 writes per
+   episode), a memory no better than no_memory where memory matters), validation.png (error and writes per arm), gate_activity.png (the
    gate on a few validation episodes) and params.yaml (the lines that load the checkpoint).
    Outputs are written only once everything has been trained.
 """
@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from aura_ros.core import GATED_KINDS
 from aura_ros.train.bags import BagError, StreamTopics, find_bags, iter_frames, scan
 from aura_ros.train.recordings import RecordingError, align, demonstrated_actions, nearest
 
@@ -322,6 +323,7 @@ def split(episodes, val_fraction, seed):
 CUE_KINDS = ('cue_onset', 'cue_continued', 'reshown_cue', 'switch_cue')
 WRITE_RATE_WARNING = 0.2      # a selective gate writes on far fewer frames than this
 FEW_EPISODES = 50             # the recipe's smallest tested dataset (the learning curve)
+CLOSED_GATE = 0.1             # writes per episode below which a gate counts as closed
 MEANINGS = {
     'action_mse': 'mean squared error (rad^2 per joint) of the actions taken against the '
                   'demonstrated ones, over every labelled validation frame',
@@ -378,7 +380,8 @@ def evaluate(memory, data, kinds=None):
 
 def report_warnings(report):
     """What a reader of report.json must not miss: too few episodes, a gate that writes on
-    many frames, and a memory that does not beat no memory where memory matters."""
+    many frames or (almost) never, and a memory that does not beat no memory where memory
+    matters."""
     out, n = [], report['episodes']['total']
     validation = report['validation']
     aura, none = validation.get('aura', {}), validation.get('no_memory', {})
@@ -390,6 +393,12 @@ def report_warnings(report):
         out.append(f"the AURA gate writes on {100 * aura['write_rate']:.0f}% of validation "
                    f'frames (more than {100 * WRITE_RATE_WARNING:.0f}%): not selective; record '
                    f'more episodes or check the demonstrations')
+    for arm in GATED_KINDS:
+        writes = validation.get(arm, {}).get('writes_per_episode')
+        if writes is not None and writes < CLOSED_GATE:
+            out.append(f'the {arm} gate is closed: {writes:.2f} writes per validation episode '
+                       f'(fewer than {CLOSED_GATE}): its memory is never written, the arm acts '
+                       f'as no_memory')
     if aura and none:
         key = ('action_mse_memory_frames' if aura.get('action_mse_memory_frames') is not None
                and none.get('action_mse_memory_frames') is not None else 'action_mse')

@@ -81,6 +81,16 @@ def test_report_warnings_fire_on_a_gate_that_writes_everywhere_and_not_on_a_sele
     warned = report_warnings(_report(aura=blind, none=dict(none, action_mse_memory_frames=None)))
     assert len(warned) == 1 and 'no FrameTruth' in warned[0]
     assert 'fewer than 50' in report_warnings(_report(n=20, aura=selective, none=none))[0]
+    # a gate that (almost) never writes: closed, whichever learned gate it is
+    assert report_warnings(_report(aura=dict(selective, writes_per_episode=1.1),
+                                   none=none)) == []
+    closed = dict(selective, write_rate=0.0, writes_per_episode=0.05)
+    warned = report_warnings(_report(aura=closed, none=none))
+    assert len(warned) == 1 and 'the aura gate is closed: 0.05 writes' in warned[0]
+    report = _report(aura=selective, none=none)
+    report['validation']['aura_surprise_only'] = closed
+    warned = report_warnings(report)
+    assert len(warned) == 1 and 'aura_surprise_only gate is closed' in warned[0]
 
 
 @pytest.mark.slow
