@@ -26,8 +26,9 @@
    throughput; with FrameTruth in the bags, writes per kind of frame and the action error on
    memory frames; ``meanings`` says what each number is; ``warnings``, printed too: few
    episodes, a gate writing on more than 20% of frames or closed (under 0.1 writes per
-   episode), a memory no better than no_memory where memory matters), validation.png (error and writes per arm), gate_activity.png (the
-   gate on a few validation episodes) and params.yaml (the lines that load the checkpoint).
+   episode), a memory no better than no_memory where memory matters), validation.png (error
+   and writes per arm), gate_activity.png (the gate on a few validation episodes) and
+   params.yaml (the lines that load the checkpoint).
    Outputs are written only once everything has been trained.
 """
 import hashlib
