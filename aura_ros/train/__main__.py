@@ -261,8 +261,8 @@ def main(argv=None):
     p.add_argument('--steps', type=int, default=None, help='training steps per arm (default '
                    '2000)')
     p.add_argument('--quick', action='store_true',
-                   help='a first look: 500 steps, arms aura and no_memory (about a quarter of '
-                   'the time; --steps/--arms still apply)')
+                   help='a first look: 1500 steps, arms aura and no_memory (about half the '
+                   'time; fewer steps can leave the gate closed; --steps/--arms still apply)')
     p.add_argument('--target-write-rate', type=float, default=0.08)
     p.add_argument('--on-bad-bag', default='stop', choices=['stop', 'skip'],
                    help='a damaged or truncated bag stops the run, or is skipped with a '

@@ -46,7 +46,9 @@ from aura_ros.train.bags import BagError, StreamTopics, find_bags, iter_frames, 
 from aura_ros.train.recordings import RecordingError, align, demonstrated_actions, nearest
 
 ARMS = ('aura', 'always_write', 'no_memory')
-QUICK = {'steps': 500, 'arms': ('aura', 'no_memory')}     # --quick: a first look
+# --quick: a first look at a gate that has learnt to write (at 500 steps the calibration
+# recording's gate was still closed; at 1,000 a small noisy recording's: bench/notes.md)
+QUICK = {'steps': 1500, 'arms': ('aura', 'no_memory')}
 # Reference arms with a fixed write schedule from the recordings' FrameTruth (a sim's): an
 # always_write memory trained, validated and deployed writing exactly there (force_writes).
 FORCED_ARMS = {'cue_oracle': 'writes exactly on the frames that bring news (a cue onset)',
