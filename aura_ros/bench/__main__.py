@@ -83,9 +83,12 @@ def cmd_train_from_recordings(args):
     from aura_ros.bench import train_from_recordings as tfr
     points = [int(n) for n in args.points.split(',') if n]
     arms = [a for a in args.arms.split(',') if a]
-    return (tfr.run(points=points, eval_episodes=args.eval_episodes, steps=args.steps,
-                    seed=args.seed, engine=args.engine, params=args.params, work=args.work,
-                    arms=arms, noise=args.noise), tfr.plot)
+    result = tfr.run(points=points, eval_episodes=args.eval_episodes, steps=args.steps,
+                     seed=args.seed, engine=args.engine, params=args.params, work=args.work,
+                     arms=arms, noise=args.noise)
+    previous = Path(args.json)     # one engine's run keeps the other's curve in the file
+    return tfr.merged(json.loads(previous.read_text()) if previous.is_file() else {},
+                      result), tfr.plot
 
 
 def cmd_backbone_server(args):
@@ -315,7 +318,7 @@ def main(argv=None):
         return 0
     t0 = time.monotonic()
     result, plot = args.run(args)
-    result['elapsed_s'] = round(time.monotonic() - t0, 1)
+    result.setdefault('elapsed_s', round(time.monotonic() - t0, 1))   # unless it timed itself
     write_json(result, args.json)
     if args.plot:
         plot(result, args.plot)

@@ -352,13 +352,22 @@ def realtime_section(rt):
 
 
 def recordings_section(tf):
-    """The learning curve from recordings (bench/train_from_recordings.py)."""
+    """The learning curve from recordings (bench/train_from_recordings.py): the planar arm's
+    and, when run, the MuJoCo SO-101's (under ``"mujoco"``)."""
     if 'curve' not in tf:       # the earlier single-point format
         return []
-    base = tf['references']['base']
     lines = ['## Trained from recordings: the learning curve (`train_from_recordings.json`, '
-             '`train_from_recordings.png`)', '',
-             f"Teleoperated episodes recorded through ROS ({tf['engine']}, task {tf['task']}; "
+             '`train_from_recordings.png`)', '']
+    lines += _curve_lines(tf)
+    if 'mujoco' in tf:
+        lines += ['### The SO-101 in MuJoCo (`"mujoco"`, `train_from_recordings_mujoco.png`)',
+                  ''] + _curve_lines(tf['mujoco'])
+    return lines
+
+
+def _curve_lines(tf):
+    base = tf['references']['base']
+    lines = [f"Teleoperated episodes recorded through ROS ({tf['engine']}, task {tf['task']}; "
              f"operator noise {tf['teleop_noise']}), every arm trained on the first N of them "
              f"({tf['steps']} steps), evaluated in closed loop on {tf['eval_episodes']} episodes "
              f"(lockstep, the closed-loop benchmark's seeds). Base (frozen policy): "

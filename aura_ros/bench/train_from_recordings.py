@@ -1,8 +1,14 @@
 """The learning curve of the memory trained from recordings (task v2, plain variant).
 
-    python -m aura_ros.bench train-from-recordings --json bench/results/train_from_recordings.json
-    python -m aura_ros.bench train-from-recordings --engine mujoco --params WORK/arm.yaml \
-        --points 100,400 --json bench/results/train_from_recordings_mujoco.json
+    python -m aura_ros.bench train-from-recordings --json bench/results/train_from_recordings.json \
+        --plot bench/results/train_from_recordings.png
+    python -m aura_ros.bench train-from-recordings --engine mujoco --params config/sim_mujoco.yaml \
+        --points 100,400 --json bench/results/train_from_recordings.json \
+        --plot bench/results/train_from_recordings.png
+
+The planar curve is the file's top level, the MuJoCo SO-101's is under ``"mujoco"`` (each run
+keeps the other's); the plot draws the planar curve to ``--plot`` and the MuJoCo one next to
+it (``*_mujoco.png``).
 
 A user's path, at 50, 100, 200 and 400 recorded episodes; every stage cached under ``--work``
 and resumed, since the curve takes hours:
@@ -42,6 +48,7 @@ from tqdm.auto import tqdm
 from aura_ros.bench.stats import wilson
 
 SEED = 40_000
+OTHER_ENGINES = ('mujoco',)     # stored under their name in the curve's JSON
 
 
 def record_sim_demonstrations(out, episodes, variant='memory', seed=SEED, noise=0.3,
@@ -337,7 +344,27 @@ def run_deployed(params, episodes, seed, logs, timeout=600.0):
             'writes_per_episode': float(np.mean([w for _, _, w in results])) if results else 0}
 
 
+def merged(previous, result):
+    """The JSON file's content after a run of ``result['engine']``: the planar curve at the top
+    level, another engine's under its name, the other engine's part of ``previous`` kept."""
+    if result['engine'] == 'planar':
+        return {**result, **{k: v for k, v in previous.items() if k in OTHER_ENGINES}}
+    kept = {k: v for k, v in previous.items() if k != result['engine']}
+    return {**kept, result['engine']: result}
+
+
 def plot(result, path):
+    """The planar curve to ``path`` (if the result has one), each other engine's curve to
+    ``<path stem>_<engine>.png``."""
+    path = Path(path)
+    if 'curve' in result:
+        plot_curve(result, path)
+    for engine in OTHER_ENGINES:
+        if engine in result:
+            plot_curve(result[engine], path.with_name(f'{path.stem}_{engine}{path.suffix}'))
+
+
+def plot_curve(result, path):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt

@@ -41,6 +41,22 @@ def test_report_section_quotes_the_curve():
     assert '| 50 | 0.840 [0.790, 0.890], 1.10 w/ep |' in text and '| 250 |' in text
     assert 'Base (frozen policy): 0.170 [0.120, 0.220]' in text
     assert recordings_section({'episodes_recorded': 600}) == []      # the old format: skipped
+    # a MuJoCo run stored beside the planar curve gets its own table
+    mujoco = dict(result, engine='mujoco', curve={'100': {
+        'arms': point(aura_success=0.61, aura_lo=0.55), 'train_seconds_aura_no_memory': 400.0,
+        'targets': targets(point(), 100)}})
+    text = '\n'.join(recordings_section(tfr.merged(result, mujoco)))
+    assert '| 50 | 0.840 [0.790, 0.890]' in text and 'The SO-101 in MuJoCo' in text
+    assert '| 100 | 0.610 [0.550, 0.660]' in text and 'mujoco, task v2' in text
+
+
+def test_each_engine_keeps_the_others_curve_in_the_file():
+    planar, mujoco = {'engine': 'planar', 'curve': {'50': 1}}, {'engine': 'mujoco', 'curve': {}}
+    both = tfr.merged(tfr.merged({}, planar), mujoco)
+    assert both['curve'] == {'50': 1} and both['mujoco'] == mujoco
+    again = tfr.merged(both, dict(planar, curve={'100': 2}))     # the planar curve rerun
+    assert again['curve'] == {'100': 2} and again['mujoco'] == mujoco
+    assert tfr.merged(again, dict(mujoco, curve={'400': 3}))['mujoco']['curve'] == {'400': 3}
 
 
 @pytest.mark.slow
