@@ -155,7 +155,8 @@ def cmd_reliability(args):
     return result, reliability.plot
 
 
-def main(argv=None):
+def build_parser():
+    """Every benchmark's command line (the README's commands are checked against it)."""
     parser = argparse.ArgumentParser(prog='python -m aura_ros.bench', description=__doc__)
     sub = parser.add_subparsers(dest='command', required=True)
     p = sub.add_parser('synthetic', help='8-way memory task, every arm, several seeds')
@@ -307,7 +308,11 @@ def main(argv=None):
     p.add_argument('--results', default='bench/results')
     p.add_argument('--out', default='bench/README.md')
     p.add_argument('--notes', default='bench/notes.md', help='hand-written notes appended')
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if args.command == 'report':
         from pathlib import Path
 
