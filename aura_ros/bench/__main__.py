@@ -326,8 +326,8 @@ def main(argv=None):
     result.setdefault('elapsed_s', round(time.monotonic() - t0, 1))   # unless it timed itself
     write_json(result, args.json)
     if args.plot:
-        plot(result, args.plot)
-        print(f'wrote {args.plot}')
+        for path in plot(result, args.plot) or [args.plot]:   # a plot may name its files
+            print(f'wrote {path}')
     return 0
 
 

@@ -355,13 +355,16 @@ def merged(previous, result):
 
 def plot(result, path):
     """The planar curve to ``path`` (if the result has one), each other engine's curve to
-    ``<path stem>_<engine>.png``."""
-    path = Path(path)
+    ``<path stem>_<engine>.png``. Returns the paths written."""
+    path, written = Path(path), []
     if 'curve' in result:
         plot_curve(result, path)
+        written.append(path)
     for engine in OTHER_ENGINES:
         if engine in result:
-            plot_curve(result[engine], path.with_name(f'{path.stem}_{engine}{path.suffix}'))
+            written.append(path.with_name(f'{path.stem}_{engine}{path.suffix}'))
+            plot_curve(result[engine], written[-1])
+    return written
 
 
 def plot_curve(result, path):
