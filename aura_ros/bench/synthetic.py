@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from aura_ros.bench.code_key import code_digest
 from aura_ros.bench.stats import t_interval, wilson
 from aura_ros.core import AuraConfig, build_memory
 from aura_ros.core.training import Batch, TrainSchedule, train_memory
@@ -307,13 +308,21 @@ def summarise(config_name, per_seed, settings: BenchSettings):
         write_probability=wp, gate_input_ablation=ablation, arms=arms)
 
 
-def _cache_path(cache_dir, name, seed, arm, settings):
-    """Result file of one (config, seed, arm), keyed by everything that determines it (an arm
-    trained on a budget depends on its seed's aura, which is keyed by the same settings)."""
+# What computes one (config, seed, arm) result: its key names this code (bench/code_key.py), so
+# a result from other code is recomputed, not reused.
+COMPUTED_BY = ('core', 'sim/synthetic.py', 'bench/synthetic.py', 'bench/stats.py')
+
+
+def _cache_path(cache_dir, name, seed, arm, settings, code=None):
+    """Result file of one (config, seed, arm), keyed by everything that determines it: the
+    settings (an arm trained on a budget depends on its seed's aura, which is keyed by the same
+    settings) and the code that computed it (``code``: its digest, default the current
+    ``COMPUTED_BY``'s)."""
     keyed = dict(settings.__dict__)
     if arm not in GATE_ARMS + BUDGET_ARMS:   # the gate recipe cannot change these arms
         keyed.pop('gate')
-    key = json.dumps([name, seed, keyed], sort_keys=True)
+    code = code or code_digest(*COMPUTED_BY)
+    key = json.dumps([name, seed, keyed, code], sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return os.path.join(cache_dir, f'{name}-s{seed}-{arm}-{digest}.json')
 

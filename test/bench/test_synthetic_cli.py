@@ -77,6 +77,16 @@ def test_a_new_gate_recipe_reruns_the_gated_and_budget_arms_and_keeps_the_others
     assert old.gate_config('aura') == old.gate and old.gate_config('always_write') == {}
 
 
+def test_a_cached_arm_is_keyed_by_the_code_that_computed_it():
+    from aura_ros.bench.code_key import code_digest
+    from aura_ros.bench.synthetic import COMPUTED_BY, BenchSettings, _cache_path
+    settings = BenchSettings()
+    now = _cache_path('c', 'hard', 0, 'always_write', settings)
+    assert now == _cache_path('c', 'hard', 0, 'always_write', settings,
+                              code=code_digest(*COMPUTED_BY))
+    assert now != _cache_path('c', 'hard', 0, 'always_write', settings, code='0123456789abcdef')
+
+
 @pytest.mark.slow
 def test_threshold_sweep_measures_the_benchmarks_own_gate_at_each_threshold():
     """At the trained threshold the sweep's model is the benchmark's (same evaluation result as
