@@ -354,11 +354,12 @@ def realtime_section(rt):
 def recordings_section(tf):
     """The learning curve from recordings (bench/train_from_recordings.py): the planar arm's
     and, when run, the MuJoCo SO-101's (under ``"mujoco"``)."""
-    if 'curve' not in tf:       # the earlier single-point format
+    if 'curve' not in tf and 'mujoco' not in tf:       # the earlier single-point format
         return []
     lines = ['## Trained from recordings: the learning curve (`train_from_recordings.json`, '
              '`train_from_recordings.png`)', '']
-    lines += _curve_lines(tf)
+    if 'curve' in tf:
+        lines += _curve_lines(tf)
     if 'mujoco' in tf:
         lines += ['### The SO-101 in MuJoCo (`"mujoco"`, `train_from_recordings_mujoco.png`)',
                   ''] + _curve_lines(tf['mujoco'])

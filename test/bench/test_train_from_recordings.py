@@ -48,6 +48,8 @@ def test_report_section_quotes_the_curve():
     text = '\n'.join(recordings_section(tfr.merged(result, mujoco)))
     assert '| 50 | 0.840 [0.790, 0.890]' in text and 'The SO-101 in MuJoCo' in text
     assert '| 100 | 0.610 [0.550, 0.660]' in text and 'mujoco, task v2' in text
+    alone = '\n'.join(recordings_section(tfr.merged({}, mujoco)))    # run before the planar
+    assert '| 100 | 0.610 [0.550, 0.660]' in alone and '| 50 |' not in alone
 
 
 def test_each_engine_keeps_the_others_curve_in_the_file():
