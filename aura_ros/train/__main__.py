@@ -106,19 +106,27 @@ def cmd_memory(args):
     print(json.dumps(summary, indent=2))
 
 
-def cmd_episodes(args):
+def source_settings(args, **extra):
+    """Settings of reading recordings from the shared flags (episodes, export-lerobot)."""
     from aura_ros.train.bags import StreamTopics
+    from aura_ros.train.episodes import Settings
+    from aura_ros.train.lerobot_format import DatasetKeys
+    return Settings(
+        topics=StreamTopics(args.camera_topic, args.joint_states_topic, args.command_topic,
+                            args.events_topic, args.correction_topic),
+        dataset=DatasetKeys(args.camera_key, args.state_key, args.action_key, args.joint_units),
+        tolerance=args.tolerance, action_lag=args.action_lag, stamps=args.stamps,
+        on_bad_bag=args.on_bad_bag, **extra)
+
+
+def cmd_episodes(args):
     from aura_ros.train.episodes import ARMS, QUICK, Settings, train_from_recordings
     from aura_ros.train.recordings import RecordingError
     defaults = QUICK if args.quick else {'steps': Settings.steps, 'arms': ARMS}
-    settings = Settings(
-        topics=StreamTopics(args.camera_topic, args.joint_states_topic, args.command_topic,
-                            args.events_topic, args.correction_topic),
-        tolerance=args.tolerance, action_lag=args.action_lag, stamps=args.stamps,
-        val_fraction=args.val_fraction, arms=tuple(args.arms or defaults['arms']),
-        steps=args.steps or defaults['steps'],
-        seed=args.seed, target_write_rate=args.target_write_rate, on_bad_bag=args.on_bad_bag,
-        cache_dir=args.cache_dir)
+    settings = source_settings(
+        args, val_fraction=args.val_fraction, arms=tuple(args.arms or defaults['arms']),
+        steps=args.steps or defaults['steps'], seed=args.seed,
+        target_write_rate=args.target_write_rate, cache_dir=args.cache_dir)
     if args.quick:
         print(f"quick run: {settings.steps} training steps, arms {', '.join(settings.arms)} "
               f'(a first look; the default trains {Settings.steps} steps)')
@@ -134,6 +142,16 @@ def cmd_episodes(args):
     print(f"wrote {args.out}/memory.safetensors, report.json, PNGs; deploy it with:\n"
           f"  python -m aura_ros.train deploy {args.out}/memory.safetensors --params "
           f"{args.params} --out my_arm_with_memory.yaml")
+
+
+def cmd_export_lerobot(args):
+    from aura_ros.train.episodes import export_lerobot
+    from aura_ros.train.recordings import RecordingError
+    try:
+        export_lerobot(args.bags, args.params, args.out, source_settings(args),
+                       camera=args.camera, units=args.units, fps=args.fps)
+    except (RecordingError, FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f'train export-lerobot: {exc}') from None
 
 
 def set_checkpoint(text, checkpoint):
@@ -182,6 +200,41 @@ def cmd_deploy(args):
           + (f' (the previous file kept as {source}.bak)' if out == source else ''))
 
 
+def add_source_args(p):
+    """Where the streams of a recording are (bags and LeRobot datasets)."""
+    p.add_argument('--camera-topic', default='camera/image_raw',
+                   help='sensor_msgs/Image topic (the camera or aura/frames)')
+    p.add_argument('--joint-states-topic', default='joint_states')
+    p.add_argument('--command-topic', default='teleop/joint_commands',
+                   help='demonstrated commands: JointTrajectory, Float64MultiArray or '
+                   'JointState (a leader arm)')
+    p.add_argument('--events-topic', default='',
+                   help='aura_ros/EpisodeEvent topic ("": any topic of that type; a bag '
+                   'without events is one episode)')
+    p.add_argument('--correction-topic', default='',
+                   help='DAgger: the policy drove (--command-topic aura/joint_commands) and this '
+                   "topic's corrections (same types) replace its commands where present")
+    p.add_argument('--camera-key', default='',
+                   help="LeRobot datasets: the camera feature (default: the dataset's only one, "
+                   'e.g. observation.images.front)')
+    p.add_argument('--state-key', default='observation.state',
+                   help='LeRobot datasets: the joint positions feature')
+    p.add_argument('--action-key', default='action',
+                   help='LeRobot datasets: the demonstrated joint targets (a leader arm)')
+    p.add_argument('--joint-units', default='deg', choices=['deg', 'rad'],
+                   help="LeRobot datasets: units of state and action (deg: LeRobot's SO-101 "
+                   'follower default, converted to radians)')
+    p.add_argument('--tolerance', type=float, default=0.05,
+                   help='largest time offset (s) of a frame to its joint state and command')
+    p.add_argument('--action-lag', type=float, default=0.0,
+                   help='the command of a frame is looked up at frame time + this (s)')
+    p.add_argument('--stamps', default='header', choices=['header', 'receive'],
+                   help='message times: header stamps where set, or the recording time')
+    p.add_argument('--on-bad-bag', default='stop', choices=['stop', 'skip'],
+                   help='a damaged or truncated bag stops the run, or is skipped with a '
+                   'warning')
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='python -m aura_ros.train', description=__doc__)
     sub = parser.add_subparsers(dest='command', required=True)
@@ -227,33 +280,19 @@ def main(argv=None):
                    help='the simulated arm the episodes come from (mujoco: the SO-101)')
     p.add_argument('--seed', type=int, default=0)
     p.set_defaults(run=cmd_memory)
-    p = sub.add_parser('episodes', help='train the memory from recorded episodes (rosbags)',
+    p = sub.add_parser('episodes', help='train the memory from recorded episodes (rosbags or '
+                       'LeRobot datasets)',
                        description='Train AURA (and always_write / no_memory controls) from '
-                       'rosbags of demonstrations, on the backbone the parameter file names. '
+                       'rosbags or LeRobotDataset v3.0 folders of demonstrations, on the '
+                       'backbone the parameter file names. '
                        'See aura_ros/train/episodes.py and the README, "Train the memory for '
                        'your robot".')
     p.add_argument('bags', nargs='+', metavar='BAG_OR_DIR',
-                   help='bag directories (MCAP or sqlite3), or folders holding them')
+                   help='bag directories (MCAP or sqlite3), LeRobotDataset v3.0 folders, or '
+                   'folders holding them')
     p.add_argument('--params', required=True, help='the parameter file the robot runs')
     p.add_argument('--out', required=True, help='output folder (checkpoint, report, PNGs)')
-    p.add_argument('--camera-topic', default='camera/image_raw',
-                   help='sensor_msgs/Image topic (the camera or aura/frames)')
-    p.add_argument('--joint-states-topic', default='joint_states')
-    p.add_argument('--command-topic', default='teleop/joint_commands',
-                   help='demonstrated commands: JointTrajectory, Float64MultiArray or '
-                   'JointState (a leader arm)')
-    p.add_argument('--events-topic', default='',
-                   help='aura_ros/EpisodeEvent topic ("": any topic of that type; a bag '
-                   'without events is one episode)')
-    p.add_argument('--correction-topic', default='',
-                   help='DAgger: the policy drove (--command-topic aura/joint_commands) and this '
-                   "topic's corrections (same types) replace its commands where present")
-    p.add_argument('--tolerance', type=float, default=0.05,
-                   help='largest time offset (s) of a frame to its joint state and command')
-    p.add_argument('--action-lag', type=float, default=0.0,
-                   help='the command of a frame is looked up at frame time + this (s)')
-    p.add_argument('--stamps', default='header', choices=['header', 'receive'],
-                   help='message times: header stamps where set, or the recording time')
+    add_source_args(p)
     p.add_argument('--val-fraction', type=float, default=0.2)
     p.add_argument('--arms', type=lambda s: [k for k in s.split(',') if k], default=None,
                    help='memory arms to train (aura always first; default aura,always_write,'
@@ -264,14 +303,29 @@ def main(argv=None):
                    help='a first look: 1500 steps, arms aura and no_memory (about half the '
                    'time; fewer steps can leave the gate closed; --steps/--arms still apply)')
     p.add_argument('--target-write-rate', type=float, default=0.08)
-    p.add_argument('--on-bad-bag', default='stop', choices=['stop', 'skip'],
-                   help='a damaged or truncated bag stops the run, or is skipped with a '
-                   'warning')
     p.add_argument('--cache-dir', default=None,
                    help='feature cache (default OUT/features); resumes, refuses another '
                    "backbone's cache")
     p.add_argument('--seed', type=int, default=0)
     p.set_defaults(run=cmd_episodes)
+    p = sub.add_parser('export-lerobot', help='write recorded episodes as a LeRobotDataset '
+                       'v3.0', description='Write the episodes of bags (or datasets) as a '
+                       'LeRobotDataset v3.0 folder (AV1 video, parquet, meta) that LeRobot\'s '
+                       'loader, visualiser and training scripts read: the frames train '
+                       'episodes labels, joint states, demonstrated targets, instruction, '
+                       'success. See aura_ros/train/lerobot_format.py.')
+    p.add_argument('bags', nargs='+', metavar='BAG_OR_DIR')
+    p.add_argument('--params', required=True,
+                   help='the parameter file the robot runs (joint names and order)')
+    p.add_argument('--out', required=True, help='a new folder for the dataset')
+    p.add_argument('--camera', default='observation.images.front',
+                   help="the dataset's camera feature")
+    p.add_argument('--units', default='deg', choices=['deg', 'rad'],
+                   help="joint units written (deg: as LeRobot's SO-101 follower records)")
+    p.add_argument('--fps', type=int, default=None,
+                   help="the dataset's frame rate (default: the recording's median)")
+    add_source_args(p)
+    p.set_defaults(run=cmd_export_lerobot)
     p = sub.add_parser('deploy', help="set a parameter file's memory.checkpoint to a trained "
                        'checkpoint (the printed command after train episodes)')
     p.add_argument('checkpoint', help='the trained memory.safetensors')

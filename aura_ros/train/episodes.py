@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 
 from aura_ros.core import GATED_KINDS
 from aura_ros.train.bags import BagError, StreamTopics, find_bags, iter_frames, scan
+from aura_ros.train.lerobot_format import DatasetKeys, is_dataset, iter_dataset_frames, scan_dataset
 from aura_ros.train.recordings import RecordingError, align, demonstrated_actions, nearest
 
 ARMS = ('aura', 'always_write', 'no_memory')
@@ -61,6 +62,7 @@ CACHE_VERSION = 1
 @dataclass
 class Settings:
     topics: StreamTopics = field(default_factory=StreamTopics)
+    dataset: DatasetKeys = field(default_factory=DatasetKeys)   # LeRobot dataset folders
     tolerance: float = 0.05          # s
     action_lag: float = 0.0          # s
     stamps: str = 'header'
@@ -92,6 +94,19 @@ class Deployment:
     crop: str
     instruction: str
     key: str                         # backbone identity for the feature cache
+
+
+def command_setup(params_path):
+    """What reading recordings needs of a parameter file (joint names, command limits and
+    the action convention), without loading its backbone."""
+    from types import SimpleNamespace
+
+    from aura_ros.params import POLICY_PARAMS, read_params_file, with_defaults
+    from aura_ros.policy import CommandLimits
+    values, _ = read_params_file(params_path, 'policy_node')
+    policy = with_defaults(values, POLICY_PARAMS)
+    return SimpleNamespace(joint_names=list(policy['command.joint_names']),
+                           limits=CommandLimits.from_params(policy))
 
 
 def load_deployment(params_path):
@@ -133,6 +148,8 @@ class EpisodeData:
     actions: np.ndarray              # (K, J) demonstrated actions (parameter file convention)
     dropped: dict
     corrected: int = 0               # DAgger: labels taken from a correction
+    targets: np.ndarray | None = None  # (K, J) the demonstrated joint targets themselves
+    times: np.ndarray | None = None    # (F,) s, every frame's time (its source's clock)
     features: torch.Tensor | None = None   # (F, feature_dim) of every frame (extract_features)
     base: torch.Tensor | None = None       # (F, A) the frozen policy's actions
     kinds: list = None               # (F,) FrameTruth kind of every frame (a sim's), or None
@@ -144,9 +161,11 @@ def read_recordings(paths, deployment, settings, log=print):
                              'frames_dropped_unsynced': 0, 'dropped': {}, 'warnings': [],
                              'offsets_s': []}
     J = len(deployment.limits.lower)
-    for path in find_bags(paths):
+    for path in find_sources(paths):
         try:
-            found = scan(path, settings.topics, deployment.joint_names, settings.stamps)
+            found = (scan_dataset(path, settings.dataset, deployment.joint_names)
+                     if is_dataset(path) else
+                     scan(path, settings.topics, deployment.joint_names, settings.stamps))
             bag_episodes = _label(found, deployment, settings, J)
         except BagError as exc:
             if settings.on_bad_bag != 'skip':
@@ -165,6 +184,29 @@ def read_recordings(paths, deployment, settings, log=print):
     if not episodes:
         raise RecordingError('no episode with labelled frames in ' + ', '.join(map(str, paths)))
     return episodes, summary
+
+
+def find_sources(paths):
+    """Recordings named by ``paths``: LeRobot dataset folders (meta/info.json), bags, and
+    folders holding either (sorted)."""
+    found = []
+    for path in map(Path, paths):
+        if is_dataset(path):
+            found.append(path)
+            continue
+        datasets = sorted(p.parents[1] for p in path.rglob('meta/info.json')) \
+            if path.is_dir() else []
+        found += datasets
+        if not datasets:
+            found += find_bags([path])
+    return found
+
+
+def source_frames(path, settings, wanted):
+    """(frame index, RGB) of a bag's camera topic or a dataset's camera (see scan)."""
+    if is_dataset(path):
+        return iter_dataset_frames(path, settings.dataset, wanted)
+    return iter_frames(path, settings.topics, wanted=wanted)
 
 
 def _label(found, deployment, settings, J):
@@ -204,11 +246,56 @@ def _label(found, deployment, settings, J):
             corrected = int(near.sum())
         actions = demonstrated_actions(a.positions, targets, deployment.limits.action_type)
         ep = EpisodeData(found.path, found.key, span, frames, found.joint_positions[pick],
-                         a.frames, actions, a.dropped, corrected,
+                         a.frames, actions, a.dropped, corrected, targets,
+                         found.frame_times[frames],
                          kinds=([found.frame_kinds[i] for i in frames]
                                 if found.frame_kinds else None))
         out.append(ep)
     return out
+
+
+def export_lerobot(paths, params, out, settings=None, camera='observation.images.front',
+                   units='deg', fps=None, log=print):
+    """Recorded episodes (bags or datasets) -> a LeRobotDataset v3.0 folder at ``out``: the
+    frames that ``train episodes`` labels (a joint state and a demonstrated command within
+    ``tolerance``), their joint states and demonstrated targets (not the parameter file's
+    delta actions: LeRobot's ``action`` is the leader arm's position), the instruction, the
+    outcome and, from a simulated arm, the kind of each frame. fps: the recording's (frames
+    per second over the episodes, rounded) unless given. Returns info.json's content."""
+    from aura_ros.train.lerobot_format import ExportEpisode, write_dataset
+    settings = settings or Settings()
+    setup = command_setup(params)
+    episodes, summary = read_recordings(paths, setup, settings, log)
+    if fps is None:
+        spans = [(ep.times[-1] - ep.times[0], len(ep.times) - 1) for ep in episodes
+                 if len(ep.times) > 1]
+        seconds, periods = (sum(x) for x in zip(*spans)) if spans else (0.0, 0)
+        fps = int(round(periods / seconds)) if seconds > 0 else 30
+    by_source, exported = {}, []
+    for ep in episodes:
+        by_source.setdefault(ep.bag, []).append(ep)
+    pixels = {}
+    bar = tqdm(total=sum(len(ep.kept) for ep in episodes), desc='frames', unit='frame',
+               disable=not settings.progress)
+    for source, eps in by_source.items():
+        wanted = {int(ep.frames[k]) for ep in eps for k in ep.kept}
+        for i, rgb in source_frames(source, settings, wanted):
+            pixels[(source, i)] = rgb
+            bar.update(1)
+        for ep in eps:
+            kinds = [ep.kinds[k] for k in ep.kept] if ep.kinds else None
+            exported.append(ExportEpisode(
+                np.stack([pixels.pop((source, int(ep.frames[k]))) for k in ep.kept]),
+                ep.positions_all[ep.kept], ep.targets, ep.span.instruction, ep.span.success,
+                kinds))
+    bar.close()
+    kind_names = sorted({k for ep in exported for k in (ep.kinds or [])} | {''})
+    info = write_dataset(out, exported, fps, setup.joint_names, camera, units,
+                         kind_names=kind_names)
+    log(f"wrote {out}: {info['total_episodes']} episodes, {info['total_frames']} frames at "
+        f"{fps} fps ({summary['frames_dropped_unsynced']} frames without a joint state or "
+        f'command left out)')
+    return info
 
 
 # ---- 2. features (cached) --------------------------------------------------------------------
@@ -269,7 +356,7 @@ def extract_features(episodes, deployment, settings, cache_dir):
             for k, frame_index in enumerate(ep.frames):
                 owner[int(frame_index)] = (ep, k)
         current = None
-        for i, rgb in iter_frames(bag, settings.topics, wanted=owner):
+        for i, rgb in source_frames(bag, settings, owner):
             ep, k = owner[i]
             if ep is not current:
                 current = ep
