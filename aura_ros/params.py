@@ -114,6 +114,13 @@ def _backbone():
                   'vision_features: action head file in the model folder', read_only=True),
         ParamSpec(b + 'options.unnorm_key', STRING, '', 'openvla_oft: dataset statistics key',
                   read_only=True),
+        ParamSpec(b + 'options.camera_key', STRING, '', 'lerobot (server): the checkpoint '
+                  'camera the frame feeds, e.g. observation.images.front ("": its first)',
+                  read_only=True),
+        ParamSpec(b + 'options.other_cameras', STRING, 'error', "lerobot (server): the "
+                  "checkpoint's further cameras get the same frame, a black one, are left out, "
+                  'or refuse to start', choices=('error', 'copy', 'zeros', 'omit'),
+                  read_only=True),
     ]
 
 

@@ -22,6 +22,7 @@ ADAPTER_MODULES = {
     'vision_features': 'aura_ros.backbones.vision_features',
     'remote': 'aura_ros.backbones.remote',
     'openvla_oft': 'aura_ros.backbones.remote',
+    'lerobot': 'aura_ros.backbones.lerobot_backend',   # server side, in a LeRobot env
 }
 _REGISTRY = {}
 
@@ -128,6 +129,7 @@ class Backbone:
     """Base class: normalisation helpers; subclasses implement encode/act."""
 
     feature_dim: int
+    state_dim: int | None = None   # proprioception width when it is not action_dim
 
     def __init__(self, config: BackboneConfig):
         self.config = config
@@ -195,7 +197,7 @@ class DelayedBackbone(Backbone):
     def __init__(self, inner: Backbone, delay_ms):
         self.inner, self.delay_s = inner, float(delay_ms) / 1e3
         self.config, self.dtype, self.device = inner.config, inner.dtype, inner.device
-        self.feature_dim = inner.feature_dim
+        self.feature_dim, self.state_dim = inner.feature_dim, inner.state_dim
 
     def encode(self, image, state, instruction=''):
         encoding = self.inner.encode(image, state, instruction)

@@ -112,6 +112,7 @@ class RemoteBackbone(Backbone):
             raise BackboneUnavailable(message + ' (refused until the right server answers)')
         self.feature_dim, self.checked = int(info.feature_dim), True
         self.server_model, self.image_size = info.model_id, int(info.image_size)
+        self.state_dim = int(info.state_dim) or self.config.action_dim  # 0: an older server
         return info
 
     def _wait_ready(self, wait):

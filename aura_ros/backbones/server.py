@@ -23,8 +23,9 @@ than ``--max-calls-per-client`` calls at once from one connection, or more than
 ``MAX_BATCH``. The server keeps serving.
 
 In the OpenVLA-OFT env: ``--params config/openvla_oft.yaml --backend openvla_oft``
-(``openvla_oft_backend.py``). The robot side is the ``remote`` / ``openvla_oft`` adapter
-(``remote.py``).
+(``openvla_oft_backend.py``); in a LeRobot env: ``--params config/lerobot_act.yaml --backend
+lerobot`` (``lerobot_backend.py``, a LeRobot policy checkpoint). The robot side is the
+``remote`` / ``openvla_oft`` adapter (``remote.py``).
 
 Batching: concurrent ``Infer`` calls (many arms) are collected into one batch (``--max-batch``,
 ``--max-wait-ms``) and run through the backbone once (``infer_batch``: hf_pi0 runs one prefix
@@ -158,8 +159,9 @@ class BackboneService(pb_grpc.BackboneServicer):
                     f'{size}x{size} rgb8')
         if len(request.image) != size * size * 3:
             return f'image has {len(request.image)} bytes, {size}x{size}x3 = {size * size * 3}'
-        if len(request.state) != cfg.action_dim:
-            return f'state has {len(request.state)} values, the backbone takes {cfg.action_dim}'
+        state_dim = getattr(self.backbone, 'state_dim', None) or cfg.action_dim
+        if len(request.state) != state_dim:
+            return f'state has {len(request.state)} values, the backbone takes {state_dim}'
         if not np.all(np.isfinite(request.state)):
             return 'state is not finite'
         return None
@@ -169,7 +171,8 @@ class BackboneService(pb_grpc.BackboneServicer):
         return pb.InfoReply(feature_dim=self.backbone.feature_dim, action_dim=cfg.action_dim,
                             chunk_size=cfg.chunk_size, adapter=cfg.adapter,
                             model_id=self.model_id, image_size=cfg.image_size,
-                            max_batch=self.batcher.max_batch)
+                            max_batch=self.batcher.max_batch,
+                            state_dim=getattr(self.backbone, 'state_dim', None) or cfg.action_dim)
 
     def Infer(self, request, context):
         t0 = time.perf_counter()
@@ -277,7 +280,9 @@ def load_backbone(params, backend=None):
     from aura_ros.params import backbone_block, read_params_file
     values, base_dir = read_params_file(params, 'policy_node')
     block = backbone_block(values)
-    name = Path(str(block['model_path'])).name
+    path = Path(str(block['model_path']))
+    # LeRobot saves every checkpoint as .../<run>/checkpoints/<step>/pretrained_model
+    name = '/'.join(path.parts[-4:]) if path.name == 'pretrained_model' else path.name
     if backend == 'openvla_oft':        # in the OpenVLA-OFT env (openvla_oft_backend.py)
         from aura_ros.backbones.openvla_oft_backend import OpenVLAOFTLocal
         return OpenVLAOFTLocal.from_block(dict(block, adapter='openvla_oft'), base_dir), name

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'aura_ros/backbones/proto/backbone.proto\x12\x14\x61ura_ros.backbone.v1\"\r\n\x0bInfoRequest\"\x92\x01\n\tInfoReply\x12\x13\n\x0b\x66\x65\x61ture_dim\x18\x01 \x01(\r\x12\x12\n\naction_dim\x18\x02 \x01(\r\x12\x12\n\nchunk_size\x18\x03 \x01(\r\x12\x0f\n\x07\x61\x64\x61pter\x18\x04 \x01(\t\x12\x10\n\x08model_id\x18\x05 \x01(\t\x12\x12\n\nimage_size\x18\x06 \x01(\r\x12\x11\n\tmax_batch\x18\x07 \x01(\r\"\x94\x01\n\x0cInferRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x0e\n\x06height\x18\x02 \x01(\r\x12\r\n\x05width\x18\x03 \x01(\r\x12\r\n\x05state\x18\x04 \x03(\x02\x12\x13\n\x0binstruction\x18\x05 \x01(\t\x12\x12\n\nwant_chunk\x18\x06 \x01(\x08\x12\x10\n\x08has_seed\x18\x07 \x01(\x08\x12\x0c\n\x04seed\x18\x08 \x01(\x04\"T\n\nInferReply\x12\x10\n\x08\x66\x65\x61tures\x18\x01 \x03(\x02\x12\r\n\x05\x63hunk\x18\x02 \x03(\x02\x12\x12\n\nbatch_size\x18\x03 \x01(\r\x12\x11\n\tserver_ms\x18\x04 \x01(\x01\x32\xa5\x01\n\x08\x42\x61\x63kbone\x12J\n\x04Info\x12!.aura_ros.backbone.v1.InfoRequest\x1a\x1f.aura_ros.backbone.v1.InfoReply\x12M\n\x05Infer\x12\".aura_ros.backbone.v1.InferRequest\x1a .aura_ros.backbone.v1.InferReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'aura_ros/backbones/proto/backbone.proto\x12\x14\x61ura_ros.backbone.v1\"\r\n\x0bInfoRequest\"\xa5\x01\n\tInfoReply\x12\x13\n\x0b\x66\x65\x61ture_dim\x18\x01 \x01(\r\x12\x12\n\naction_dim\x18\x02 \x01(\r\x12\x12\n\nchunk_size\x18\x03 \x01(\r\x12\x0f\n\x07\x61\x64\x61pter\x18\x04 \x01(\t\x12\x10\n\x08model_id\x18\x05 \x01(\t\x12\x12\n\nimage_size\x18\x06 \x01(\r\x12\x11\n\tmax_batch\x18\x07 \x01(\r\x12\x11\n\tstate_dim\x18\x08 \x01(\r\"\x94\x01\n\x0cInferRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x0e\n\x06height\x18\x02 \x01(\r\x12\r\n\x05width\x18\x03 \x01(\r\x12\r\n\x05state\x18\x04 \x03(\x02\x12\x13\n\x0binstruction\x18\x05 \x01(\t\x12\x12\n\nwant_chunk\x18\x06 \x01(\x08\x12\x10\n\x08has_seed\x18\x07 \x01(\x08\x12\x0c\n\x04seed\x18\x08 \x01(\x04\"T\n\nInferReply\x12\x10\n\x08\x66\x65\x61tures\x18\x01 \x03(\x02\x12\r\n\x05\x63hunk\x18\x02 \x03(\x02\x12\x12\n\nbatch_size\x18\x03 \x01(\r\x12\x11\n\tserver_ms\x18\x04 \x01(\x01\x32\xa5\x01\n\x08\x42\x61\x63kbone\x12J\n\x04Info\x12!.aura_ros.backbone.v1.InfoRequest\x1a\x1f.aura_ros.backbone.v1.InfoReply\x12M\n\x05Infer\x12\".aura_ros.backbone.v1.InferRequest\x1a .aura_ros.backbone.v1.InferReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,11 +34,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INFOREQUEST']._serialized_start=65
   _globals['_INFOREQUEST']._serialized_end=78
   _globals['_INFOREPLY']._serialized_start=81
-  _globals['_INFOREPLY']._serialized_end=227
-  _globals['_INFERREQUEST']._serialized_start=230
-  _globals['_INFERREQUEST']._serialized_end=378
-  _globals['_INFERREPLY']._serialized_start=380
-  _globals['_INFERREPLY']._serialized_end=464
-  _globals['_BACKBONE']._serialized_start=467
-  _globals['_BACKBONE']._serialized_end=632
+  _globals['_INFOREPLY']._serialized_end=246
+  _globals['_INFERREQUEST']._serialized_start=249
+  _globals['_INFERREQUEST']._serialized_end=397
+  _globals['_INFERREPLY']._serialized_start=399
+  _globals['_INFERREPLY']._serialized_end=483
+  _globals['_BACKBONE']._serialized_start=486
+  _globals['_BACKBONE']._serialized_end=651
 # @@protoc_insertion_point(module_scope)
