@@ -175,15 +175,22 @@ POLICY_PARAMS = _backbone() + _memory() + [
               read_only=True),
     ParamSpec('chunk.transition', STRING, 'blend', 'async: how a new chunk meets the one being '
               "executed: 'latest' (switch), 'temporal_ensemble' (weighted average of live "
-              "chunks), 'blend' (continuous: the gap fades over chunk.blend_s)",
-              choices=('latest', 'temporal_ensemble', 'blend')),
+              "chunks), 'blend' (continuous: the gap fades over chunk.blend_s); the peers' "
+              "handovers: 'lerobot_weighted' (LeRobot async inference: 0.3 old + 0.7 new on "
+              "overlapping actions, a new chunk when half a chunk is left), 'open_loop' "
+              '(openpi: the chunk runs whole, or its first chunk.open_loop_steps actions, then '
+              'the arm holds while the next one is inferred)',
+              choices=('latest', 'temporal_ensemble', 'blend', 'lerobot_weighted', 'open_loop')),
     ParamSpec('chunk.blend_s', DOUBLE, 0.1, 'async blend: fade of the gap between chunks (s)',
               range=(1e-3, 10.0)),
     ParamSpec('chunk.ensemble_decay', DOUBLE, 0.0, 'async temporal_ensemble: weight '
               'exp(-decay i), i = 0 for the oldest live chunk (0: plain mean)',
               range=(0.0, 100.0)),
+    ParamSpec('chunk.open_loop_steps', INTEGER, 0, 'async open_loop: actions of each chunk '
+              'run before the next is inferred (0: the whole chunk)', range=(0, 10000)),
     ParamSpec('chunk.max_age', DOUBLE, 1.0, 'async: hold instead of executing a chunk whose '
-              'frame is older than this (s)', range=(0.01, 60.0)),
+              'frame is older than this (s; open_loop: that started longer ago than this)',
+              range=(0.01, 60.0)),
     ParamSpec('chunk.action_period', DOUBLE, 1 / 30, 'async: time between the actions of a '
               'chunk (s; the frame period the backbone was trained at)', range=(1e-3, 10.0),
               read_only=True),

@@ -129,6 +129,7 @@ def cmd_realtime(args):
                                          memory=not args.no_memory,
                                          sim_process=not args.sim_thread,
                                          control_priority=args.control_priority,
+                                         open_loop_steps=args.open_loop_steps,
                                          task=RealtimeTask(variant=args.variant))
     modes = [m for m in args.modes.split(',') if m]
     latencies = [int(x) for x in args.latencies.split(',') if x]
@@ -273,7 +274,15 @@ def build_parser():
     p = sub.add_parser('realtime', help='sync vs async execution under injected inference '
                        'latency, the arm in real time')
     p.add_argument('--episodes', type=int, default=100, help='episodes per (mode, latency)')
-    p.add_argument('--modes', default='sync,async_latest,async_temporal_ensemble,async_blend')
+    p.add_argument('--modes', default='sync,async_latest,async_temporal_ensemble,async_blend,'
+                   'async_lerobot_weighted,open_loop_chunk',
+                   help="comma-separated (a point's cache key does not depend on which others "
+                   "run: '--modes async_lerobot_weighted,open_loop_chunk' runs only those); "
+                   'async_lerobot_weighted and open_loop_chunk are the peers\' handovers '
+                   '(LeRobot async inference, openpi)')
+    p.add_argument('--open-loop-steps', type=int, default=0,
+                   help='open_loop_chunk: actions run per chunk before the next is inferred '
+                   "(openpi's action_horizon / replan_steps; 0: the whole chunk)")
     p.add_argument('--latencies', default='0,50,100,200,400', help='injected ms, comma-separated')
     p.add_argument('--control-rate', type=float, default=100.0, help='async control rate (Hz)')
     p.add_argument('--variant', default='memory', choices=['memory', 'visible'],

@@ -1,7 +1,8 @@
 """Real-time control under inference latency: synchronous vs asynchronous execution.
 
     python -m aura_ros.bench realtime --json bench/results/realtime.json \\
-        --plot bench/results/realtime.png [--episodes 100] [--cache-dir DIR]
+        --plot bench/results/realtime.png [--episodes 100] [--cache-dir DIR] \\
+        [--modes sync,async_blend,...] [--open-loop-steps N]
 
 The simulated arm runs on the wall clock in a process of its own (``aura_ros.sim.process``,
 the loop ``sim_arm_node`` runs with ``lockstep: false``; ``--sim-thread``: in a thread of the
@@ -37,6 +38,26 @@ Modes:
   (``control_priority`` 50, as the robot parameter files set it; ``--control-priority 0``: the
   normal scheduler, under which a waking control thread waits up to the kernel's slice, a few
   ms, for a core that inference keeps busy). Each point records the scheduler it got.
+- The peers' handovers, for comparison, on the same episodes, latencies and measures (the
+  same ``AsyncPolicy``, control thread and limits; only the chunk transition differs, and with
+  it which frames are inferred, so the memory takes its one step per processed frame at the
+  peer's request rate; ``control/chunks.py`` documents each with the peer's source):
+  ``async_lerobot_weighted`` (transition ``lerobot_weighted``): LeRobot async inference with
+  its default aggregate, ``weighted_average`` (``RobotClient._aggregate_action_queues``):
+  where the queue and the new chunk hold the same timestep, 0.3 x queue + 0.7 x new; the new
+  chunk's past actions dropped; a frame inferred only while at most half a chunk is left
+  (``chunk_size_threshold`` 0.5). LeRobot's ``latest_only`` is ``async_latest``'s handover
+  (it differs in when chunks are asked for, not in how they meet).
+  ``open_loop_chunk`` (transition ``open_loop``): openpi's client (``ActionChunkBroker``): the
+  chunk runs from its arrival, action 0 first (the whole chunk, or its first
+  ``--open-loop-steps``), then the arm holds its last command while the next chunk is
+  inferred from the newest frame (openpi's synchronous client blocks in inference); no
+  overlap, no blending, no latency compensation. Its holds are the mode, so its command rate
+  and period jitter are not held to the control-rate targets, and its command jerk spans each
+  hold's gap (the local period is long there): compare it by ``target_step_*`` (the jump from
+  one chunk's last action to the next one's first) and ``arm_jerk_p99``.
+  ``targets()['peers']`` compares each with the best of ours per latency (success, Wilson
+  intervals) and says which of ours are smoother (requested step and command jerk).
 
 ``--variant visible --no-memory`` runs the frozen backbone alone on the task it was trained on
 (the target stays visible): a diagnostic that separates the execution machinery from what the
@@ -61,7 +82,9 @@ are not comparable by it, so ``arm_jerk_p99`` is the same measure on the arm's j
 (now - capture time of the frame behind it, ms); writes per episode; CPU share of the sim,
 inference and control threads (from /proc/self/task; ``main``: the thread relaying frames
 from the sim process). A finished point is kept under
-``--cache-dir`` and reused on a rerun with the same settings (resume).
+``--cache-dir`` and reused on a rerun with the same settings (resume); the key is (settings,
+mode, latency, parameter digest), ``open_loop_steps`` counting for ``open_loop_chunk`` only, so
+adding modes leaves the other modes' points valid and ``--modes`` runs just the new ones.
 """
 import hashlib
 import json
@@ -81,7 +104,14 @@ from aura_ros.sim.process import cpu_seconds
 from aura_ros.sim.realtime import RealtimeArm, RealtimeTask
 
 LATENCIES_MS = (0, 50, 100, 200, 400)
-MODES = ('sync', 'async_latest', 'async_temporal_ensemble', 'async_blend')
+MODES = ('sync', 'async_latest', 'async_temporal_ensemble', 'async_blend',
+         'async_lerobot_weighted', 'open_loop_chunk')
+# the async modes' chunk transitions (control.chunks.TRANSITIONS); sync has none
+TRANSITION = {'async_latest': 'latest', 'async_temporal_ensemble': 'temporal_ensemble',
+              'async_blend': 'blend', 'async_lerobot_weighted': 'lerobot_weighted',
+              'open_loop_chunk': 'open_loop'}
+PEER_MODES = ('async_lerobot_weighted', 'open_loop_chunk')   # the peers' handovers
+HOLDING_MODES = ('open_loop_chunk',)    # hold while inferring by design: no rate target
 EVAL_SEED = 700_000
 
 
@@ -100,9 +130,12 @@ class RealtimeSettings:
     control_priority: int = 50        # SCHED_FIFO priority of the control thread (0: normal)
     task: RealtimeTask = field(default_factory=RealtimeTask)
     engine: str = 'planar'            # the arm (aura_ros.sim.engines); mujoco: the SO-101
+    open_loop_steps: int = 0          # open_loop_chunk: actions run per chunk (0: all)
 
     def key(self, mode, latency_ms, params_digest):
         fields = asdict(self)
+        if mode != 'open_loop_chunk':     # the other modes ignore it (cached before it existed)
+            del fields['open_loop_steps']
         if fields['task']['cue_onset'] == 'first':   # cached before task v2 existed
             for name in ('cue_onset', 'go_s', 'go_switch_s'):
                 del fields['task'][name]
@@ -291,9 +324,9 @@ def _start_execution(mode, settings, runner, log, positions, on_step):
         log.send(command, newest.obs_time if newest is not None else None,
                  loop.last_target if loop is not None else None)
 
-    config = ExecutionConfig('async', settings.control_rate, frame_period,
-                             mode[len('async_'):], settings.blend_s, settings.ensemble_decay,
-                             settings.max_age_s, settings.control_priority)
+    config = ExecutionConfig('async', settings.control_rate, frame_period, TRANSITION[mode],
+                             settings.blend_s, settings.ensemble_decay, settings.max_age_s,
+                             settings.control_priority, settings.open_loop_steps)
     policy = AsyncPolicy(runner, send, positions, config, on_step=on_step, start_armed=True)
     holder.append(policy)
     return (policy, 1.0 / settings.control_rate,
@@ -453,6 +486,9 @@ def make_builder(params, memory=True, max_velocity=float('inf')):
 
 def run(settings=None, params=None, modes=MODES, latencies=LATENCIES_MS, cache_dir=None,
         progress=True):
+    unknown = [m for m in modes if m != 'sync' and m not in TRANSITION]
+    if unknown:
+        raise ValueError(f'unknown realtime modes {unknown}; known: {list(MODES)}')
     import torch
 
     from aura_ros.paths import package_share
@@ -494,18 +530,39 @@ def run(settings=None, params=None, modes=MODES, latencies=LATENCIES_MS, cache_d
     return result
 
 
+def _step_measure(*blocks):
+    """The step measure to compare modes by: the executor's requested step (before the
+    velocity limit, which every mode saturates while the arm moves at full speed) where every
+    block has it, else the step between commands."""
+    if all(all(v is not None for v in b.get('target_step_p99') or [None]) for b in blocks):
+        return 'target_step_p99'
+    return 'joint_step_p99'
+
+
+def _smoother(block, ref, step):
+    """Per latency: ``block``'s step measure and command jerk both below ``ref``'s."""
+    n = len(ref['jerk_p99'])
+    return [bool(s is not None and rs is not None and j is not None and rj is not None
+                 and s < rs and j < rj) for s, rs, j, rj in zip(
+        block.get(step) or [None] * n, ref.get(step) or [None] * n,
+        block['jerk_p99'], ref['jerk_p99'])]
+
+
 def targets(result):
-    """The issue's targets, computed from the result (None where a mode is missing)."""
+    """The issue's targets, computed from the result (None where a mode is missing), and the
+    comparison with the peers' handovers (``peers``)."""
     lat = result['latencies_ms']
     modes = result['modes']
     out = {}
-    asyncs = [m for m in modes if m.startswith('async')]
-    if 0 in lat and 200 in lat and asyncs:
+    ours = [m for m in modes if m.startswith('async') and m not in PEER_MODES]
+    peers = [m for m in PEER_MODES if m in modes]
+    executed = ours + peers                      # by AsyncPolicy's control thread
+    if 0 in lat and 200 in lat and ours:
         i0, i200 = lat.index(0), lat.index(200)
         kept = {m: (modes[m]['success'][i200] / modes[m]['success'][i0]
-                    if modes[m]['success'][i0] else None) for m in asyncs}
+                    if modes[m]['success'][i0] else None) for m in executed}
         # the mode one would pick for a slow VLA: best at 200 ms (ties: best at 0 ms)
-        best = max(asyncs, key=lambda m: (modes[m]['success'][i200], modes[m]['success'][i0]))
+        best = max(ours, key=lambda m: (modes[m]['success'][i200], modes[m]['success'][i0]))
         out['best_async_mode'] = best
         out['async_kept_at_200ms'] = kept
         out['best_async_keeps_90pct_at_200ms'] = bool(kept[best] is not None
@@ -513,33 +570,52 @@ def targets(result):
         if 'sync' in modes and modes['sync']['success'][i0]:
             out['sync_kept_at_200ms'] = (modes['sync']['success'][i200]
                                          / modes['sync']['success'][i0])
+    # control timing: every mode the control thread runs at its rate (open_loop_chunk holds
+    # while it infers by design: its command rate is not a control-rate measure)
+    timed = [m for m in executed if m not in HOLDING_MODES]
     target = result['control_rate_target_hz']
     out['control_rate_within_2pct'] = {
         m: [abs(r - target) / target <= 0.02 for r in modes[m]['control_rate_hz']]
-        for m in asyncs}
+        for m in timed}
     out['jitter_p99_at_most_5ms'] = {m: [j <= 5.0 for j in modes[m]['period_jitter_p99_ms']]
-                                     for m in asyncs}
-    if all('period_jitter_p99_ms_steal_free' in modes[m] for m in asyncs):
+                                     for m in timed}
+    if all('period_jitter_p99_ms_steal_free' in modes[m] for m in timed):
         # the same, over the episodes during which the hypervisor took no CPU time
         out['control_rate_within_2pct_steal_free'] = {
             m: [r is not None and abs(r - target) / target <= 0.02
-                for r in modes[m]['control_rate_hz_steal_free']] for m in asyncs}
+                for r in modes[m]['control_rate_hz_steal_free']] for m in timed}
         out['jitter_p99_at_most_5ms_steal_free'] = {
             m: [j is not None and j <= 5.0 for j in modes[m]['period_jitter_p99_ms_steal_free']]
-            for m in asyncs}
+            for m in timed}
     if 'async_latest' in modes:
-        # joint step: the executor's requested step (before the velocity limit, which every
-        # mode saturates while the arm moves at full speed) and the jerk of the commands sent
+        # joint step (requested, before the limits) and the jerk of the commands sent
         ref = modes['async_latest']
-        step = ('target_step_p99' if all(v is not None for v in
-                                         ref.get('target_step_p99') or [None])
-                else 'joint_step_p99')
+        step = _step_measure(ref)
         out['smoother_than_latest_by'] = step + ' and jerk_p99'
-        out['smoother_than_latest'] = {
-            m: [bool(s is not None and rs is not None and j is not None and rj is not None
-                     and s < rs and j < rj) for s, rs, j, rj in zip(
-                modes[m][step], ref[step], modes[m]['jerk_p99'], ref['jerk_p99'])]
-            for m in asyncs if m != 'async_latest'}
+        out['smoother_than_latest'] = {m: _smoother(modes[m], ref, step)
+                                       for m in executed if m != 'async_latest'}
+    if peers and ours:
+        # ours against what the peers' users get: success per latency (the best of ours
+        # there, point estimates and whether the Wilson intervals separate) and smoothness
+        out['peers'] = {}
+        for peer in peers:
+            p = modes[peer]
+            best = [max(ours, key=lambda m: modes[m]['success'][i]) for i in range(len(lat))]
+            ci = [(modes[b].get('success_ci95') or [None] * len(lat))[i]
+                  for i, b in enumerate(best)]
+            pci = p.get('success_ci95') or [None] * len(lat)
+            step = _step_measure(p, *(modes[m] for m in ours))
+            out['peers'][peer] = dict(
+                success=list(p['success']), best_ours=best,
+                best_ours_success=[modes[b]['success'][i] for i, b in enumerate(best)],
+                ours_at_least_as_successful=[modes[b]['success'][i] >= p['success'][i]
+                                             for i, b in enumerate(best)],
+                ours_above_ci=[bool(c is not None and q is not None and c[0] > q[1])
+                               for c, q in zip(ci, pci)],
+                ours_below_ci=[bool(c is not None and q is not None and c[1] < q[0])
+                               for c, q in zip(ci, pci)],
+                smoother_than_peer_by=step + ' and jerk_p99',
+                smoother_than_peer={m: _smoother(modes[m], p, step) for m in ours})
     return out
 
 

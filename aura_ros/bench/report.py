@@ -341,6 +341,12 @@ def realtime_section(rt):
                       if x and 'refused' in x})
     if refused:
         lines += [f"- The control thread did not get its priority: {refused[0]}."]
+    for peer, c in (t.get('peers') or {}).items():
+        lines += [f"- Against the peers' handover `{peer}` (success {c['success']}): the best "
+                  f"of ours per latency {c['best_ours']}, success {c['best_ours_success']}; at "
+                  f"least as successful: {c['ours_at_least_as_successful']}, Wilson intervals "
+                  f"above: {c['ours_above_ci']}, below: {c['ours_below_ci']}; smoother than it "
+                  f"({c['smoother_than_peer_by']}): {c['smoother_than_peer']}."]
     lines += [f"- Control rate within 2% of the target, per latency: "
               f"{t.get('control_rate_within_2pct')}; p99 jitter <= 5 ms: "
               f"{t.get('jitter_p99_at_most_5ms')}; the same over episodes without host CPU "

@@ -72,7 +72,8 @@ class AsyncPolicy:
             gc.collect()
             gc.freeze()
         self.loop = ControlLoop(ChunkExecutor(config.transition, config.blend_s,
-                                              config.ensemble_decay, config.max_age_s),
+                                              config.ensemble_decay, config.max_age_s,
+                                              config.open_loop_steps),
                                 runner.limits, 1.0 / config.control_rate, start_armed,
                                 arming)
         self.periods = deque(maxlen=2000)     # measured control periods (s)
@@ -96,7 +97,8 @@ class AsyncPolicy:
         config = self.config.replace(**changes)          # validated
         with self.loop.lock:
             self.loop.executor.configure(config.transition, config.blend_s,
-                                         config.ensemble_decay, config.max_age_s)
+                                         config.ensemble_decay, config.max_age_s,
+                                         config.open_loop_steps)
             self.loop.period = 1.0 / float(config.control_rate)
             self.config = config
         return config
@@ -145,11 +147,15 @@ class AsyncPolicy:
     def submit(self, image, obs_time, context=None, positions=None):
         """A frame (H, W, 3 uint8) seen at ``obs_time`` (time.monotonic clock) with the joint
         positions measured then (None: the provider's newest; none fresh: ``on_error`` gets
-        NoJointStates and nothing is inferred). Never blocks."""
+        NoJointStates and nothing is inferred). Never blocks. A frame the chunk transition does
+        not ask for (``ChunkExecutor.admit``: the peers' transitions ask for chunks the way
+        their clients do) is not inferred."""
         if positions is None:
             positions = self.positions()
         if positions is None:
             self.on_error(context, NoJointStates('no fresh joint states: not commanding'))
+            return
+        if not self.loop.admit(time.monotonic()):
             return
         self.worker.submit((image, positions, obs_time, context))
 
@@ -160,6 +166,7 @@ class AsyncPolicy:
                 chunk, info = self.runner.infer_chunk(image, positions, obs_time,
                                                       self.action_period, self.instruction())
             except Exception as exc:
+                self.loop.inference_failed()   # open_loop: the next frame may be admitted
                 self.on_error(context, exc)
                 raise                       # the worker counts it and keeps serving
             self.on_step(context, chunk, info)

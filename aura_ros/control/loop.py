@@ -74,6 +74,16 @@ class ControlLoop:
         with self.lock:
             return self.executor.push(chunk, now)
 
+    def admit(self, now):
+        """Whether a frame seen at ``now`` should be inferred (``ChunkExecutor.admit``)."""
+        with self.lock:
+            return self.executor.admit(now)
+
+    def inference_failed(self):
+        """The admitted frame gave no chunk (``ChunkExecutor.inference_failed``)."""
+        with self.lock:
+            self.executor.inference_failed()
+
     def arm(self):
         with self.lock:
             self.arming.armed = True

@@ -87,3 +87,64 @@ def test_cache_key_changes_with_the_weights_not_with_comments(tmp_path):
     assert params_digest(params) == first
     ckpt.write_bytes(b'weights v2')
     assert params_digest(params) != first
+
+
+def test_the_peers_modes_are_known_to_the_cli_and_keep_the_cached_points_valid():
+    from aura_ros.bench.__main__ import build_parser
+    from aura_ros.bench.realtime import MODES, PEER_MODES, TRANSITION, RealtimeSettings
+    from aura_ros.control import TRANSITIONS
+    assert set(PEER_MODES) <= set(MODES) and all(TRANSITION[m] in TRANSITIONS for m in MODES
+                                                 if m != 'sync')
+    args = build_parser().parse_args(['realtime', '--open-loop-steps', '8', '--json', 'x'])
+    assert args.modes.split(',') == list(MODES) and args.open_loop_steps == 8
+    # the keys of the points cached before the peers' modes existed (commit 5429a58)
+    s = RealtimeSettings()
+    assert {m: s.key(m, 200, '0123456789ab') for m in MODES[:4]} == {
+        'sync': '3dd8e09a1430', 'async_latest': 'ca099700796e',
+        'async_temporal_ensemble': 'c86da8332248', 'async_blend': '44632703f52f'}
+    other = RealtimeSettings(open_loop_steps=8)       # counts for open_loop_chunk only
+    assert other.key('async_blend', 0, 'd') == s.key('async_blend', 0, 'd')
+    assert other.key('open_loop_chunk', 0, 'd') != s.key('open_loop_chunk', 0, 'd')
+
+
+def test_targets_compare_ours_with_the_peers():
+    def block(success, rate=100.0, step=0.05, jerk=5e4, ci=None):
+        return dict(success=success, control_rate_hz=[rate] * 2,
+                    period_jitter_p99_ms=[1.0] * 2, joint_step_p99=[0.045] * 2,
+                    target_step_p99=[step] * 2, jerk_p99=[jerk] * 2,
+                    success_ci95=ci or [[s - 0.1, s + 0.1] for s in success])
+    result = dict(latencies_ms=[0, 200], control_rate_target_hz=100.0, modes={
+        'async_latest': block([0.8, 0.8], step=0.10, jerk=6e4),
+        'async_blend': block([0.8, 0.9], step=0.02, jerk=2e4),
+        'async_lerobot_weighted': block([0.85, 0.5], step=0.05, jerk=3e4),
+        'open_loop_chunk': block([0.8, 0.3], rate=60.0, step=0.30, jerk=9e4)})
+    out = targets(result)
+    assert out['best_async_mode'] == 'async_blend'                 # ours only
+    assert 'open_loop_chunk' not in out['control_rate_within_2pct']   # holds by design
+    assert out['control_rate_within_2pct']['async_lerobot_weighted'] == [True, True]
+    assert out['smoother_than_latest']['async_lerobot_weighted'] == [True, True]
+    lr = out['peers']['async_lerobot_weighted']
+    assert lr['best_ours'] == ['async_latest', 'async_blend']
+    assert lr['ours_at_least_as_successful'] == [False, True]
+    assert lr['ours_above_ci'] == [False, True] and lr['ours_below_ci'] == [False, False]
+    assert lr['smoother_than_peer_by'] == 'target_step_p99 and jerk_p99'
+    assert lr['smoother_than_peer'] == {'async_latest': [False, False],
+                                        'async_blend': [True, True]}
+    assert out['peers']['open_loop_chunk']['smoother_than_peer']['async_latest'] == [True] * 2
+
+
+def test_the_report_tables_the_peers_modes():
+    from aura_ros.bench.report import realtime_section
+    from conftest import REPO
+    rt = json.loads((REPO / 'bench/results/realtime.json').read_text())
+    rt['modes']['async_lerobot_weighted'] = dict(rt['modes']['async_latest'])
+    rt['modes']['open_loop_chunk'] = dict(rt['modes']['async_blend'])
+    rt['targets'] = targets(rt)
+    text = '\n'.join(realtime_section(rt))
+    assert '| open_loop_chunk |' in text and "peers' handover `async_lerobot_weighted`" in text
+
+
+def test_unknown_modes_are_refused_before_anything_runs():
+    from aura_ros.bench.realtime import run
+    with pytest.raises(ValueError, match='unknown realtime modes'):
+        run(modes=['async_bogus'], progress=False)
