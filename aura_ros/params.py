@@ -121,6 +121,9 @@ def _backbone():
                   "checkpoint's further cameras get the same frame, a black one, are left out, "
                   'or refuse to start', choices=('error', 'copy', 'zeros', 'omit'),
                   read_only=True),
+        ParamSpec(b + 'options.joint_units', STRING, 'rad', 'lerobot (server): units of the '
+                  "checkpoint's state and actions (deg: LeRobot's SO-101 follower; the robot "
+                  'side stays in radians)', choices=('rad', 'deg'), read_only=True),
     ]
 
 

@@ -22,7 +22,10 @@ postprocessor, step by step over the chunk (un-normalisation, as LeRobot's polic
 Options (``backbone.options``): ``camera_key`` (default: the checkpoint's first camera in
 ``input_features``), ``other_cameras`` for further cameras of the checkpoint: ``error``
 (default), ``copy`` (the same frame), ``zeros`` (a black frame) or ``omit`` (left out: SmolVLA
-skips missing cameras, ACT cannot).
+skips missing cameras, ACT cannot); ``joint_units``: ``rad`` (default) or ``deg`` for a policy
+trained on degrees (LeRobot's SO-101 follower records them; ``train export-lerobot`` writes
+them): the robot's state (radians) is converted before LeRobot's preprocessor and the chunk
+back to radians after its postprocessor, so the robot side stays in radians.
 
 Features for the memory, from the same forward pass that predicts the chunk (the module's
 ``forward`` wrapped on the instance: a forward hook would miss SmolVLA, which calls
@@ -141,6 +144,10 @@ class LeRobotBackbone(Backbone):
                              f'its cameras: {cameras}')
         self.other_cameras = [k for k in cameras if k != self.camera_key]
         self.other_mode = o.get('other_cameras') or 'error'
+        units = o.get('joint_units') or 'rad'
+        if units not in ('rad', 'deg'):
+            raise ValueError(f"options.joint_units must be 'rad' or 'deg', got {units!r}")
+        self.to_policy = 180.0 / np.pi if units == 'deg' else 1.0   # robot radians -> policy
         if self.other_mode not in OTHER_CAMERAS:
             raise ValueError(f'options.other_cameras must be one of {list(OTHER_CAMERAS)}, got '
                              f'{self.other_mode!r}')
@@ -199,7 +206,7 @@ class LeRobotBackbone(Backbone):
                 raise ValueError(f'state has {len(state)} values, the checkpoint\'s '
                                  f'{STATE_KEY} takes {self.state_dim}')
             images.append(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1))
-            states.append(torch.from_numpy(state))
+            states.append(torch.from_numpy(state * np.float32(self.to_policy)))
             tasks.append(instruction or self.config.instruction)
         frames = torch.stack(images).float() / 255.0
         if tuple(frames.shape[-2:]) != self.camera_hw:
@@ -240,7 +247,7 @@ class LeRobotBackbone(Backbone):
         if features is None:
             raise RuntimeError(f'the {self.policy_type} feature tap saw no forward pass')
         chunk = torch.stack([self.post(actions[:, i]) for i in range(actions.shape[1])], 1)
-        return features.float().cpu(), chunk.float().cpu().numpy()
+        return features.float().cpu(), chunk.float().cpu().numpy() / self.to_policy
 
     def infer_batch(self, requests):
         """One preprocess + forward pass for the whole batch (a server's many arms)."""

@@ -169,6 +169,21 @@ def test_the_chunk_is_the_post_processed_one(make):
     np.testing.assert_array_equal(backbone.act(enc), chunk)
 
 
+def test_a_policy_trained_on_degrees_sees_degrees_and_the_robot_gets_radians(make):
+    rad, policy, procs = make()
+    _, in_rad = rad.infer(frame(3), np.full(S, 0.5), 'x')
+    deg, policy_deg, procs_deg = make(options={'joint_units': 'deg'})
+    _, in_deg = deg.infer(frame(3), np.full(S, 0.5), 'x')
+    np.testing.assert_allclose(procs_deg.raw[-1][STATE].numpy(), np.degrees(np.full((1, S), 0.5)),
+                               rtol=1e-6)
+    with torch.no_grad():                       # the policy's own (degree) chunk, in radians
+        raw = policy_deg.model(policy_deg.seen[-1])[0].numpy()
+    np.testing.assert_allclose(in_deg, np.radians(raw * 10 + 3), rtol=1e-5)
+    assert not np.allclose(in_deg, in_rad)
+    with pytest.raises(ValueError, match="joint_units must be 'rad' or 'deg', got 'grad'"):
+        make(options={'joint_units': 'grad'})
+
+
 def test_a_batch_is_one_pass_with_each_callers_answer(make):
     from aura_ros.backbones.base import InferRequest
     backbone, policy, _ = make()
