@@ -110,6 +110,15 @@ def cmd_latency(args):
     return latency.run(seconds=args.seconds, rate=args.rate, params=args.params), latency.plot
 
 
+def cmd_lerobot(args):
+    from aura_ros.bench import lerobot_interop
+    return lerobot_interop.run(work=args.work, lerobot_python=args.lerobot_python,
+                               episodes=args.episodes, act_episodes=args.act_episodes,
+                               eval_episodes=args.eval_episodes,
+                               node_episodes=args.node_episodes, act_steps=args.act_steps,
+                               params=args.params, port=args.port), None
+
+
 def cmd_mujoco(args):
     from aura_ros.bench import mujoco
     arms = tuple(a for a in args.arms.split(',') if a)
@@ -271,6 +280,26 @@ def build_parser():
     p.add_argument('--through-ros', type=int, default=20, help='episodes of the deployed file '
                    'through the nodes, the sim in real time (0: skip)')
     p.set_defaults(run=cmd_mujoco)
+    p = sub.add_parser('lerobot', help='LeRobot interoperability on the MuJoCo SO-101: the '
+                       'memory from an exported LeRobot dataset, a LeRobot ACT as the backbone')
+    p.add_argument('--work', default='bench/results/lerobot_work',
+                   help='datasets, checkpoints, caches (resumed)')
+    p.add_argument('--lerobot-python', default='.lerobot-venv/bin/python',
+                   help="the LeRobot env's python (bench/lerobot/setup_env.sh); missing: the "
+                   'ACT part is skipped')
+    p.add_argument('--episodes', type=int, default=100,
+                   help='recorded episodes the memories are trained on (a multiple of 50)')
+    p.add_argument('--act-episodes', type=int, default=400,
+                   help='recorded episodes ACT is trained on (a multiple of 50)')
+    p.add_argument('--eval-episodes', type=int, default=200,
+                   help='in-process closed-loop episodes per arm of the imported memory')
+    p.add_argument('--node-episodes', type=int, default=50,
+                   help='episodes through the nodes per deployed file (0: skip)')
+    p.add_argument('--act-steps', type=int, default=2500, help='lerobot-train steps for ACT')
+    p.add_argument('--port', type=int, default=5611, help="the LeRobot server's loopback port")
+    p.add_argument('--params', default=None,
+                   help="the SO-101's parameter file (default: config/sim_mujoco.yaml)")
+    p.set_defaults(run=cmd_lerobot)
     p = sub.add_parser('realtime', help='sync vs async execution under injected inference '
                        'latency, the arm in real time')
     p.add_argument('--episodes', type=int, default=100, help='episodes per (mode, latency)')
@@ -335,7 +364,7 @@ def main(argv=None):
     if args.command != 'train-from-recordings':   # that file holds each engine's own time
         result['elapsed_s'] = round(time.monotonic() - t0, 1)
     write_json(result, args.json)
-    if args.plot:
+    if args.plot and plot:
         for path in plot(result, args.plot) or [args.plot]:   # a plot may name its files
             print(f'wrote {path}')
     return 0

@@ -210,11 +210,10 @@ def train_point(bags, params, folder, arms, settings, log=print):
     from aura_ros.bench.code_key import code_digest, load_cached, result_key, store
     from aura_ros.bench.realtime import params_digest
     from aura_ros.core import load_memory
-    from aura_ros.train.bags import bag_key
-    from aura_ros.train.episodes import fit_arm, prepare
+    from aura_ros.train.episodes import fit_arm, prepare, source_key
     from aura_ros.train.memory_fit import FEATURE_NOISE, write_rate_on
     folder.mkdir(parents=True, exist_ok=True)
-    common = dict(code=code_digest(*TRAINED_BY), bags=[bag_key(b) for b in bags],
+    common = dict(code=code_digest(*TRAINED_BY), bags=[source_key(b) for b in bags],
                   params=params_digest(params), steps=settings.steps, seed=settings.seed,
                   val_fraction=settings.val_fraction, feature_noise=FEATURE_NOISE,
                   target_write_rate=settings.target_write_rate)

@@ -202,6 +202,13 @@ def find_sources(paths):
     return found
 
 
+def source_key(path):
+    """Identity of a recording (a bag's or a dataset's files) for the caches."""
+    from aura_ros.train.bags import bag_key
+    from aura_ros.train.lerobot_format import dataset_key
+    return dataset_key(path) if is_dataset(path) else bag_key(path)
+
+
 def source_frames(path, settings, wanted):
     """(frame index, RGB) of a bag's camera topic or a dataset's camera (see scan)."""
     if is_dataset(path):
