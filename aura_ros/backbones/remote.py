@@ -105,6 +105,9 @@ class RemoteBackbone(Backbone):
             expected['image_size'] = (self.image_size, 'the model served before')
         problems = [f'{k}: server {getattr(info, k)} != {source} {v}'
                     for k, (v, source) in expected.items() if getattr(info, k) != v]
+        if info.state_dim and info.state_dim != self.config.action_dim:   # 0: an older server
+            problems.append(f'state_dim: server {info.state_dim} != the joints the robot sends '
+                            f'(action_dim {self.config.action_dim})')
         if problems:
             message = f'remote backbone {self.target} does not match: {"; ".join(problems)}'
             if self.feature_dim is None:

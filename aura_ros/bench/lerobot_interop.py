@@ -50,14 +50,20 @@ PORT = 5611                      # the LeRobot server's (loopback)
 
 
 def export(bags, params, out, progress):
-    """A LeRobot dataset of ``bags`` at ``out`` (kept once written)."""
-    from aura_ros.train.episodes import Settings, export_lerobot
-    if (out / 'meta' / 'info.json').is_file():
+    """A LeRobot dataset of ``bags`` at ``out``, kept while the bags and the code that reads
+    and writes them are the same (``out``/aura_ros_export.json), else written again."""
+    import json
+
+    from aura_ros.bench.code_key import code_digest, result_key
+    from aura_ros.train.episodes import Settings, export_lerobot, source_key
+    key = result_key(code=code_digest('train'), bags=[source_key(b) for b in bags],
+                     params=Path(params).read_text())
+    marker = out / 'aura_ros_export.json'
+    if marker.is_file() and json.loads(marker.read_text()).get('key') == key:
         return out
-    tmp = out.with_name(out.name + '.partial')
-    shutil.rmtree(tmp, ignore_errors=True)
-    export_lerobot([str(b) for b in bags], str(params), tmp, Settings(progress=progress))
-    tmp.rename(out)
+    shutil.rmtree(out, ignore_errors=True)
+    export_lerobot([str(b) for b in bags], str(params), out, Settings(progress=progress))
+    marker.write_text(json.dumps({'key': key}) + '\n')
     return out
 
 
@@ -103,19 +109,29 @@ def through_nodes(params, episodes, logs, extra_key=None):
 
 
 def train_act(lerobot_python, dataset, out, steps, log=print):
-    """LeRobot's own trainer on ``dataset``; returns the final pretrained_model folder (kept:
-    a finished run is not repeated; an unfinished one is started again)."""
+    """LeRobot's own trainer on ``dataset``; returns the final pretrained_model folder, kept
+    while the trainer's arguments and the dataset are the same (``out``/aura_ros_act.json),
+    else trained again from scratch."""
+    import json
+
+    from aura_ros.bench.code_key import result_key
+    from aura_ros.train.episodes import source_key
     final = out / 'checkpoints' / 'last' / 'pretrained_model'
-    if (final / 'model.safetensors').is_file():
+    args = [*ACT_ARGS, f'--steps={steps}', f'--save_freq={steps}']
+    key = result_key(args=args, dataset=source_key(dataset))
+    marker = out / 'aura_ros_act.json'
+    if (final / 'model.safetensors').is_file() and marker.is_file() and \
+            json.loads(marker.read_text()).get('key') == key:
         return final
     shutil.rmtree(out, ignore_errors=True)
     trainer = Path(lerobot_python).parent / 'lerobot-train'
     cmd = [str(trainer), f'--dataset.repo_id=local/{dataset.name}', f'--dataset.root={dataset}',
-           *ACT_ARGS, f'--steps={steps}', f'--save_freq={steps}', f'--output_dir={out}']
+           *args, f'--output_dir={out}']
     log(' '.join(cmd))
     env = dict(os.environ, HF_HUB_OFFLINE='1', HF_LEROBOT_HOME=str(out.parent / 'hf_home'))
     with open(out.parent / 'act_train.log', 'w') as fh:
         subprocess.run(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, check=True)
+    marker.write_text(json.dumps({'key': key, 'args': args}) + '\n')
     return final
 
 
@@ -231,8 +247,8 @@ def run(work='bench/results/lerobot_work', lerobot_python='.lerobot-venv/bin/pyt
     import hashlib
     served = hashlib.sha256((checkpoint / 'model.safetensors').read_bytes()).hexdigest()
     with Server(lerobot_python, robot, port, act_dir / 'server.log'):
-        act_settings = Settings(steps=2000, seed=0, progress=progress,
-                                cache_dir=str(work / 'features_act'))
+        act_settings = Settings(steps=2000, seed=0, progress=progress,   # one cache per ACT
+                                cache_dir=str(work / f'features_act_{served[:12]}'))
         act_trained = train_point([small], robot, act_dir, ACT_ARMS, act_settings)
         base = through_nodes(deployed(robot, None, act_dir / 'act_alone.yaml'),
                              node_episodes, act_dir / 'nodes_alone', served)

@@ -342,8 +342,9 @@ def realtime_section(rt):
     if refused:
         lines += [f"- The control thread did not get its priority: {refused[0]}."]
     for peer, c in (t.get('peers') or {}).items():
-        lines += [f"- Against the peers' handover `{peer}` (success {c['success']}): the best "
-                  f"of ours per latency {c['best_ours']}, success {c['best_ours_success']}; at "
+        lines += [f"- Against the peers' handover `{peer}` (success {c['success']}): ours "
+                  f"(the node's default transition, fixed before the run) {c['best_ours']}, "
+                  f"success {c['best_ours_success']}; at "
                   f"least as successful: {c['ours_at_least_as_successful']}, Wilson intervals "
                   f"above: {c['ours_above_ci']}, below: {c['ours_below_ci']}; smoother than it "
                   f"({c['smoother_than_peer_by']}): {c['smoother_than_peer']}."]

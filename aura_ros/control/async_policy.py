@@ -165,11 +165,11 @@ class AsyncPolicy:
             try:
                 chunk, info = self.runner.infer_chunk(image, positions, obs_time,
                                                       self.action_period, self.instruction())
+                self.on_step(context, chunk, info)
             except Exception as exc:
-                self.loop.inference_failed()   # open_loop: the next frame may be admitted
+                self.loop.inference_failed()   # open_loop: no chunk comes, admit the next frame
                 self.on_error(context, exc)
                 raise                       # the worker counts it and keeps serving
-            self.on_step(context, chunk, info)
             epoch = self.epoch
         self.inference_rate.tick()
         return epoch, chunk

@@ -262,6 +262,9 @@ class ChunkExecutor:
                         else chunk.positions[first - 1])
             merged = np.vstack([executed[None], merged])
             t0 = times[first - 1]
+        elif queue is not None:   # the chunk starts ahead of now: the queue runs on until then
+            merged = np.vstack([queue.at(t0 - chunk.dt)[None], merged])
+            t0 = t0 - chunk.dt
         self.chunks = [TimedChunk(t0, chunk.dt, merged, chunk.obs_time)]
         return first
 

@@ -188,25 +188,33 @@ def read_recordings(paths, deployment, settings, log=print):
 
 def find_sources(paths):
     """Recordings named by ``paths``: LeRobot dataset folders (meta/info.json), bags, and
-    folders holding either (sorted)."""
+    folders holding either or both (sorted; nothing inside a dataset counts as a bag)."""
     found = []
     for path in map(Path, paths):
         if is_dataset(path):
             found.append(path)
             continue
-        datasets = sorted(p.parents[1] for p in path.rglob('meta/info.json')) \
-            if path.is_dir() else []
-        found += datasets
-        if not datasets:
+        if not path.is_dir():
             found += find_bags([path])
+            continue
+        datasets = sorted(p.parents[1] for p in path.rglob('meta/info.json'))
+        bags = []
+        try:
+            bags = [b for b in find_bags([path])
+                    if not any(b == d or d in b.parents for d in datasets)]
+        except BagError:
+            if not datasets:
+                raise
+        found += sorted(datasets + bags)
     return found
 
 
-def source_key(path):
-    """Identity of a recording (a bag's or a dataset's files) for the caches."""
+def source_key(path, keys=None):
+    """Identity of a recording for the caches: a bag's files, or a dataset's files and what
+    is read of them (``keys``: camera, state, action, units)."""
     from aura_ros.train.bags import bag_key
-    from aura_ros.train.lerobot_format import dataset_key
-    return dataset_key(path) if is_dataset(path) else bag_key(path)
+    from aura_ros.train.lerobot_format import DatasetKeys, dataset_key
+    return dataset_key(path, keys or DatasetKeys()) if is_dataset(path) else bag_key(path)
 
 
 def source_frames(path, settings, wanted):
@@ -267,8 +275,10 @@ def export_lerobot(paths, params, out, settings=None, camera='observation.images
     frames that ``train episodes`` labels (a joint state and a demonstrated command within
     ``tolerance``), their joint states and demonstrated targets (not the parameter file's
     delta actions: LeRobot's ``action`` is the leader arm's position), the instruction, the
-    outcome and, from a simulated arm, the kind of each frame. fps: the recording's (frames
-    per second over the episodes, rounded) unless given. Returns info.json's content."""
+    outcome (``next.success``, written when every episode's is known) and, from a simulated
+    arm, the kind of each frame. Frames are decoded and encoded one episode at a time. fps:
+    the recording's (frames per second over the episodes, rounded) unless given. Returns
+    info.json's content."""
     from aura_ros.train.lerobot_format import ExportEpisode, write_dataset
     settings = settings or Settings()
     setup = command_setup(params)
@@ -278,30 +288,44 @@ def export_lerobot(paths, params, out, settings=None, camera='observation.images
                  if len(ep.times) > 1]
         seconds, periods = (sum(x) for x in zip(*spans)) if spans else (0.0, 0)
         fps = int(round(periods / seconds)) if seconds > 0 else 30
-    by_source, exported = {}, []
-    for ep in episodes:
-        by_source.setdefault(ep.bag, []).append(ep)
-    pixels = {}
     bar = tqdm(total=sum(len(ep.kept) for ep in episodes), desc='frames', unit='frame',
                disable=not settings.progress)
-    for source, eps in by_source.items():
-        wanted = {int(ep.frames[k]) for ep in eps for k in ep.kept}
-        for i, rgb in source_frames(source, settings, wanted):
-            pixels[(source, i)] = rgb
-            bar.update(1)
-        for ep in eps:
-            kinds = [ep.kinds[k] for k in ep.kept] if ep.kinds else None
-            exported.append(ExportEpisode(
-                np.stack([pixels.pop((source, int(ep.frames[k]))) for k in ep.kept]),
-                ep.positions_all[ep.kept], ep.targets, ep.span.instruction, ep.span.success,
-                kinds))
-    bar.close()
-    kind_names = sorted({k for ep in exported for k in (ep.kinds or [])} | {''})
-    info = write_dataset(out, exported, fps, setup.joint_names, camera, units,
-                         kind_names=kind_names)
+
+    def stream():
+        """ExportEpisodes in order, each yielded once its last labelled frame is decoded."""
+        by_source = {}
+        for ep in episodes:
+            by_source.setdefault(ep.bag, []).append(ep)
+        for source, eps in by_source.items():
+            owner = {int(ep.frames[k]): (ep, j) for ep in eps for j, k in enumerate(ep.kept)}
+            pixels = {}
+            for i, rgb in source_frames(source, settings, owner):
+                ep, j = owner[i]
+                pixels.setdefault(id(ep), {})[j] = rgb
+                bar.update(1)
+                if len(pixels[id(ep)]) < len(ep.kept):
+                    continue
+                frames = pixels.pop(id(ep))
+                yield ExportEpisode(np.stack([frames[j] for j in range(len(ep.kept))]),
+                                    ep.positions_all[ep.kept], ep.targets,
+                                    ep.span.instruction, ep.span.success,
+                                    [ep.kinds[k] for k in ep.kept] if ep.kinds else None)
+            if pixels:
+                raise RecordingError(f'{source}: frames of {len(pixels)} episode(s) could not '
+                                     f'be read back (the recording changed during the run?)')
+
+    found = {k for ep in episodes for k in (ep.kinds or [])}
+    known = all(ep.span.success is not None for ep in episodes)
+    try:
+        info = write_dataset(out, stream(), fps, setup.joint_names, camera, units,
+                             kind_names=sorted(found | {''}) if found else [],
+                             outcomes_known=known)
+    finally:
+        bar.close()
     log(f"wrote {out}: {info['total_episodes']} episodes, {info['total_frames']} frames at "
         f"{fps} fps ({summary['frames_dropped_unsynced']} frames without a joint state or "
-        f'command left out)')
+        f'command left out)' + ('' if known else '; some outcomes are unknown (no END event): '
+                                'next.success not written'))
     return info
 
 

@@ -22,7 +22,10 @@ bag does, so ``train episodes`` treats both alike. Per frame: the joint state is
 both on the frame's own time, so every frame is matched. Times: episode e's frames lie at
 ``offset_e + timestamp`` with offsets that keep episodes apart (a dataset has one clock per
 episode). Units: LeRobot's SO-101 follower reports degrees (``use_degrees``, its default; the
-gripper in 0..100); ``units='deg'`` converts to the radians the parameter files use. Joints
+gripper in 0..100); ``units='deg'`` converts to the radians the parameter files use. Nothing in
+a dataset says its units: a gripper (0..100) is scaled like a joint, and a dataset recorded
+with ``use_degrees=False`` (LeRobot's -100..100 range, older SO-100/SO-101 datasets) is not in
+degrees at all -- choose the joints and units that match how it was recorded. Joints
 are matched by name (``shoulder_pan.pos`` -> ``shoulder_pan``), or by position when the
 dataset names none and the widths agree. Pixels are decoded with PyAV, episode by episode,
 each frame taken at ``from_timestamp + timestamp`` within half a frame period.
@@ -99,7 +102,14 @@ def _parquets(root, pattern):
         raise DatasetError(f'{root}: no {pattern} files')
     table = {}
     for f in files:
-        for k, v in _read_parquet(f).items():
+        part = _read_parquet(f)
+        rows = {len(v) for v in part.values()}
+        if table and set(part) != set(table):
+            raise DatasetError(f'{f}: other columns than {files[0].name} '
+                               f'({sorted(set(part) ^ set(table))})')
+        if len(rows) > 1:
+            raise DatasetError(f'{f}: columns of different lengths {sorted(rows)}')
+        for k, v in part.items():
             table.setdefault(k, []).extend(v)
     return table
 
@@ -112,6 +122,9 @@ def read_info(path):
         raise DatasetError(f'{path}: not a LeRobot dataset (no {INFO})') from None
     except json.JSONDecodeError as exc:
         raise DatasetError(f'{path / INFO}: not JSON ({exc})') from None
+    missing = [k for k in ('codebase_version', 'fps', 'features') if k not in info]
+    if missing:
+        raise DatasetError(f'{path / INFO}: no {", ".join(missing)}')
     version = str(info.get('codebase_version', '?'))
     if not version.startswith('v3'):
         raise DatasetError(
@@ -172,9 +185,10 @@ def resolve_keys(info, keys, where):
     return camera
 
 
-def dataset_key(path):
-    """Identity of a dataset for the feature cache: its files' names and sizes and the hash
-    of info.json and the data files' first MiB."""
+def dataset_key(path, keys=None, joint_names=None):
+    """Identity of a dataset as read, for the feature cache: its files' names and sizes, the
+    hash of info.json and the data files' first MiB, and what is read of it (camera, state,
+    action, units, joints): another camera of the same dataset is another recording."""
     import hashlib
     h = hashlib.sha256()
     root = Path(path)
@@ -185,6 +199,9 @@ def dataset_key(path):
             if f.suffix != '.mp4':
                 with open(f, 'rb') as fh:
                     h.update(fh.read(1 << 20))
+    read = keys or DatasetKeys()
+    h.update(json.dumps([read.camera, read.state, read.action, read.units,
+                         list(joint_names or [])]).encode())
     return h.hexdigest()[:16]
 
 
@@ -212,6 +229,8 @@ def scan_dataset(path, keys=None, joint_names=None):
     q = (q[:, cols_q] if cols_q else q) * scale
     a = (a[:, cols_a] if cols_a else a) * scale
     ep_col = np.asarray(data['episode_index'], np.int64)
+    if len(ep_col) == 0:
+        raise DatasetError(f'{path}: no frames')
     ts = np.asarray(data['timestamp'], np.float64)
     success = np.asarray(data[SUCCESS], bool).reshape(len(ts), -1)[:, 0] \
         if SUCCESS in data else None
@@ -225,6 +244,9 @@ def scan_dataset(path, keys=None, joint_names=None):
     for e in sorted(set(ep_col.tolist())):
         mine = order[ep_col[order] == e]
         t = offset + ts[mine]
+        if np.any(np.diff(t) <= 0):
+            raise DatasetError(f'{path}: episode {e}: timestamps do not increase with '
+                               f'frame_index')
         frame_times.append(t)
         rows.append(mine)
         ok = bool(success[mine].any()) if success is not None else None
@@ -234,7 +256,8 @@ def scan_dataset(path, keys=None, joint_names=None):
         offset = float(t[-1]) + GAP_S
     rows = np.concatenate(rows)
     times = np.concatenate(frame_times)
-    result = BagScan(str(path), dataset_key(path), times, times.copy(), q[rows], times.copy(),
+    result = BagScan(str(path), dataset_key(path, keys, names), times, times.copy(), q[rows],
+                     times.copy(),
                      a[rows], np.zeros(0), np.zeros((0, 0)))
     result.episodes = spans
     result.frame_kinds = [kinds_col[r] for r in rows] if kinds_col else []
@@ -300,6 +323,9 @@ def iter_dataset_frames(path, keys=None, wanted=None):
             raise DatasetError(f'{path}: episode {e} is not in meta/episodes')
         r = rows[e]
         col = f'videos/{camera}/'
+        needed = [col + c for c in ('chunk_index', 'file_index', 'from_timestamp')]
+        if any(c not in episodes for c in needed):
+            raise DatasetError(f'{path}: meta/episodes has no {needed} columns for {camera}')
         video = path / template.format(video_key=camera,
                                        chunk_index=episodes[col + 'chunk_index'][r],
                                        file_index=episodes[col + 'file_index'][r])
@@ -321,133 +347,209 @@ class ExportEpisode:
     kinds: list | None = None        # (F,) FrameTruth kind per frame (a simulated arm's)
 
 
+IMAGE_STAT_FRAMES = 100      # frames sampled per episode for image statistics (as LeRobot)
+IMAGE_STAT_SIDE = 150        # ... downsampled to about this many pixels a side
+
+
 def _stats(values, image=False):
-    """LeRobot's per-feature statistics of (N, ...) values (images: per channel in [0, 1],
-    shaped (3, 1, 1) as LeRobot stores them)."""
-    v = np.asarray(values, np.float64)
+    """LeRobot's per-feature statistics of (N, ...) values. Images: per channel in [0, 1],
+    shaped (3, 1, 1) as LeRobot stores them, over at most IMAGE_STAT_FRAMES evenly spaced
+    frames downsampled to about IMAGE_STAT_SIDE a side (LeRobot's compute_stats samples and
+    downsamples too); ``count`` is the number of frames the statistics saw."""
     if image:
-        v = v.reshape(len(v), -1, 3).transpose(0, 2, 1).reshape(len(v), 3, -1) / 255.0
-        flat = v.transpose(1, 0, 2).reshape(3, -1).T          # (N * H * W, 3)
+        frames = np.asarray(values)
+        pick = np.unique(np.linspace(0, len(frames) - 1, min(len(frames), IMAGE_STAT_FRAMES)
+                                     ).round().astype(int))
+        stride = max(1, max(frames.shape[1:3]) // IMAGE_STAT_SIDE)
+        sample = frames[pick, ::stride, ::stride].astype(np.float32) / 255.0
+        flat, count = sample.reshape(-1, 3), len(pick)            # (pixels, 3)
     else:
-        flat = v.reshape(len(v), -1)
-    out = {'min': flat.min(0), 'max': flat.max(0), 'mean': flat.mean(0), 'std': flat.std(0)}
+        v = np.asarray(values, np.float64)
+        flat, count = v.reshape(len(v), -1), len(v)
+    out = {'min': flat.min(0), 'max': flat.max(0), 'mean': flat.mean(0, dtype=np.float64),
+           'std': flat.std(0, dtype=np.float64)}
     for q in STAT_QUANTILES:
         out[f'q{round(q * 100):02d}'] = np.quantile(flat, q, axis=0)
     shape = (3, 1, 1) if image else (-1,)
-    stats = {k: x.reshape(shape).tolist() for k, x in out.items()}
-    stats['count'] = [int(len(v))]
+    stats = {k: np.asarray(x, np.float64).reshape(shape).tolist() for k, x in out.items()}
+    stats['count'] = [int(count)]
     return stats
 
 
-def _encode(path, frames, fps):
-    """Frames as LeRobot's default video: AV1 (libsvtav1), yuv420p, one frame per 1/fps."""
-    av = _need('av')
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), 'w') as container:
-        stream = container.add_stream('libsvtav1', rate=int(fps),
-                                      options={'g': '2', 'crf': '30', 'preset': '12'})
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = 'yuv420p'
-        for i, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format='rgb24')
-            frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+def _aggregate(per_episode):
+    """Dataset statistics from per-episode ones (as LeRobot's aggregate_stats: min of mins,
+    max of maxes, count-weighted mean and pooled std, count-weighted quantiles)."""
+    counts = np.array([s['count'][0] for s in per_episode], np.float64)
+    w = counts / counts.sum()
+
+    def arr(key):
+        return np.array([s[key] for s in per_episode], np.float64)
+    mean = np.tensordot(w, arr('mean'), 1)
+    var = np.tensordot(w, arr('std') ** 2 + arr('mean') ** 2, 1) - mean ** 2
+    out = {'min': arr('min').min(0), 'max': arr('max').max(0), 'mean': mean,
+           'std': np.sqrt(np.maximum(var, 0.0))}
+    for q in STAT_QUANTILES:
+        key = f'q{round(q * 100):02d}'
+        out[key] = np.tensordot(w, arr(key), 1)
+    stats = {k: v.tolist() for k, v in out.items()}
+    stats['count'] = [int(counts.sum())]
+    return stats
+
+
+class _Video:
+    """Frames appended as LeRobot's default video: AV1 (libsvtav1, crf 30, g 2), yuv420p, one
+    frame per 1/fps, all episodes one after another in one file."""
+
+    def __init__(self, path, fps):
+        self.av = _need('av')
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.container = self.av.open(str(path), 'w')
+        self.fps, self.stream, self.count = int(fps), None, 0
+
+    def add(self, frames):
+        if self.stream is None:
+            self.stream = self.container.add_stream('libsvtav1', rate=self.fps,
+                                                    options={'g': '2', 'crf': '30',
+                                                             'preset': '12'})
+            self.stream.height, self.stream.width = frames.shape[1:3]
+            self.stream.pix_fmt = 'yuv420p'
+        for rgb in frames:
+            frame = self.av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format='rgb24')
+            frame.pts = self.count
+            self.count += 1
+            for packet in self.stream.encode(frame):
+                self.container.mux(packet)
+
+    def close(self):
+        if self.stream is not None:
+            for packet in self.stream.encode():
+                self.container.mux(packet)
+        self.container.close()
 
 
 def write_dataset(out, episodes, fps, joint_names, camera='observation.images.front',
-                  units='deg', robot_type=None, kind_names=()):
-    """Write ``episodes`` (ExportEpisode) as a LeRobotDataset v3.0 folder at ``out`` (which must
-    not exist or be empty); returns info.json's content. See the module for the columns."""
+                  units='deg', robot_type=None, kind_names=None, outcomes_known=None):
+    """Write ``episodes`` (ExportEpisode, a list or any iterable: frames are encoded as each
+    episode comes, so a long recording never sits in memory) as a LeRobotDataset v3.0 folder at
+    ``out``, which must not exist or be empty (written under ``out.partial``, renamed when
+    complete). ``kind_names``: the vocabulary of per-frame kinds (None: from a list of
+    episodes; empty: no kind column); ``outcomes_known``: write ``next.success`` (None: when
+    every episode of a list has a known outcome; an unknown one would read back as a failure).
+    Returns info.json's content. See the module for the columns."""
     pa, pq = _need('pyarrow'), _need('pyarrow.parquet')
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise DatasetError(f'{out} exists and is not empty: choose a new --out')
-    if not episodes:
-        raise DatasetError('no episodes to export')
     if units not in UNITS:
         raise ValueError(f"units must be one of {UNITS}, got {units!r}")
+    if int(fps) != fps or fps <= 0:
+        raise DatasetError(f'fps must be a positive whole number (LeRobot stores an int), '
+                           f'got {fps}')
+    fps = int(fps)
+    if isinstance(episodes, (list, tuple)):
+        if kind_names is None:
+            found = {k for ep in episodes for k in (ep.kinds or [])}
+            kind_names = sorted(found | {''}) if found else []
+        if outcomes_known is None:
+            outcomes_known = all(ep.success is not None for ep in episodes)
+    kinds = list(kind_names or [])
+    if kinds and '' not in kinds:
+        kinds.append('')
+    write_success = bool(outcomes_known)
     scale = 180 / np.pi if units == 'deg' else 1.0
     J = len(joint_names)
-    shapes = {ep.frames.shape[1:] for ep in episodes}
-    if len(shapes) != 1 or len(next(iter(shapes))) != 3:
-        raise DatasetError(f'frames of different shapes: {sorted(shapes)}')
-    H, W, _ = next(iter(shapes))
-    kinds = list(kind_names) if any(ep.kinds for ep in episodes) else []
-    tasks = list(dict.fromkeys(ep.instruction for ep in episodes))
-    names = [f'{j}.pos' for j in joint_names]
-    cols = {k: [] for k in ('observation.state', 'action', 'timestamp', 'frame_index',
-                            'episode_index', 'index', 'task_index', SUCCESS)}
-    if kinds:
-        cols[KIND] = []
-    rows, start = [], 0
-    for e, ep in enumerate(episodes):
-        n = len(ep.frames)
-        if ep.state.shape != (n, J) or ep.action.shape != (n, J):
-            raise DatasetError(f'episode {e}: {n} frames, state {ep.state.shape}, action '
-                               f'{ep.action.shape}: expected ({n}, {J}) each')
-        if ep.kinds and len(ep.kinds) != n:
-            raise DatasetError(f'episode {e}: {n} frames, {len(ep.kinds)} frame kinds')
-        part = {'observation.state': (ep.state * scale).astype(np.float32),
-                'action': (ep.action * scale).astype(np.float32),
-                'timestamp': (np.arange(n) / fps).astype(np.float32),
-                'frame_index': np.arange(n), 'episode_index': np.full(n, e),
-                'index': np.arange(start, start + n),
-                'task_index': np.full(n, tasks.index(ep.instruction)),
-                SUCCESS: np.arange(n) == n - 1 if ep.success else np.zeros(n, bool)}
-        if kinds:
-            part[KIND] = np.array([kinds.index(k) if k in kinds else kinds.index('')
-                                   for k in (ep.kinds or [''] * n)])
-        for k, v in part.items():
-            cols[k].append(v)
-        row = {'episode_index': e, 'tasks': [ep.instruction], 'length': n,
-               'data/chunk_index': 0, 'data/file_index': 0,
-               'dataset_from_index': start, 'dataset_to_index': start + n,
-               f'videos/{camera}/chunk_index': 0, f'videos/{camera}/file_index': 0,
-               f'videos/{camera}/from_timestamp': start / fps,
-               f'videos/{camera}/to_timestamp': (start + n) / fps}
-        for k, v in part.items():
-            row.update({f'stats/{k}/{s}': x for s, x in _stats(v).items()})
-        row.update({f'stats/{camera}/{s}': x for s, x in _stats(ep.frames, True).items()})
-        row.update({'meta/episodes/chunk_index': 0, 'meta/episodes/file_index': 0})
-        rows.append(row)
-        start += n
+    partial = out.with_name(out.name + '.partial')
+    if partial.exists():
+        import shutil
+        shutil.rmtree(partial)
+    (partial / 'meta' / 'episodes' / 'chunk-000').mkdir(parents=True)
+    (partial / 'data' / 'chunk-000').mkdir(parents=True)
+    video = _Video(partial / VIDEO.format(key=camera), fps)
+    tasks, cols, rows, image_stats, start, shape = [], {}, [], [], 0, None
+    try:
+        for e, ep in enumerate(episodes):
+            n = len(ep.frames)
+            if ep.frames.ndim != 4 or ep.frames.shape[3] != 3 or n == 0:
+                raise DatasetError(f'episode {e}: frames of shape {ep.frames.shape}, expected '
+                                   f'(F > 0, H, W, 3)')
+            if shape is None:
+                shape = ep.frames.shape[1:3]
+            elif ep.frames.shape[1:3] != shape:
+                raise DatasetError(f'episode {e}: frames of {ep.frames.shape[1:3]}, the first '
+                                   f'episode had {shape}: one camera, one size')
+            if ep.state.shape != (n, J) or ep.action.shape != (n, J):
+                raise DatasetError(f'episode {e}: {n} frames, state {ep.state.shape}, action '
+                                   f'{ep.action.shape}: expected ({n}, {J}) each')
+            if ep.kinds and len(ep.kinds) != n:
+                raise DatasetError(f'episode {e}: {n} frames, {len(ep.kinds)} frame kinds')
+            if ep.instruction not in tasks:
+                tasks.append(ep.instruction)
+            part = {'observation.state': (ep.state * scale).astype(np.float32),
+                    'action': (ep.action * scale).astype(np.float32),
+                    'timestamp': (np.arange(n) / fps).astype(np.float32),
+                    'frame_index': np.arange(n), 'episode_index': np.full(n, e),
+                    'index': np.arange(start, start + n),
+                    'task_index': np.full(n, tasks.index(ep.instruction))}
+            if write_success:
+                part[SUCCESS] = (np.arange(n) == n - 1) if ep.success else np.zeros(n, bool)
+            if kinds:
+                part[KIND] = np.array([kinds.index(k if k in kinds else '')
+                                       for k in (ep.kinds or [''] * n)])
+            for k, v in part.items():
+                cols.setdefault(k, []).append(v)
+            video.add(ep.frames)
+            image_stats.append(_stats(ep.frames, True))
+            row = {'episode_index': e, 'tasks': [ep.instruction], 'length': n,
+                   'data/chunk_index': 0, 'data/file_index': 0,
+                   'dataset_from_index': start, 'dataset_to_index': start + n,
+                   f'videos/{camera}/chunk_index': 0, f'videos/{camera}/file_index': 0,
+                   f'videos/{camera}/from_timestamp': start / fps,
+                   f'videos/{camera}/to_timestamp': (start + n) / fps}
+            for k, v in part.items():
+                row.update({f'stats/{k}/{s}': x for s, x in _stats(v).items()})
+            row.update({f'stats/{camera}/{s}': x for s, x in image_stats[-1].items()})
+            row.update({'meta/episodes/chunk_index': 0, 'meta/episodes/file_index': 0})
+            rows.append(row)
+            start += n
+    finally:
+        video.close()
+    if not rows:
+        raise DatasetError('no episodes to export')
+    H, W = shape
     columns = {k: np.concatenate(v) for k, v in cols.items()}
     features = {camera: {'dtype': 'video', 'shape': [H, W, 3],
                          'names': ['height', 'width', 'channels'],
                          'info': {'video.height': H, 'video.width': W, 'video.codec': 'av1',
-                                  'video.pix_fmt': 'yuv420p', 'video.fps': int(fps),
+                                  'video.pix_fmt': 'yuv420p', 'video.fps': fps,
                                   'video.channels': 3, 'has_audio': False, 'video.g': 2,
                                   'video.crf': 30, 'video.preset': 12,
                                   'video.fast_decode': 0, 'video.video_backend': 'pyav',
                                   'video.extra_options': {}, 'is_depth_map': False}},
-                'observation.state': {'dtype': 'float32', 'shape': [J], 'names': names},
-                'action': {'dtype': 'float32', 'shape': [J], 'names': names},
+                'observation.state': {'dtype': 'float32', 'shape': [J],
+                                      'names': [f'{j}.pos' for j in joint_names]},
+                'action': {'dtype': 'float32', 'shape': [J],
+                           'names': [f'{j}.pos' for j in joint_names]},
                 'timestamp': {'dtype': 'float32', 'shape': [1], 'names': None},
                 'frame_index': {'dtype': 'int64', 'shape': [1], 'names': None},
                 'episode_index': {'dtype': 'int64', 'shape': [1], 'names': None},
                 'index': {'dtype': 'int64', 'shape': [1], 'names': None},
-                'task_index': {'dtype': 'int64', 'shape': [1], 'names': None},
-                SUCCESS: {'dtype': 'bool', 'shape': [1], 'names': None}}
+                'task_index': {'dtype': 'int64', 'shape': [1], 'names': None}}
+    if write_success:
+        features[SUCCESS] = {'dtype': 'bool', 'shape': [1], 'names': None}
     if kinds:
         features[KIND] = {'dtype': 'int64', 'shape': [1], 'names': kinds}
     info = {'codebase_version': VERSION, 'robot_type': robot_type,
-            'total_episodes': len(episodes), 'total_frames': start, 'total_tasks': len(tasks),
+            'total_episodes': len(rows), 'total_frames': start, 'total_tasks': len(tasks),
             'chunks_size': 1000, 'data_files_size_in_mb': 100, 'video_files_size_in_mb': 200,
-            'fps': int(fps), 'splits': {'train': f'0:{len(episodes)}'},
+            'fps': fps, 'splits': {'train': f'0:{len(rows)}'},
             'data_path': 'data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet',
             'video_path': 'videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4',
             'features': features}
-    (out / 'meta' / 'episodes' / 'chunk-000').mkdir(parents=True, exist_ok=True)
-    (out / 'data' / 'chunk-000').mkdir(parents=True, exist_ok=True)
-    _encode(out / VIDEO.format(key=camera), [f for ep in episodes for f in ep.frames], fps)
     vector = pa.list_(pa.float32(), J)
     arrays = {k: (pa.array(list(v), type=vector) if v.ndim == 2 else pa.array(v))
               for k, v in columns.items()}
-    pq.write_table(pa.table(arrays), out / DATA)
-    pq.write_table(pa.Table.from_pylist(rows), out / EPISODES)
+    pq.write_table(pa.table(arrays), partial / DATA)
+    pq.write_table(pa.Table.from_pylist(rows), partial / EPISODES)
     # LeRobot reads the task string as the pandas index of tasks.parquet (as pandas writes it)
     pandas_meta = {'index_columns': ['task'], 'column_indexes': [], 'columns': [
         {'name': 'task_index', 'field_name': 'task_index', 'pandas_type': 'int64',
@@ -457,9 +559,12 @@ def write_dataset(out, episodes, fps, joint_names, camera='observation.images.fr
     task_table = pa.table({'task_index': pa.array(range(len(tasks)), pa.int64()),
                            'task': pa.array(tasks, pa.string())})
     pq.write_table(task_table.replace_schema_metadata({'pandas': json.dumps(pandas_meta)}),
-                   out / TASKS)
+                   partial / TASKS)
     stats = {k: _stats(v) for k, v in columns.items()}
-    stats[camera] = _stats(np.concatenate([ep.frames for ep in episodes]), True)
-    (out / 'meta' / 'stats.json').write_text(json.dumps(stats, indent=4) + '\n')
-    (out / INFO).write_text(json.dumps(info, indent=4) + '\n')
+    stats[camera] = _aggregate(image_stats)
+    (partial / 'meta' / 'stats.json').write_text(json.dumps(stats, indent=4) + '\n')
+    (partial / INFO).write_text(json.dumps(info, indent=4) + '\n')
+    if out.exists():
+        out.rmdir()                                   # empty (checked above)
+    partial.rename(out)
     return info

@@ -15,7 +15,7 @@ from aura_ros.backbones import build_backbone
 from aura_ros.backbones import lerobot_backend as lb
 
 CAM, STATE = 'observation.images.front', 'observation.state'
-D, C, A, S = 12, 6, 4, 5          # dim_model, chunk_size, action width, state width
+D, C, A, S = 12, 6, 4, 4          # dim_model, chunk_size, action width, state width
 
 
 def feature(kind, *shape):
@@ -221,7 +221,7 @@ def test_clear_errors(make, tmp_path, monkeypatch):
         make(options={'camera_key': 'observation.images.top'})
     backbone, _, _ = make()
     with pytest.raises(ValueError, match=r"state has 3 values, the checkpoint's "
-                                         r"observation.state takes 5"):
+                                         r"observation.state takes 4"):
         backbone.infer(frame(), np.zeros(3), 'x')
     with pytest.raises(ValueError, match="policy type 'diffusion' .* is not served: features "
                                          r"are defined for \['act', 'smolvla'\]"):
@@ -330,9 +330,15 @@ def test_served_through_the_grpc_server_and_the_remote_adapter(make, tmp_path, m
         torch.testing.assert_close(enc_r.features, enc_l.features)
         np.testing.assert_allclose(chunk_r, chunk_l, rtol=1e-6)
         assert chunk_r.shape == (C, A)
-        with pytest.raises(RuntimeError, match='INVALID_ARGUMENT: state has 4 values, the '
-                                               'backbone takes 5'):
-            remote.infer(frame(5), state[:4], 'x')
+        with pytest.raises(RuntimeError, match='INVALID_ARGUMENT: state has 3 values, the '
+                                               'backbone takes 4'):
+            remote.infer(frame(5), state[:3], 'x')
+        # the robot sends one position per joint (action_dim): another state width is refused
+        # at start, not on every call
+        with pytest.raises(ValueError, match=r'state_dim: server 4 != the joints the robot '
+                                             r'sends \(action_dim 3\)'):
+            build_backbone(dict(adapter='remote', action_dim=3, chunk_size=C,
+                                options=dict(port=port)))
         with pytest.raises(ValueError, match='chunk_size: server 6 != parameter file 8'):
             build_backbone(dict(adapter='remote', action_dim=A, chunk_size=8,
                                 options=dict(port=port)))

@@ -52,6 +52,18 @@ def test_lerobot_merges_against_the_merged_queue_and_drops_the_queue_past_the_ne
     assert ex.sample(0.8)[0] is None                  # the old 0.7 .. 0.9 are not executed
 
 
+def test_lerobot_a_chunk_that_starts_ahead_of_now_continues_from_the_queue():
+    """Latency under one period: nothing of the new chunk is past. As when some of it is past,
+    the command goes from the queue's action of the period under way (0.35: 3.5) to the first
+    merged one (0.45: 0.3 * 4.5 + 0.7 * 20), not straight to the merged value."""
+    ex = ChunkExecutor('lerobot_weighted', max_age_s=10.0)
+    ex.push(TimedChunk(0.0, 0.1, np.arange(10.0)[:, None], -0.1), now=0.0)   # k at 0.1 k
+    ex.push(const(0.45, 20.0), now=0.42)              # starts 0.03 s ahead
+    first = 0.3 * 4.5 + 0.7 * 20.0
+    assert values(ex, [0.42]) == pytest.approx([3.5 + 0.7 * (first - 3.5)])
+    assert values(ex, [0.45, 0.55]) == pytest.approx([first, 0.3 * 5.5 + 0.7 * 20.0])
+
+
 def test_lerobot_a_chunk_entirely_in_the_past_empties_the_queue():
     ex = ChunkExecutor('lerobot_weighted', max_age_s=10.0)
     ex.push(const(0.0, 0.0), now=0.0)

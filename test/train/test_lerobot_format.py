@@ -206,3 +206,76 @@ def test_train_episodes_on_a_lerobot_dataset(tmp_path, tiny_models):
     assert report['episodes']['total'] == 5 and report['frames'] == 88
     assert report['frames_dropped_unsynced'] == 0
     assert (tmp_path / 'out/memory.safetensors').is_file()
+
+
+def test_episode_numbers_row_order_and_several_data_files_do_not_change_what_is_read(tmp_path):
+    """Episodes numbered 7, 3, 5, rows shuffled over two data files in two chunk folders: the
+    same frames, values and pixels per episode as the original (read in episode order)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    ds = _copy(tmp_path)
+    renumber = {0: 7, 1: 3, 2: 5}
+    data = pq.read_table(ds / 'data/chunk-000/file-000.parquet').to_pydict()
+    data['episode_index'] = [renumber[e] for e in data['episode_index']]
+    order = np.random.default_rng(0).permutation(len(data['episode_index']))
+    shuffled = {k: [v[i] for i in order] for k, v in data.items()}
+    (ds / 'data/chunk-000/file-000.parquet').unlink()
+    for part, rows in enumerate((slice(0, 40), slice(40, None))):
+        folder = ds / f'data/chunk-00{part}'
+        folder.mkdir(exist_ok=True)
+        pq.write_table(pa.table({k: v[rows] for k, v in shuffled.items()}),
+                       folder / f'file-00{part}.parquet')
+    meta = pq.read_table(ds / 'meta/episodes/chunk-000/file-000.parquet').to_pydict()
+    meta['episode_index'] = [renumber[e] for e in meta['episode_index']]
+    pq.write_table(pa.table(meta), ds / 'meta/episodes/chunk-000/file-000.parquet')
+    before = scan_dataset(SO101, DatasetKeys(), MOTORS)
+    after = scan_dataset(ds, DatasetKeys(), MOTORS)
+    assert [s.index for s in after.episodes] == [3, 5, 7]
+    assert [s.instruction for s in after.episodes] == [TASKS[1], TASKS[2], TASKS[0]]
+    # episode 3 (was 1) first: its 18 frames, then 5 (was 2), then 7 (was 0)
+    old = {s.index: before.episode_frames(s) for s in before.episodes}
+    mapping = np.concatenate([old[1], old[2], old[0]])
+    np.testing.assert_array_equal(after.joint_positions, before.joint_positions[mapping])
+    frames = dict(iter_dataset_frames(ds, DatasetKeys(), {0, 17, 18, 71}))
+    assert square_at(frames[0]) == (1, 0) and square_at(frames[17]) == (1, 17 % 8)
+    assert square_at(frames[18]) == (2, 0) and square_at(frames[71]) == (0, 23 % 8)
+
+
+def test_a_folder_of_datasets_gives_each():
+    from aura_ros.train.episodes import find_sources
+    assert [p.name for p in find_sources([str(FIXTURES)])] == ['so101_two_cameras_v3',
+                                                                'so101_v3']
+
+
+def test_a_folder_with_a_dataset_and_a_bag_gives_both(tmp_path):
+    from aura_ros.train.episodes import find_sources
+    _copy(tmp_path / 'mix')
+    write_bag(tmp_path / 'mix' / 'bag1')
+    assert sorted(p.name for p in find_sources([str(tmp_path / 'mix')])) == ['bag1', 'so101_v3']
+
+
+def test_what_is_read_of_a_dataset_is_part_of_its_cache_identity():
+    front = scan_dataset(TWO_CAMERAS, DatasetKeys('observation.images.front'), MOTORS).key
+    wrist = scan_dataset(TWO_CAMERAS, DatasetKeys('observation.images.wrist'), MOTORS).key
+    radians = scan_dataset(TWO_CAMERAS, DatasetKeys('observation.images.front', units='rad'),
+                           MOTORS).key
+    fewer = scan_dataset(TWO_CAMERAS, DatasetKeys('observation.images.front'), MOTORS[:3]).key
+    assert len({front, wrist, radians, fewer}) == 4
+    assert front == scan_dataset(TWO_CAMERAS, DatasetKeys('observation.images.front'),
+                                 MOTORS).key
+
+
+def test_unknown_outcomes_are_not_written_as_failures_and_episodes_may_stream(tmp_path):
+    rng = np.random.default_rng(1)
+
+    def episodes():                       # a generator: written as each episode comes
+        for e, ok in enumerate((True, None)):
+            yield ExportEpisode(smooth_frames(6, e), rng.uniform(-1, 1, (6, 3)),
+                                rng.uniform(-1, 1, (6, 3)), 'reach', ok)
+    info = write_dataset(tmp_path / 'ds', episodes(), 30, JOINTS, outcomes_known=False)
+    assert 'next.success' not in info['features'] and info['total_frames'] == 12
+    found = scan_dataset(tmp_path / 'ds', DatasetKeys(), JOINTS)
+    assert [s.success for s in found.episodes] == [None, None]
+    assert not (tmp_path / 'ds.partial').exists()
+    listed = [ExportEpisode(smooth_frames(4, 0), np.zeros((4, 3)), np.zeros((4, 3)), 'a', None)]
+    assert 'next.success' not in write_dataset(tmp_path / 'ds2', listed, 30, JOINTS)['features']
