@@ -240,7 +240,9 @@ def run(work='bench/results/lerobot_work', lerobot_python='.lerobot-venv/bin/pyt
         result['elapsed_s'] = time.monotonic() - t0
         return result
     act_dir = work / 'act'
-    checkpoint = train_act(Path(lerobot_python).resolve(), large.resolve(),
+    act_dir.mkdir(parents=True, exist_ok=True)
+    # the venv's python, not what its symlink points at: lerobot-train lies beside it
+    checkpoint = train_act(Path(os.path.abspath(lerobot_python)), large.resolve(),
                            (act_dir / 'train').resolve(), act_steps)
     check_port(port)
     robot = act_params(params, checkpoint, port, act_dir / 'act_so101.yaml')

@@ -5,6 +5,11 @@ test/train/test_memory_fit.py (`noisy_recording`, the same tiny memory), data se
 About 4 minutes on one core:
 
     .venv/bin/python bench/scripts/gate_cliff.py
+    .venv/bin/python bench/scripts/gate_cliff.py --sparsity-weight 0 --steps 1000
+
+``--sparsity-weight 0`` drops the recipe's rate cap (``AuraConfig.sparsity_weight`` x
+relu(rate - target_write_rate)), the lead for issue 31 (bench/notes.md, "The rate cap closes
+the gate").
 """
 import sys
 from pathlib import Path
@@ -17,7 +22,7 @@ from test_memory_fit import noisy_recording  # noqa: E402
 from aura_ros.train.memory_fit import fit_memory, padded  # noqa: E402
 
 
-def main(steps=(1000, 1500), seeds=(0, 1, 2)):
+def main(steps=(1000, 1500), seeds=(0, 1, 2), **config):
     torch.set_num_threads(1)
     for n in steps:
         for seed in seeds:
@@ -25,7 +30,8 @@ def main(steps=(1000, 1500), seeds=(0, 1, 2)):
             test, onsets = noisy_recording(100, seed=1000 + seed)
             memory = fit_memory('aura', train, [0.05, 0.05], steps=n, batch=32, seed=seed,
                                 progress=False, d_key=8, d_value=8, head_hidden=32,
-                                feature_proj_dim=16, gate_hidden=8, value_hidden=16)
+                                feature_proj_dim=16, gate_hidden=8, value_hidden=16,
+                                **config)
             features, base, _, _ = padded(test)
             with torch.no_grad():
                 writes = memory.forward_sequence(features, base, gate_mode='hard').writes
@@ -38,4 +44,13 @@ def main(steps=(1000, 1500), seeds=(0, 1, 2)):
 
 
 if __name__ == '__main__':
-    main()
+    import argparse
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--steps', default='1000,1500')
+    parser.add_argument('--seeds', default='0,1,2')
+    parser.add_argument('--sparsity-weight', type=float, default=None,
+                        help="the rate cap's weight (default: the recipe's)")
+    args = parser.parse_args()
+    extra = {} if args.sparsity_weight is None else {'sparsity_weight': args.sparsity_weight}
+    main(tuple(int(s) for s in args.steps.split(',')),
+         tuple(int(s) for s in args.seeds.split(',')), **extra)
