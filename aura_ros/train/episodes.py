@@ -446,6 +446,8 @@ WRITE_RATE_WARNING = 0.2      # a selective gate writes on far fewer frames than
 FEW_EPISODES = 50             # the recipe's smallest tested dataset (the learning curve)
 CLOSED_GATE = 0.1             # writes per episode below which a gate counts as closed
 MEANINGS = {
+    'action_std': 'the unit of the training errors and of the write price (per action '
+                  "dimension): the backbone block's action_std, or the recorded actions' std",
     'action_mse': 'mean squared error (rad^2 per joint) of the actions taken against the '
                   'demonstrated ones, over every labelled validation frame',
     'action_mse_memory_frames': 'the same over the frames after the first cue on which no cue '
@@ -556,8 +558,15 @@ class Prepared:
 
     @property
     def action_std(self):
+        """The unit of the action errors (and so of the write price): the backbone's action
+        std where its parameter file gives one (the statistics it was trained with), else the
+        std of the recorded actions of the train split (a remote or LeRobot policy: in
+        radians, a write price of 5 would otherwise be 5 rad^2 and no write would pay)."""
         cfg = self.deployment.backbone.config
-        return cfg.action_std or [1.0] * cfg.action_dim
+        if cfg.action_std:
+            return list(cfg.action_std)
+        std = torch.cat([ep.expert for ep in self.train_data]).std(0)
+        return torch.where(std > 1e-6, std, torch.ones_like(std)).tolist()  # constant: 1
 
 
 def _kinds(eps):
@@ -648,6 +657,9 @@ def train_from_recordings(paths, params, out, settings=None, log=print):
         'feature_extraction': prepared.extraction, 'backbone_key': deployment.key,
         'train_seconds': seconds,
         'action_type': deployment.limits.action_type,
+        'action_std': prepared.action_std,
+        'action_std_from': ('the backbone block' if deployment.backbone.config.action_std
+                            else 'the recorded actions (train split)'),
         'settings': {'tolerance': settings.tolerance, 'action_lag': settings.action_lag,
                      'stamps': settings.stamps, 'val_fraction': settings.val_fraction,
                      'steps': settings.steps, 'seed': settings.seed},

@@ -1,9 +1,11 @@
 """Bags -> episodes -> trained memory (``train episodes``), without ROS processes: bags are
 written here with rosbags; the backbones are the tiny test models (two adapters)."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from demo_bags import JOINTS, KINDS, write_bag
 
 from aura_ros.train.bags import BagError, StreamTopics, scan
@@ -304,3 +306,26 @@ def test_quick_trains_aura_and_no_memory_and_steps_still_apply(tmp_path, tiny_mo
     assert set(report['validation']) == {'base', 'aura', 'no_memory'}
     assert report['files'] == {'aura': 'memory.safetensors',
                                'no_memory': 'memory_no_memory.safetensors'}
+
+
+def test_without_the_backbones_action_std_the_recorded_actions_set_the_unit(tmp_path,
+                                                                           tiny_models):
+    """A backbone block without action_std (a remote or LeRobot policy): errors and the write
+    price are in units of the recorded actions' std, not radians."""
+    import yaml
+
+    from aura_ros.train.episodes import prepare
+    params = yaml.safe_load(Path(tiny_models['params_pi0']).read_text())
+    block = params['/**']['ros__parameters']['backbone']
+    del block['action_std'], block['action_mean']
+    params['policy_node']['ros__parameters']['command']['action_type'] = 'absolute'  # varied
+    path = Path(tiny_models['root']) / 'pi0_no_std.yaml'
+    path.write_text(yaml.safe_dump(params))
+    write_bag(tmp_path / 'bag', episodes=3)
+    prepared = prepare([str(tmp_path / 'bag')], str(path), tmp_path / 'out', quiet(tolerance=0.02))
+    recorded = torch.cat([ep.expert for ep in prepared.train_data]).std(0)
+    assert prepared.action_std == pytest.approx(recorded.tolist())
+    assert min(prepared.action_std) > 0.01 and max(prepared.action_std) < 1.0
+    with_std = prepare([str(tmp_path / 'bag')], str(tiny_models['params_pi0']), tmp_path / 'o2',
+                       quiet(tolerance=0.02))
+    assert with_std.action_std == [0.05, 0.05, 0.05]
