@@ -192,8 +192,9 @@ def dataset_key(path, keys=None, joint_names=None):
     import hashlib
     h = hashlib.sha256()
     root = Path(path)
-    for f in sorted(root.rglob('*')):
-        if f.is_file() and f.suffix in ('.json', '.parquet', '.mp4'):
+    for f in sorted(root.rglob('*')):       # LeRobot's own files (meta/, data/, videos/)
+        if f.is_file() and f.suffix in ('.json', '.parquet', '.mp4') and \
+                f.relative_to(root).parts[0] in ('meta', 'data', 'videos'):
             h.update(str(f.relative_to(root)).encode())
             h.update(str(f.stat().st_size).encode())
             if f.suffix != '.mp4':

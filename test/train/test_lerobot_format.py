@@ -265,6 +265,15 @@ def test_what_is_read_of_a_dataset_is_part_of_its_cache_identity():
                                  MOTORS).key
 
 
+def test_files_beside_lerobots_own_do_not_change_a_datasets_identity(tmp_path):
+    ds = _copy(tmp_path)
+    before = scan_dataset(ds, DatasetKeys(), MOTORS).key
+    (ds / 'aura_ros_export.json').write_text('{"key": "anything"}')    # a tool's marker
+    assert scan_dataset(ds, DatasetKeys(), MOTORS).key == before
+    (ds / 'meta' / 'info.json').write_text((ds / 'meta' / 'info.json').read_text() + ' ')
+    assert scan_dataset(ds, DatasetKeys(), MOTORS).key != before
+
+
 def test_unknown_outcomes_are_not_written_as_failures_and_episodes_may_stream(tmp_path):
     rng = np.random.default_rng(1)
 
