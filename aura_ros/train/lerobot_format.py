@@ -402,10 +402,20 @@ class _Video:
     frame per 1/fps, all episodes one after another in one file."""
 
     def __init__(self, path, fps):
+        import os
         self.av = _need('av')
         path.parent.mkdir(parents=True, exist_ok=True)
         self.container = self.av.open(str(path), 'w')
         self.fps, self.stream, self.count = int(fps), None, 0
+        # SVT-AV1 makes the thread that starts it SCHED_FIFO 99 where it may (as root): that
+        # would leave this process real-time; the caller's scheduling is put back after each call
+        self.scheduling = (os.sched_getscheduler(0), os.sched_getparam(0))
+
+    def _restore(self):
+        import os
+        policy, param = self.scheduling
+        if (os.sched_getscheduler(0), os.sched_getparam(0)) != self.scheduling:
+            os.sched_setscheduler(0, policy, param)
 
     def add(self, frames):
         if self.stream is None:
@@ -420,12 +430,16 @@ class _Video:
             self.count += 1
             for packet in self.stream.encode(frame):
                 self.container.mux(packet)
+        self._restore()
 
     def close(self):
-        if self.stream is not None:
-            for packet in self.stream.encode():
-                self.container.mux(packet)
-        self.container.close()
+        try:
+            if self.stream is not None:
+                for packet in self.stream.encode():
+                    self.container.mux(packet)
+            self.container.close()
+        finally:
+            self._restore()
 
 
 def write_dataset(out, episodes, fps, joint_names, camera='observation.images.front',

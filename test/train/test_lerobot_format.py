@@ -274,6 +274,16 @@ def test_files_beside_lerobots_own_do_not_change_a_datasets_identity(tmp_path):
     assert scan_dataset(ds, DatasetKeys(), MOTORS).key != before
 
 
+def test_encoding_leaves_the_callers_scheduling_alone(tmp_path):
+    """SVT-AV1 makes the thread that starts it SCHED_FIFO 99 where it can (root): an export must
+    not leave the process real-time (threads it starts later would inherit it)."""
+    import os
+    before = (os.sched_getscheduler(0), os.sched_getparam(0))
+    write_dataset(tmp_path / 'ds', [ExportEpisode(smooth_frames(4, 0), np.zeros((4, 3)),
+                                                  np.zeros((4, 3)), 'a', True)], 30, JOINTS)
+    assert (os.sched_getscheduler(0), os.sched_getparam(0)) == before
+
+
 def test_unknown_outcomes_are_not_written_as_failures_and_episodes_may_stream(tmp_path):
     rng = np.random.default_rng(1)
 
