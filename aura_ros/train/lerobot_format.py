@@ -206,6 +206,14 @@ def dataset_key(path, keys=None, joint_names=None):
     return h.hexdigest()[:16]
 
 
+def episode_rows(data):
+    """[(episode_index, its data rows in frame order)], episodes ascending: the one frame
+    order of ``scan_dataset`` and ``iter_dataset_frames`` (frame k of the scan is the k-th)."""
+    ep_col = np.asarray(data['episode_index'], np.int64)
+    order = np.lexsort((np.asarray(data['frame_index']), ep_col))
+    return [(e, order[ep_col[order] == e]) for e in sorted(set(ep_col.tolist()))]
+
+
 def scan_dataset(path, keys=None, joint_names=None):
     """A LeRobot dataset as a ``BagScan`` (everything but the pixels; see the module)."""
     from aura_ros.train.bags import BagScan, EpisodeSpan
@@ -240,10 +248,8 @@ def scan_dataset(path, keys=None, joint_names=None):
         vocab = _names(features[KIND])
         kinds_col = [vocab[int(np.ravel(k)[0])] for k in data[KIND]]
     tasks = dict(zip(episodes['episode_index'], episodes.get('tasks', [[]] * len(ep_col))))
-    order = np.lexsort((np.asarray(data['frame_index']), ep_col))
     frame_times, rows, spans, offset = [], [], [], 0.0
-    for e in sorted(set(ep_col.tolist())):
-        mine = order[ep_col[order] == e]
+    for e, mine in episode_rows(data):
         t = offset + ts[mine]
         if np.any(np.diff(t) <= 0):
             raise DatasetError(f'{path}: episode {e}: timestamps do not increase with '
@@ -308,13 +314,10 @@ def iter_dataset_frames(path, keys=None, wanted=None):
     episodes = _parquets(path, 'meta/episodes/*/*.parquet')
     template = info.get('video_path') or 'videos/{video_key}/chunk-{chunk_index:03d}/' \
                                          'file-{file_index:03d}.mp4'
-    ep_col = np.asarray(data['episode_index'], np.int64)
-    order = np.lexsort((np.asarray(data['frame_index']), ep_col))
     ts = np.asarray(data['timestamp'], np.float64)
     rows = {e: i for i, e in enumerate(episodes['episode_index'])}
     index = 0
-    for e in sorted(set(ep_col.tolist())):
-        mine = order[ep_col[order] == e]
+    for e, mine in episode_rows(data):
         numbers = range(index, index + len(mine))
         index += len(mine)
         todo = [k for k, n in enumerate(numbers) if wanted is None or n in wanted]
