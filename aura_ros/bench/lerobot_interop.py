@@ -189,11 +189,6 @@ def check_port(port):
                                f'--port') from None
 
 
-def _arms(results):
-    return {arm: {k: r[k] for k in ('success', 'success_ci95', 'writes_per_episode')}
-            for arm, r in results.items()}
-
-
 def run(work='bench/results/lerobot_work', lerobot_python='.lerobot-venv/bin/python',
         episodes=100, act_episodes=400, eval_episodes=200, node_episodes=50, act_steps=2500,
         params=None, port=PORT, progress=True):
