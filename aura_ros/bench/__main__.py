@@ -20,6 +20,24 @@ def write_json(result, path):
     print(f'wrote {path}')
 
 
+def parse_seeds(text):
+    """'5' -> seeds 0-4; '1-5' -> 1..5; '1,3' -> 1 and 3."""
+    try:
+        if '-' in text:
+            lo, hi = (int(x) for x in text.split('-'))
+            seeds = list(range(lo, hi + 1))
+        elif ',' in text:
+            seeds = [int(x) for x in text.split(',')]
+        else:
+            seeds = list(range(int(text)))
+    except ValueError:
+        raise SystemExit(f"seeds: a count ('5'), a range ('1-5') or a list ('1,3'), got "
+                         f'{text!r}') from None
+    if not seeds or min(seeds) < 0:
+        raise SystemExit(f'seeds: at least one, none negative, got {text!r}')
+    return seeds
+
+
 def cmd_synthetic(args):
     from aura_ros.bench import synthetic
     settings = synthetic.BenchSettings.quick() if args.quick else synthetic.BenchSettings()
@@ -31,8 +49,15 @@ def cmd_synthetic(args):
         settings.eval_episodes = args.eval_episodes
     configs = {'all': ['easy', 'hard'], 'legacy': ['legacy_easy', 'legacy_hard']}.get(
         args.config, [args.config])
-    result = synthetic.run(configs, args.seeds, settings, jobs=args.jobs,
-                           cache_dir=args.cache_dir)
+    variants = ({'all': list(synthetic.VARIANT_OF), 'none': []}.get(args.variants)
+                or args.variants.split(','))
+    unknown = set(variants) - set(synthetic.VARIANT_OF)
+    if unknown:
+        raise SystemExit(f'--variants: unknown {sorted(unknown)} (choose from '
+                         f'{list(synthetic.VARIANT_OF)}, all or none)')
+    result = synthetic.run(configs, parse_seeds(args.seeds), settings, jobs=args.jobs,
+                           cache_dir=args.cache_dir, variants=variants,
+                           variant_seeds=parse_seeds(args.variant_seeds))
     result['quick'] = args.quick
     return result, synthetic.plot
 
@@ -173,7 +198,13 @@ def build_parser():
     p.add_argument('--config', choices=['easy', 'hard', 'all', 'legacy_easy', 'legacy_hard',
                                         'legacy'], default='all',
                    help='all = easy + hard (the context task); legacy = the flag-channel task')
-    p.add_argument('--seeds', type=int, default=5)
+    p.add_argument('--seeds', default='1-5', help="a count from 0 ('5'), a range ('1-5', "
+                   "the headline's: seed 0 chose the recipe) or a list ('1,3')")
+    p.add_argument('--variants', default='none', help='task variants no setting was chosen '
+                   'on, trained (aura, always-write) at the full and at 40%% of their task\'s '
+                   'budget: all, none or a comma list')
+    p.add_argument('--variant-seeds', default='1-1', help='seeds of the variants (as --seeds; '
+                   'default seed 1)')
     p.add_argument('--quick', action='store_true', help='tiny training, ends in ~2 minutes')
     p.add_argument('--train-steps', type=int, default=None, help='override training steps')
     p.add_argument('--batch', type=int, default=None, help='override the batch size')

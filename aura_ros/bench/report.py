@@ -44,12 +44,18 @@ def synthetic_section(data):
                   f"seeds; chance {block['chance']:.3f}; hand-coded reader that knows the "
                   f"generator: {block['task_ceiling_reader']:.3f}; label channel: "
                   f"{'yes' if task.get('label_channel') else 'no'})", '',
-                  '| arm | accuracy [95% CI] | writes / episode | write reduction vs '
-                  'always-write | state bytes |', '|---|---|---|---|---|']
+                  '| arm | training steps | accuracy [95% CI] | writes / episode | write '
+                  'reduction vs always-write | state bytes | gate at evaluation |',
+                  '|---|---|---|---|---|---|---|']
         for arm, stats in arms.items():
             mark = ' (best O(1) baseline)' if arm == best else ''
-            lines.append(f"| {arm}{mark} | {_ci(stats)} | {stats['writes_per_episode']:.2f} | "
-                         f"{_x(stats['write_reduction'])} | {stats['state_bytes']:,} |")
+            status = stats.get('gate_status')
+            status = ', '.join(f'{status.count(v)} {v}' for v in sorted(set(status))) \
+                if status else '-'
+            lines.append(f"| {arm}{mark} | {stats.get('training_steps', '?')} | {_ci(stats)} | "
+                         f"{stats['writes_per_episode']:.2f} | "
+                         f"{_x(stats['write_reduction'])} | {stats['state_bytes']:,} | "
+                         f"{status} |")
         kinds = [k for k in ('event', 'repeat', 'distractor', 'context', 'background')
                  if block['write_probability']['aura'].get(k) is not None]
         lines += ['', 'Write probability per item kind:', '',
@@ -58,20 +64,45 @@ def synthetic_section(data):
             lines.append(f'| {arm} | ' + ' | '.join(_p(prob, k) for k in kinds) + ' |')
         abl = block.get('gate_input_ablation', {})
         if abl:
-            lines += ['', 'The trained `aura` gate evaluated with one input replaced by its mean '
-                      'over the evaluation steps (the ablation that could falsify "it writes on '
-                      'surprise"):', '',
-                      '| aura gate input at its mean | accuracy | writes / episode | '
+            lines += ['', 'The trained `aura` gate evaluated with one input replaced (the '
+                      'ablations that could falsify "it writes on surprise"): by its mean over '
+                      'calibration episodes (no information), or by the value another '
+                      '(calibration) episode had at the same step (same distribution and time '
+                      "course, no link to this episode's content):", '',
+                      '| aura gate input replaced | accuracy | writes / episode | '
                       + ' | '.join(kinds[:3]) + ' |', '|---' * 6 + '|',
                       f"| none (as trained) | {_ci(arms['aura'])} | "
                       f"{arms['aura']['writes_per_episode']:.2f} | "
                       + ' | '.join(_p(block['write_probability']['aura'], k) for k in kinds[:3])
                       + ' |']
-            for key, label in (('state', 'surprise + action change'), ('features', 'features')):
+            for key, label in (('state', 'surprise + action change, at the mean'),
+                               ('state_shuffled', "surprise + action change, another "
+                                                  "episode's"),
+                               ('features', 'features, at the mean'),
+                               ('features_shuffled', "features, another episode's")):
+                if key not in abl:
+                    continue
                 a = abl[key]
                 lines.append(f"| {label} | {_ci(a)} | {a['writes_per_episode']:.2f} | "
                              + ' | '.join(_p(a['write_probability'], k) for k in kinds[:3])
                              + ' |')
+        curve = block.get('parity_curve')
+        if curve:
+            lo = curve['best_o1_ci95'][0]
+            lines += ['', f"Parity curve: the trained `aura` gate at each run-time threshold "
+                      f"(trained at 0.5) on the evaluation episodes, beside the best O(1) "
+                      f"baseline ({best}, CI [{lo:.3f}, {curve['best_o1_ci95'][1]:.3f}]); at "
+                      f"parity = AURA's interval overlaps or lies above it:", '',
+                      '| threshold | writes / episode | write reduction vs always-write | '
+                      'accuracy [95% CI] | at parity |', '|---|---|---|---|---|']
+            for i, t in enumerate(curve['thresholds']):
+                a_lo, a_hi = curve['accuracy_ci95'][i]
+                lines.append(f"| {t:g} | {curve['writes_per_episode'][i]:.2f} | "
+                             f"{_x(curve['write_reduction'][i])} | {curve['accuracy'][i]:.3f} "
+                             f"[{a_lo:.3f}, {a_hi:.3f}] | "
+                             f"{'yes' if curve['at_parity'][i] else 'no'} |")
+            lines += ['', f"Largest write reduction at parity on the curve: "
+                      f"{_x(curve['largest_write_reduction_at_parity'])}."]
         parity, sp = block['parity'], block['surprise_path']
         keeps = sp['surprise_only_keeps_write_reduction']
         lines += ['', f"- Parity with the best O(1) baseline ({best}, CI "
@@ -89,7 +120,36 @@ def synthetic_section(data):
                   f"probability <= 0.25 x event: {sp['selective']}.",
                   f"- Budget-matched controls entirely below AURA's CI: "
                   f"{block['budget_controls_below_aura']}.", '']
+    if data.get('variants'):
+        lines += variants_section(data['variants'])
     return lines
+
+
+def variants_section(variants):
+    lines = ['### Task variants no setting was chosen on (the recipe unchanged)', '',
+             'Each variant changes the horizon, the item mix, the noise and amplitude range and '
+             'the order of every channel; aura and always-write (the same memory) trained at '
+             "the full and at 40% of their task's budget, no curriculum. Collapsed = fewer than "
+             '0.1 writes per episode, or writes on more than 50% of steps (on the evaluation '
+             'episodes).', '',
+             '| variant | training steps | seeds | aura | always-write | aura - always-write '
+             '| aura writes / episode | gate | event / repeat / distractor p(write) |',
+             '|---|---|---|---|---|---|---|---|---|']
+    for name, v in variants.items():
+        task = v['task']
+        label = (f"{name} (N={task['horizon']}, events {tuple(task['events'])}, repeats "
+                 f"{tuple(task['repeats'])}, distractors {tuple(task['distractors'])}, noise "
+                 f"{task['content_noise']})")
+        for b in v['budgets'].values():
+            wp = b['write_probability']
+            probs = ' / '.join('-' if wp.get(k) is None else f'{wp[k]:.2f}'
+                               for k in ('event', 'repeat', 'distractor'))
+            lines.append(f"| {label} | {b['training_steps']} | {b['seeds']} | "
+                         f"{b['aura_accuracy']:.3f} | {b['always_write_accuracy']:.3f} | "
+                         f"{b['aura_minus_always_write']:+.3f} | "
+                         f"{b['aura_writes_per_episode']:.2f} | {', '.join(b['gate_status'])} "
+                         f"| {probs} |")
+    return lines + ['']
 
 
 def main_table(results):
@@ -120,6 +180,12 @@ def main_table(results):
                     f"({_x(par['write_reduction_vs_best_o1'])} fewer writes)")
             rows.append(f"| {name}: fewer writes than the best O(1) baseline, at parity | "
                         f"{paper} | {ours} |")
+            curve = b.get('parity_curve')
+            if curve:
+                rows.append(f"| {name}: largest write reduction vs always-write at parity, "
+                            f"run-time threshold swept | {paper} | "
+                            f"{_x(curve['largest_write_reduction_at_parity'])} "
+                            f"({b['seeds']} seeds; the curve below) |")
         if 'hard' in syn['configs']:
             b = syn['configs']['hard']
             a = b['arms']

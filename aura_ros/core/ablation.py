@@ -7,8 +7,9 @@ A learned gate (``write_rules.LearnedGate``) sees two inputs per step:
                 next (``rule.signals``, (B, 3));
     'features'  its first layer on the step's features (``enc['gate_ctx']``, (B, Hg)).
 ``recording(memory)`` collects both per episode and step (streaming steps, batch 1, or
-sequences); ``replaced(memory, which, source)`` runs the memory with one of them replaced by
-``source(t, original)``. Two sources, built from recorded calibration episodes:
+sequences: each of a sequence's B rows is an episode); ``replaced(memory, which, source)`` runs
+the memory with one of them replaced by ``source(t, original)`` (original (B, n): every row its
+own value). Two sources, built from recorded calibration episodes:
     ``at_mean(recorded)``     the mean over every recorded step: no information at all;
     ``shuffled(recorded)``    the value another episode had at the same step: the input keeps
                               its distribution (and its typical time course) but loses its
@@ -72,27 +73,37 @@ def _reference_steps(memory):
 @contextmanager
 def recording(memory):
     """Yields a list of episodes, each a dict of 'state' and 'features' arrays (T, n) (the
-    inputs the gate sees, one row per step; of the first batch element for sequences). An
-    episode starts at each ``memory.reset()`` (streaming) or ``forward_sequence`` call."""
+    inputs the gate sees, one row per step). An episode starts at each ``memory.reset()``
+    (streaming); a ``forward_sequence`` call of B rows starts B episodes."""
     rule = _learned_gate(memory)
     episodes, pending = [], []      # pending: a sequence's features, encoded before its start
-    clock = _StepClock(rule, on_start=lambda: episodes.append(
-        {'state': [], 'features': pending.pop() if pending else []}))
+    open_rows = [0]                 # episodes the current start opened (the last ones)
+
+    def on_start():
+        ctx = pending.pop() if pending else None
+        rows = 1 if ctx is None else len(ctx)
+        for j in range(rows):
+            episodes.append({'state': [], 'features': [] if ctx is None else list(ctx[j])})
+        open_rows[0] = rows
+    clock = _StepClock(rule, on_start=on_start)
     signals, encode = rule.signals, memory.encode
 
     def record_signals(*args):
-        out = signals(*args)
+        result = signals(*args)
+        out = result.detach().numpy()
         if episodes:                               # (steps before the first reset: not kept)
-            episodes[-1]['state'].append(out.detach()[0].numpy().copy())
-        return out
+            first = len(episodes) - open_rows[0]
+            for j in range(min(len(out), open_rows[0])):
+                episodes[first + j]['state'].append(out[j].copy())
+        return result
 
     def record_encode(features):
         enc = encode(features)
         ctx = enc.get('gate_ctx')
         if ctx is not None and ctx.dim() == 2 and episodes:   # streaming: this episode's step
             episodes[-1]['features'].append(ctx.detach()[0].numpy().copy())
-        elif ctx is not None and ctx.dim() == 3:   # a sequence: its episode starts next
-            pending.append(list(ctx.detach()[0].numpy()))
+        elif ctx is not None and ctx.dim() == 3:   # a sequence: its episodes start next
+            pending.append(ctx.detach().numpy().copy())
         return enc
 
     rule.signals, memory.encode = record_signals, record_encode
@@ -118,7 +129,8 @@ def at_mean(recorded, which):
 def shuffled(recorded, which, seed=0):
     """Source: the value of ``which`` that a recorded episode had at the same step ``t``;
     episode after episode, the donor changes (drawn per episode, among those that lasted to
-    step ``t``; past every donor's end, the longest donor's last step)."""
+    step ``t``; past every donor's end, the longest donor's last step). Each of a batch's B
+    rows gets a donor of its own (distinct while there are enough donors)."""
     donors = [ep[which] for ep in recorded if len(ep[which])]
     if not donors:
         raise ValueError(f'nothing recorded for the gate input {which!r}')
@@ -126,16 +138,19 @@ def shuffled(recorded, which, seed=0):
     order = {'pick': None}
     longest = max(donors, key=len)
 
+    def donor_row(offset, t):
+        pick = order['pick']
+        for k in range(len(pick)):
+            i = pick[(offset + k) % len(pick)]
+            if len(donors[i]) > t:
+                return donors[i][t]
+        return longest[-1]
+
     def source(t, original):
         if t == 0 or order['pick'] is None:
             order['pick'] = rng.permutation(len(donors))
-        for i in order['pick']:
-            if len(donors[i]) > t:
-                row = donors[i][t]
-                break
-        else:
-            row = longest[-1]
-        return torch.from_numpy(row).expand_as(original)
+        rows = np.stack([donor_row(j, t) for j in range(len(original))])
+        return torch.from_numpy(rows).to(original.dtype)
     return source
 
 

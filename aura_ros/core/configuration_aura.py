@@ -63,7 +63,11 @@ class AuraConfig:
     residual_scale: float = 1.0      # scale of the head output in residual mode
     # Training objective (used by core.training; stored so a checkpoint says how it was made).
     target_write_rate: float = 0.05  # the rate penalty acts above this write rate
-    sparsity_weight: float = 10.0    # weight of the penalty on the write rate above target
+    sparsity_weight: float = 0.0     # weight of the penalty on the write rate above target:
+                                     # off in the recipe (a cap shut gates for good; the write
+                                     # price alone keeps them selective, core/training.py)
+    budget_weight: float = 10.0      # skip_budget: weight of the pull of its write rate onto
+                                     # its budget (write_rate)
     write_cost: float = 0.5          # price of one write (L1 on the gate), in loss units
     ib_weight: float = 1.0           # weight of the action-information term (reward writes
                                      # that improve the next action, penalise ones that hurt)
@@ -103,8 +107,8 @@ class AuraConfig:
             value = getattr(self, name)
             if not 0.0 < value < 1.0 and not (name == 'write_rate' and value == 1.0):
                 raise ValueError(f'AuraConfig.{name} must lie in (0, 1), got {value!r}')
-        for name in ('sparsity_weight', 'write_cost', 'ib_weight', 'residual_scale',
-                     'gate_feature_bound'):
+        for name in ('sparsity_weight', 'budget_weight', 'write_cost', 'ib_weight',
+                     'residual_scale', 'gate_feature_bound'):
             if getattr(self, name) < 0:
                 raise ValueError(f'AuraConfig.{name} must be >= 0, got {getattr(self, name)!r}')
 

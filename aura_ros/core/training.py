@@ -9,7 +9,11 @@ AURA's loss per batch (B episodes, T steps, m = supervised steps):
                                                                     # penalise ones that hurt
       + ramp * (write_cost * rate + sparsity_weight * relu(rate - target_write_rate))
 
-with p_t the gate probability, rate = mean p_t and sg = stop-gradient; l is the task loss
+with p_t the gate probability, rate = mean p_t and sg = stop-gradient. The recipe prices each
+write (``write_cost``) and has no rate cap (``sparsity_weight`` 0, the AuraConfig default since
+issue 31): a cap presses on every step alike, so it shut gates uniformly before the write gain
+could tell the steps that matter, and once shut no write paid any more (a closed gate for good;
+bench/notes.md, "The rate cap closes the gate"). l is the task loss
 (``ib_gain='loss'``) or, for classification, 1 - correct (``'correct'``: a write that only makes
 a right action more confident gains nothing); ``ib_horizon`` sets which later actions a write
 is judged on. Schedule: a warm-up in which the gate rests and the memory learns writing every
@@ -21,6 +25,7 @@ last stretch trains exactly what runs at inference. Every learned gate (``aura``
 ablations) gets this same objective. ``skip_budget`` gets only a budget loss on its write rate
 (no action-surprise signal); the other arms get the action error alone.
 """
+import warnings
 from dataclasses import dataclass, replace
 
 import torch
@@ -30,6 +35,19 @@ from tqdm.auto import tqdm
 from aura_ros.core.write_rules import RESTING
 
 WARMUP_GATES = ('open', 'random', 'soft')
+# A learned gate has collapsed when it (almost) never writes or writes on most steps.
+GATE_CLOSED_BELOW = 0.1      # writes per episode
+GATE_OPEN_ABOVE = 0.5        # share of steps written
+FINAL_STRETCH = 0.1          # the share of the last training steps a gate is judged on
+
+
+def gate_status(writes_per_episode, write_fraction):
+    """'closed', 'always_open' or 'selective' (the thresholds above)."""
+    if writes_per_episode < GATE_CLOSED_BELOW:
+        return 'closed'
+    if write_fraction > GATE_OPEN_ABOVE:
+        return 'always_open'
+    return 'selective'
 
 
 @dataclass
@@ -140,7 +158,12 @@ def memory_loss(model, batch: Batch, loss_kind, step, schedule: TrainSchedule, g
     step_loss, mask = per_step_loss(out.actions, batch, loss_kind, scale)
     n = mask.sum().clamp_min(1)
     loss = step_loss.sum() / n
-    logs = {'action_loss': float(loss.detach()), 'write_rate': float(out.writes.detach().mean())}
+    writes = out.writes.detach()
+    if batch.mask is not None:                 # padded episodes: their real steps only
+        writes = writes * batch.mask
+    steps = batch.mask.sum() if batch.mask is not None else writes.numel()
+    logs = {'action_loss': float(loss.detach()), 'write_rate': float(writes.sum() / steps),
+            'writes_per_episode': float(writes.sum(1).mean())}
     if cfg.is_gated and mode not in RESTING:   # aura and its ablations: the same write objective
         with torch.no_grad():
             gain = write_gain(out, batch, loss_kind, scale, cfg.ib_horizon, generator=generator,
@@ -153,13 +176,17 @@ def memory_loss(model, batch: Batch, loss_kind, step, schedule: TrainSchedule, g
         logs.update(ib=ib.detach().item(), gate_prob=rate.detach().item())
     elif cfg.kind == 'skip_budget':  # budget only: pull the write rate onto the budget
         rate = out.write_prob.mean()
-        loss = loss + cfg.sparsity_weight * (rate - cfg.write_rate).abs()
+        loss = loss + cfg.budget_weight * (rate - cfg.write_rate).abs()
     return loss, logs
 
 
 def train_memory(model, sample_batch, loss_kind='ce', schedule: TrainSchedule = None,
                  seed=0, desc='train', progress=True):
-    """Train ``model`` on batches from ``sample_batch(step) -> Batch``; returns the last logs."""
+    """Train ``model`` on batches from ``sample_batch(step) -> Batch``; returns the last logs.
+    A learned gate is judged on the last ``FINAL_STRETCH`` of the steps (its writes there, as
+    at inference): the logs say ``gate_status`` ('closed', 'always_open', 'selective') with
+    ``final_writes_per_episode`` and ``final_write_rate``, and a collapsed gate is warned
+    about (``warnings.warn``: the caller's report says it too)."""
     schedule = schedule or TrainSchedule()
     generator = torch.Generator().manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -167,7 +194,8 @@ def train_memory(model, sample_batch, loss_kind='ce', schedule: TrainSchedule = 
     lr_at = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=schedule.lr,
                                                 total_steps=schedule.steps, pct_start=0.05)
     model.train()
-    logs = {}
+    logs, final = {}, []
+    judged_from = schedule.steps - max(1, int(FINAL_STRETCH * schedule.steps))
     bar = tqdm(range(schedule.steps), desc=desc, disable=not progress, leave=False,
                mininterval=2.0)
     for step in bar:
@@ -185,7 +213,20 @@ def train_memory(model, sample_batch, loss_kind='ce', schedule: TrainSchedule = 
         torch.nn.utils.clip_grad_norm_(params, schedule.grad_clip)
         opt.step()
         lr_at.step()
+        if step >= judged_from:
+            final.append((logs['writes_per_episode'], logs['write_rate']))
         if step % 20 == 0:
             bar.set_postfix({k: f'{v:.3f}' for k, v in logs.items()})
     model.eval()
+    if model.config.is_gated and final:
+        per_episode, rate = (sum(v) / len(final) for v in zip(*final))
+        status = gate_status(per_episode, rate)
+        logs.update(gate_status=status, final_writes_per_episode=per_episode,
+                    final_write_rate=rate)
+        if status != 'selective':
+            warnings.warn(f'{desc}: the {model.config.kind} gate is {status} at the end of '
+                          f'training ({per_episode:.2f} writes per episode, {100 * rate:.0f}% '
+                          f'of steps, over the last {len(final)} steps; collapsed: fewer than '
+                          f'{GATE_CLOSED_BELOW} or more than {100 * GATE_OPEN_ABOVE:.0f}%)',
+                          stacklevel=2)
     return logs

@@ -7,7 +7,7 @@ import pytest
 
 from aura_ros.bench import report
 from aura_ros.bench.stats import t_interval, wilson
-from aura_ros.bench.synthetic import ARMS, BUDGET_ARMS, GATE_ARMS
+from aura_ros.bench.synthetic import ARMS, BUDGET_ARMS, GATE_ARMS, PARITY_THRESHOLDS
 
 
 @pytest.mark.slow
@@ -18,6 +18,7 @@ def test_synthetic_quick_writes_the_documented_json(tmp_path):
         result = subprocess.run(
             [sys.executable, '-m', 'aura_ros.bench', 'synthetic', '--config', 'all', '--seeds',
              '2', '--quick', '--train-steps', '8', '--batch', '8', '--eval-episodes', '40',
+             '--variants', 'hard_short_noisy', '--variant-seeds', '3-3',
              '--cache-dir', str(cache), '--json', str(json_path),
              '--plot', str(plot)], capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-2000:]
@@ -25,11 +26,20 @@ def test_synthetic_quick_writes_the_documented_json(tmp_path):
 
     data = run(out)
     # Every finished (config, seed, arm) is cached; a rerun with the same settings reuses them.
-    assert len(list(cache.glob('*.json'))) == 4 * len(ARMS)
+    assert len(list(cache.glob('*.json'))) == 4 * len(ARMS) + 2 * 2   # + variant x budgets
     again = run(tmp_path / 'again.json')
-    assert again['configs'] == data['configs']
-    assert set(data['configs']) == {'easy', 'hard'}
-    for block in data['configs'].values():
+    assert again['configs'] == data['configs'] and again['variants'] == data['variants']
+    assert set(data['configs']) == {'easy', 'hard'} and data['seeds'] == [0, 1]
+    variant = data['variants']['hard_short_noisy']
+    assert variant['budget_of'] == 'hard' and set(variant['budgets']) == {'1', '0.4'}
+    assert [b['training_steps'] for b in variant['budgets'].values()] == [8, 3] or \
+        [b['training_steps'] for b in variant['budgets'].values()] == [3, 8]
+    for b in variant['budgets'].values():
+        assert b['seeds'] == 1 and b['gate_status'][0] in ('closed', 'always_open', 'selective')
+        assert b['collapsed'] == (b['gate_status'][0] != 'selective')
+        assert b['aura_minus_always_write'] == pytest.approx(
+            b['aura_accuracy'] - b['always_write_accuracy'])
+    for name, block in data['configs'].items():
         assert block['seeds'] == 2
         assert block['task']['label_channel'] is False
         assert block['best_o1_arm'] in ARMS
@@ -41,7 +51,21 @@ def test_synthetic_quick_writes_the_documented_json(tmp_path):
                 c = prob['counts'][kind]
                 assert c['steps'] > 0 and prob[kind] == c['writes'] / c['steps']
                 assert prob['ci95'][kind] == pytest.approx(wilson(c['writes'], c['steps']))
-        assert set(block['gate_input_ablation']) == {'state', 'features'}
+        assert set(block['gate_input_ablation']) == {'state', 'features', 'state_shuffled',
+                                                     'features_shuffled'}
+        curve = data['parity_curve'][name]
+        assert curve == block['parity_curve']
+        assert curve['thresholds'] == list(PARITY_THRESHOLDS)
+        writes = curve['writes_per_episode']
+        assert writes == sorted(writes)            # a lower threshold never writes less
+        i = curve['thresholds'].index(0.5)         # the trained threshold: the aura arm
+        assert curve['accuracy'][i] == pytest.approx(block['arms']['aura']['accuracy'])
+        assert writes[i] == pytest.approx(block['arms']['aura']['writes_per_episode'])
+        assert curve['at_parity'] == [ci[1] >= curve['best_o1_ci95'][0]
+                                      for ci in curve['accuracy_ci95']]
+        assert all(stats['training_steps'] == 8 for stats in block['arms'].values())
+        for arm in GATE_ARMS:
+            assert len(block['arms'][arm]['gate_status']) == 2
         assert {'write_reduction_vs_best_o1', 'write_reduction_vs_always_write',
                 'write_reduction_at_parity'} <= set(block['parity'])
         for stats in block['arms'].values():
@@ -107,3 +131,16 @@ def test_threshold_sweep_measures_the_benchmarks_own_gate_at_each_threshold():
                for r in sweep['thresholds'] if r['threshold'] < 0.9)
     with pytest.raises(ValueError, match='no learned gate'):
         synthetic.threshold_sweep('easy', 0, settings, [0.5], arm='always_write')
+
+
+def test_a_cached_arm_is_keyed_by_its_own_tasks_budget_only():
+    """Another task's budget (a variant added, say) leaves a task's cached arms valid; its own
+    budget does not."""
+    from aura_ros.bench.synthetic import BenchSettings, _cache_path, variant_settings
+    settings = BenchSettings()
+    other = variant_settings(settings, 'hard_long_mixed', 0.4)
+    assert _cache_path('c', 'hard', 1, 'aura', settings) == _cache_path('c', 'hard', 1, 'aura',
+                                                                        other)
+    assert (_cache_path('c', 'hard_long_mixed', 1, 'aura', settings)
+            != _cache_path('c', 'hard_long_mixed', 1, 'aura', other))
+    assert other.train_steps['hard_long_mixed'] == round(0.4 * settings.train_steps['hard'])

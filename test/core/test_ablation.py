@@ -65,3 +65,27 @@ def test_a_constant_state_input_makes_the_state_only_gate_decide_alike_at_every_
     with ablation.replaced(memory, 'state', ablation.at_mean(recorded, 'state')):
         flags = [w for ep in run(memory, 3, seed=5) for w in ep]
     assert len(set(flags)) == 1
+
+
+def test_a_sequence_of_b_rows_is_recorded_as_b_episodes_and_each_row_gets_its_own_donor():
+    memory = gated()
+    features = torch.randn(4, 6, 6, generator=torch.Generator().manual_seed(3))
+    with ablation.recording(memory) as recorded:
+        memory.forward_sequence(features, torch.zeros(4, 6, 2))
+    assert [ep['state'].shape for ep in recorded] == [(6, 3)] * 4
+    assert [ep['features'].shape[0] for ep in recorded] == [6] * 4
+    assert not np.allclose(recorded[0]['state'], recorded[1]['state'])    # rows differ
+    # Row j's recorded input is what the gate saw on row j (the same episode streamed alone).
+    with ablation.recording(memory) as alone:
+        memory.forward_sequence(features[2:3], torch.zeros(1, 6, 2))
+    np.testing.assert_allclose(recorded[2]['state'], alone[0]['state'], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(recorded[2]['features'], alone[0]['features'], rtol=1e-5)
+    source = ablation.shuffled(recorded, 'state', seed=0)
+    for t in range(6):
+        rows = source(t, torch.zeros(4, 3)).numpy()
+        donors = [next(i for i, ep in enumerate(recorded) if np.array_equal(r, ep['state'][t]))
+                  for r in rows]
+        assert len(set(donors)) == 4                        # four rows, four donors
+    with ablation.replaced(memory, 'state', ablation.shuffled(recorded, 'state', seed=1)):
+        out = memory.forward_sequence(features, torch.zeros(4, 6, 2))
+    assert out.writes.shape == (4, 6)

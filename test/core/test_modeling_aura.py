@@ -316,7 +316,8 @@ def test_load_refuses_mismatched_or_non_safetensors_checkpoints(tmp_path):
 
 @pytest.mark.parametrize('bad', [dict(d_key=0), dict(kind='lstm'), dict(gate_threshold=1.5),
                                  dict(action_mode='both'), dict(feature_dim=-3),
-                                 dict(sparsity_weight=-1.0), dict(gate_feature_bound=-1.0),
+                                 dict(sparsity_weight=-1.0), dict(budget_weight=-1.0),
+                                 dict(gate_feature_bound=-1.0),
                                  dict(action_change='argmax')])
 def test_config_validates_itself(bad):
     with pytest.raises(ValueError):

@@ -17,6 +17,7 @@ from aura_ros.sim.synthetic import (
     N_CLASSES,
     QUERY_STEP,
     REPEAT,
+    VARIANTS,
     SyntheticTaskConfig,
     oracle_reader_accuracy,
     prototypes,
@@ -37,7 +38,29 @@ def test_shapes_and_item_counts(name):
         assert n[CONTEXT] == (0 if cfg.label_channel else 1)
         assert kinds[-1] == QUERY_STEP
     q = cfg.query_channel
+    perm = cfg.channel_permutation()
+    q = q if perm is None else perm[q]                   # a variant shows it elsewhere
     assert torch.all(eps.obs[:, -1, q] == 1) and torch.all(eps.obs[:, :-1, q] == 0)
+
+
+@pytest.mark.parametrize('name', list(VARIANTS))
+def test_a_variant_moves_every_channel_and_the_reader_that_knows_the_layout_is_unaffected(name):
+    """The same episodes as with the layout kept, each channel shown at its drawn place (the
+    query and the context no longer where the headline tasks put them)."""
+    cfg = VARIANTS[name]
+    plain = dataclasses.replace(cfg, channel_order=None)
+    moved = sample_episodes(cfg, 50, np.random.default_rng(4))
+    kept = sample_episodes(plain, 50, np.random.default_rng(4))
+    perm = cfg.channel_permutation()
+    assert sorted(perm) == list(range(cfg.obs_dim))
+    assert (perm != np.arange(cfg.obs_dim)).mean() > 0.8
+    assert torch.equal(moved.obs[..., perm], kept.obs) and torch.equal(moved.labels, kept.labels)
+    assert not torch.equal(moved.obs, kept.obs)
+    calib = lambda c: sample_episodes(c, 300, np.random.default_rng(5))   # noqa: E731
+    assert oracle_reader_accuracy(cfg, moved, calib(cfg)) == \
+        oracle_reader_accuracy(plain, kept, calib(plain))
+    with pytest.raises(ValueError, match='legacy task keeps its layout'):
+        dataclasses.replace(CONFIGS['legacy_easy'], channel_order=1)
 
 
 def test_context_task_labels_follow_the_most_recent_item_of_the_context_family():
