@@ -2,6 +2,7 @@
 memories see the executed base action and the expert's action; chunk memories see a fresh
 chunk's first H actions and the expert's plan over them, and the fitted memory is one the
 runner executes as a chunk memory."""
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -91,17 +92,24 @@ def noisy_recording(n, seed, T=24, go=12, F=8, noise=0.3):
 
 
 @pytest.mark.slow
-def test_a_gate_trained_on_a_small_noisy_recording_stays_selective():
-    """The default recipe (memory_fit's feature noise, random warm-up and write price; 1,500
-    steps), a small memory, 40 noisy episodes: the gate writes the cue's onset and nothing
-    else on 100 fresh episodes -- not every frame, not frame 0, and not closed. (At 1,000
-    steps the same recipe closes the gate on this recording: bench/notes.md.)"""
+@pytest.mark.parametrize('cap', [0.0, 10.0], ids=['recipe', 'old_rate_cap'])
+def test_a_gate_trained_on_a_small_noisy_recording_stays_selective_where_a_rate_cap_closed_it(
+        cap):
+    """The default recipe (memory_fit's feature noise, random warm-up and write price, no rate
+    cap; 1,000 steps), a small memory, 40 noisy episodes: the gate writes the cue's onset and
+    nothing else on 100 fresh episodes -- not every frame, not frame 0, and not closed. The
+    control: the same with the old rate cap (``sparsity_weight`` 10) closes the gate for good,
+    and the training says so (bench/notes.md, "The rate cap closes the gate")."""
     from aura_ros.train.memory_fit import padded
     train, _ = noisy_recording(40, seed=0)
     test, onsets = noisy_recording(100, seed=1000)
-    memory = fit_memory('aura', train, [0.05, 0.05], batch=32, progress=False, d_key=8,
-                        d_value=8, head_hidden=32, feature_proj_dim=16, gate_hidden=8,
-                        value_hidden=16)
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter('always')
+        memory = fit_memory('aura', train, [0.05, 0.05], steps=1000, batch=32, progress=False,
+                            d_key=8, d_value=8, head_hidden=32, feature_proj_dim=16,
+                            gate_hidden=8, value_hidden=16, sparsity_weight=cap)
+    closed_warning = any('the aura gate is closed at the end of training' in str(w.message)
+                         for w in warned)
     features, base, _, _ = padded(test)
     with torch.no_grad():
         writes = memory.forward_sequence(features, base, gate_mode='hard').writes   # (100, T)
@@ -109,6 +117,10 @@ def test_a_gate_trained_on_a_small_noisy_recording_stays_selective():
     at_onset = writes[rows, onsets]
     elsewhere = writes.clone()
     elsewhere[rows, onsets] = 0
+    if cap:
+        assert writes.sum(1).mean() < 0.1 and closed_warning     # closed, and said so
+        return
     assert at_onset.mean() >= 0.3                  # not closed: the cue is written
     assert elsewhere.sum(1).mean() <= 0.1          # selective: (almost) nothing else
     assert writes[:, 0].mean() <= 0.05             # no write for its own sake on frame 0
+    assert not closed_warning
