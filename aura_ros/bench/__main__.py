@@ -20,26 +20,40 @@ def write_json(result, path):
     print(f'wrote {path}')
 
 
-def parse_seeds(text):
-    """'5' -> seeds 0-4; '1-5' -> 1..5; '1,3' -> 1 and 3."""
+def parse_seeds(text, option='--seeds'):
+    """'5' -> seeds 0-4 (a count); '1-5' -> 1..5; '1,3' -> 1 and 3; '2,' -> seed 2."""
     try:
         if '-' in text:
             lo, hi = (int(x) for x in text.split('-'))
             seeds = list(range(lo, hi + 1))
         elif ',' in text:
-            seeds = [int(x) for x in text.split(',')]
+            seeds = [int(x) for x in text.split(',') if x.strip()]
         else:
             seeds = list(range(int(text)))
     except ValueError:
-        raise SystemExit(f"seeds: a count ('5'), a range ('1-5') or a list ('1,3'), got "
+        raise SystemExit(f"{option}: a count ('5'), a range ('1-5') or a list ('1,3'), got "
                          f'{text!r}') from None
     if not seeds or min(seeds) < 0:
-        raise SystemExit(f'seeds: at least one, none negative, got {text!r}')
+        raise SystemExit(f'{option}: at least one seed, none negative, got {text!r}')
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f'{option}: a seed given twice in {text!r}')
     return seeds
 
 
+def parse_variants(text, known):
+    """'all', 'none' or a comma list of ``known`` names."""
+    variants = {'all': list(known), 'none': []}.get(text)
+    if variants is None:
+        variants = [v for v in text.split(',') if v]
+    unknown = sorted(set(variants) - set(known))
+    if unknown:
+        raise SystemExit(f'--variants: unknown {unknown} (choose from {list(known)}, all or '
+                         f'none)')
+    return variants
+
+
 def cmd_synthetic(args):
-    from aura_ros.bench import synthetic
+    from aura_ros.bench import synthetic, synthetic_plots, synthetic_summary
     settings = synthetic.BenchSettings.quick() if args.quick else synthetic.BenchSettings()
     if args.train_steps:
         settings.train_steps = {name: args.train_steps for name in settings.train_steps}
@@ -49,28 +63,24 @@ def cmd_synthetic(args):
         settings.eval_episodes = args.eval_episodes
     configs = {'all': ['easy', 'hard'], 'legacy': ['legacy_easy', 'legacy_hard']}.get(
         args.config, [args.config])
-    variants = ({'all': list(synthetic.VARIANT_OF), 'none': []}.get(args.variants)
-                or args.variants.split(','))
-    unknown = set(variants) - set(synthetic.VARIANT_OF)
-    if unknown:
-        raise SystemExit(f'--variants: unknown {sorted(unknown)} (choose from '
-                         f'{list(synthetic.VARIANT_OF)}, all or none)')
-    result = synthetic.run(configs, parse_seeds(args.seeds), settings, jobs=args.jobs,
-                           cache_dir=args.cache_dir, variants=variants,
-                           variant_seeds=parse_seeds(args.variant_seeds))
+    variants = parse_variants(args.variants, list(synthetic.VARIANT_OF))
+    result = synthetic_summary.run(configs, parse_seeds(args.seeds, '--seeds'), settings,
+                                   jobs=args.jobs, cache_dir=args.cache_dir, variants=variants,
+                                   variant_seeds=parse_seeds(args.variant_seeds,
+                                                             '--variant-seeds'))
     result['quick'] = args.quick
-    return result, synthetic.plot
+    return result, synthetic_plots.plot
 
 
 def cmd_synthetic_threshold(args):
-    from aura_ros.bench import synthetic
+    from aura_ros.bench import synthetic, synthetic_plots
     settings = synthetic.BenchSettings.quick() if args.quick else synthetic.BenchSettings()
     thresholds = [float(t) for t in args.thresholds.split(',')]
     bad = [t for t in thresholds if not 0.0 <= t < 1.0]
     if bad:
         raise SystemExit(f'--thresholds: a gate threshold lies in [0, 1), got {bad}')
     return synthetic.threshold_sweep(args.config, args.seed, settings, thresholds,
-                                     arm=args.arm), synthetic.plot_threshold_sweep
+                                     arm=args.arm), synthetic_plots.plot_threshold_sweep
 
 
 def cmd_state_growth(args):
@@ -203,8 +213,9 @@ def build_parser():
     p.add_argument('--variants', default='none', help='task variants no setting was chosen '
                    'on, trained (aura, always-write) at the full and at 40%% of their task\'s '
                    'budget: all, none or a comma list')
-    p.add_argument('--variant-seeds', default='1-1', help='seeds of the variants (as --seeds; '
-                   'default seed 1)')
+    p.add_argument('--variant-seeds', default='1-1', help="seeds of the variants, written as "
+                   "for --seeds (a bare number is a count from 0: seed 1 alone is '1-1', the "
+                   "default)")
     p.add_argument('--quick', action='store_true', help='tiny training, ends in ~2 minutes')
     p.add_argument('--train-steps', type=int, default=None, help='override training steps')
     p.add_argument('--batch', type=int, default=None, help='override the batch size')

@@ -33,11 +33,11 @@ class _StepClock:
         self.rule = rule
         start, advance = rule.start, rule.advance
 
-        def counted_start(*args, **kwargs):
+        def counted_start(batch, *args, **kwargs):   # rule.start(B, generator)
             self.t = 0
             if on_start is not None:
-                on_start()
-            return start(*args, **kwargs)
+                on_start(batch)
+            return start(batch, *args, **kwargs)
 
         def counted_advance(*args, **kwargs):
             out = advance(*args, **kwargs)
@@ -79,9 +79,8 @@ def recording(memory):
     episodes, pending = [], []      # pending: a sequence's features, encoded before its start
     open_rows = [0]                 # episodes the current start opened (the last ones)
 
-    def on_start():
-        ctx = pending.pop() if pending else None
-        rows = 1 if ctx is None else len(ctx)
+    def on_start(rows):
+        ctx = pending.pop() if pending else None       # a gate without features: none
         for j in range(rows):
             episodes.append({'state': [], 'features': [] if ctx is None else list(ctx[j])})
         open_rows[0] = rows

@@ -139,8 +139,6 @@ CONFIGS = {
                                        label_channel=True, flag_noise=0.40),
 }
 
-# A small task for learning checks (bench/scripts/gate_mechanism.py, test/core/test_training.py):
-# events and repeats, no distractors, little noise.
 # Variants of the headline tasks no setting was chosen on (issue 31): another horizon, item mix,
 # noise and amplitude range, and every channel moved. Trained and scored as the benchmark does,
 # with the recipe unchanged (no curriculum: none is defined for them).
@@ -157,6 +155,8 @@ VARIANTS = {
 }
 CONFIGS.update(VARIANTS)
 
+# A small task for learning checks (bench/scripts/gate_mechanism.py, test/core/test_training.py):
+# events and repeats, no distractors, little noise.
 TINY = replace(CONFIGS['easy'], horizon=24, events=(1, 2), repeats=(2, 3), distractors=(0, 0),
                content_noise=0.05)
 

@@ -59,7 +59,7 @@ def main():
     if args.curriculum is not None:
         settings.curriculum = json.loads(args.curriculum)
     start = time.time()
-    model, _ = _fit_arm(args.arm, args.config, args.seed, settings, None, True)
+    model, _, _ = _fit_arm(args.arm, args.config, args.seed, settings, None, True)
     train_s = time.time() - start
     calib = sample_episodes(CONFIGS[args.config], args.episodes,
                             np.random.default_rng(CALIBRATION_SEED))

