@@ -86,7 +86,9 @@ class Probe:
         bad, previous = [], None
         for command, measured in self.commands:
             refs = [r for r in (previous, measured) if r is not None]
-            near = any(np.abs(command - r).max() <= max_delta + 1e-9 for r in refs)
+            # Nothing to measure the step from (the probe's first command arrived before any
+            # joint state reached it: discovery order, not the node's): limits only.
+            near = not refs or any(np.abs(command - r).max() <= max_delta + 1e-9 for r in refs)
             if not (np.all(np.isfinite(command)) and np.all(command >= lower - 1e-9)
                     and np.all(command <= upper + 1e-9) and near):
                 bad.append((command.tolist(), None if measured is None else measured.tolist()))
