@@ -2,11 +2,14 @@
 point (planar task v2, the first 50 recorded episodes, `train episodes`' own split), AURA
 trained with a candidate recipe and scored on that point's *validation* split (never the
 closed-loop evaluation seeds): writes per episode, p(write) per FrameTruth kind, the action
-error on memory frames beside always-write and no memory. Needs the curve's recordings and
-feature cache (`python -m aura_ros.bench train-from-recordings` makes them):
+error on memory frames beside always-write and no memory. Needs the curve's recordings
+(`python -m aura_ros.bench train-from-recordings` makes them); the features are extracted into
+WORK/recipe_features (the curve's own cache may hold another backbone build's). The two runs of
+bench/results/recipe_search/planar50_*.json (the recipe, then the old rate cap put back):
 
-    .venv/bin/python bench/scripts/recipe_recordings.py --gate '{"sparsity_weight": 0}' \\
-        --name planar50_nocap
+    .venv/bin/python bench/scripts/recipe_recordings.py --name planar50_nocap
+    .venv/bin/python bench/scripts/recipe_recordings.py --gate '{"sparsity_weight": 10}' \\
+        --arms aura --name planar50_shipped
 
 One JSON per run under bench/results/recipe_search/ (skipped when it exists).
 """
@@ -18,6 +21,7 @@ from pathlib import Path
 import torch
 
 from aura_ros.bench.train_from_recordings import CHUNK
+from aura_ros.paths import package_share
 from aura_ros.train.episodes import Settings, evaluate, prepare
 from aura_ros.train.memory_fit import fit_memory
 
@@ -27,9 +31,10 @@ OUT = Path(__file__).resolve().parents[1] / 'results' / 'recipe_search'
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--work', default='bench/results/tfr_work/planar')
-    p.add_argument('--params', default='config/default.yaml')
-    p.add_argument('--cache-dir', default=None,
-                   help="features (default: the curve's, WORK/features)")
+    p.add_argument('--params', default=None,
+                   help="parameter file (default: the installed package's default.yaml, the "
+                        "curve's)")
+    p.add_argument('--cache-dir', default=None, help='features (default: WORK/recipe_features)')
     p.add_argument('--episodes', type=int, default=50)
     p.add_argument('--arms', default='aura,always_write,no_memory')
     p.add_argument('--steps', type=int, default=2000)
@@ -46,9 +51,9 @@ def main():
     bags = sorted(b for b in (work / 'bags').glob('chunk_*') if b.is_dir() and
                   not b.name.endswith('_logs'))[:args.episodes // CHUNK]
     settings = Settings(steps=args.steps, seed=args.seed,
-                        cache_dir=args.cache_dir or str(work / 'features'))
-    prepared = prepare([str(b) for b in bags], args.params, f'/tmp/recipe_{args.name}',
-                       settings)
+                        cache_dir=args.cache_dir or str(work / 'recipe_features'))
+    params = args.params or str(Path(package_share('aura_ros')) / 'config' / 'default.yaml')
+    prepared = prepare([str(b) for b in bags], params, f'/tmp/recipe_{args.name}', settings)
     gate = json.loads(args.gate)
     results = {}
     for arm in args.arms.split(','):

@@ -2,10 +2,19 @@
 benchmark exactly as ``run_seed`` trains it (``_fit_arm``: same data, seed and schedule) under
 a candidate recipe, then score it on *calibration* episodes (a seed of their own, neither the
 training episodes nor the benchmark's evaluation episodes) at a few run-time gate thresholds.
-One JSON per run under bench/results/recipe_search/ (skipped when it exists):
+One JSON per run under bench/results/recipe_search/ (skipped when it exists); the five runs
+there (made at commit 573fa8c, when the rate cap was still the default):
 
-    .venv/bin/python bench/scripts/recipe_search.py --config hard --seed 0 --steps 4000 \\
-        --gate '{"sparsity_weight": 0}' --name hard_s0_nocap_4000
+    S=bench/scripts/recipe_search.py
+    .venv/bin/python $S --steps 4000 --gate '{"sparsity_weight": 0}' --name hard_s0_aura_nocap_4000
+    .venv/bin/python $S --steps 2000 --gate '{"sparsity_weight": 0}' --name hard_s0_aura_nocap_2000
+    .venv/bin/python $S --steps 4000 --gate '{"sparsity_weight": 10}' \\
+        --name hard_s0_aura_shipped_4000
+    .venv/bin/python $S --steps 2000 --arm always_write --name hard_s0_always_2000
+    .venv/bin/python $S --steps 4000 --arm gru_dense --name hard_s0_gru_4000
+
+(their calibration and evaluation episodes predate the new evaluation set; the 4,000-step runs
+take ~30 min of one core each.)
 
 ``--gate`` overrides fields of ``BenchSettings.gate`` (AuraConfig fields of the learned-gate
 arms); ``--arm always_write`` etc. give the fixed arms' calibration score at the same budget.
@@ -25,8 +34,8 @@ from aura_ros.bench.synthetic import (
     BenchSettings,
     _fit_arm,
     evaluate,
-    write_probabilities,
 )
+from aura_ros.bench.synthetic_summary import write_probabilities
 from aura_ros.sim.synthetic import CONFIGS, sample_episodes
 
 CALIBRATION_SEED = SWEEP_CALIBRATION_SEED     # the threshold sweep's calibration episodes
