@@ -215,8 +215,7 @@ def train_point(bags, params, folder, arms, settings, log=print):
     folder.mkdir(parents=True, exist_ok=True)
     common = dict(code=code_digest(*TRAINED_BY), bags=[source_key(b) for b in bags],
                   params=params_digest(params), steps=settings.steps, seed=settings.seed,
-                  val_fraction=settings.val_fraction, feature_noise=FEATURE_NOISE,
-                  target_write_rate=settings.target_write_rate)
+                  val_fraction=settings.val_fraction, feature_noise=FEATURE_NOISE)
     prepared, out, rate = None, {}, None
     budgets = ('random_budget', 'periodic_budget', 'skip_budget')     # trained on aura's rate
     needs_aura = 'aura' in arms or any(a in budgets for a in arms)

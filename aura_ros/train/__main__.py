@@ -83,8 +83,7 @@ def cmd_memory(args):
     arms = ['aura'] + [k for k in args.arms if k != 'aura']   # the budget arms need its rate
     summary, rate = {'episodes': {}}, None
     for kind in arms:
-        fit = dict(steps=args.steps, seed=args.seed, write_rate=rate or 0.1,
-                   target_write_rate=args.target_write_rate)
+        fit = dict(steps=args.steps, seed=args.seed, write_rate=rate or 0.1)
         memory = fit_memory(kind, episodes, action_std, **fit)
         data = list(episodes)
         for round_ in range(args.dagger_rounds):  # the arm rolls itself out, the expert labels
@@ -125,8 +124,7 @@ def cmd_episodes(args):
     defaults = QUICK if args.quick else {'steps': Settings.steps, 'arms': ARMS}
     settings = source_settings(
         args, val_fraction=args.val_fraction, arms=tuple(args.arms or defaults['arms']),
-        steps=args.steps or defaults['steps'], seed=args.seed,
-        target_write_rate=args.target_write_rate, cache_dir=args.cache_dir)
+        steps=args.steps or defaults['steps'], seed=args.seed, cache_dir=args.cache_dir)
     if args.quick:
         print(f"quick run: {settings.steps} training steps, arms {', '.join(settings.arms)} "
               f'(a first look; the default trains {Settings.steps} steps)')
@@ -264,7 +262,6 @@ def main(argv=None):
                    '(every arm gets its own rounds; 0: all arms on the same expert data)')
     p.add_argument('--arms', type=lambda s: [k for k in s.split(',') if k],
                    default=list(MEMORY_ARMS), help='memory arms to train (aura always first)')
-    p.add_argument('--target-write-rate', type=float, default=0.08)
     p.add_argument('--chunk-horizon', type=int, default=1,
                    help='actions the memory corrects per step: 1, or a chunk memory for '
                    'asynchronous execution that corrects the first N actions of every chunk')
@@ -302,7 +299,6 @@ def main(argv=None):
     p.add_argument('--quick', action='store_true',
                    help='a first look: 1500 steps, arms aura and no_memory (about half the '
                    'time; fewer steps can leave the gate closed; --steps/--arms still apply)')
-    p.add_argument('--target-write-rate', type=float, default=0.08)
     p.add_argument('--cache-dir', default=None,
                    help='feature cache (default OUT/features); resumes, refuses another '
                    "backbone's cache")

@@ -70,7 +70,6 @@ class Settings:
     arms: tuple = ARMS
     steps: int = 2000
     seed: int = 0
-    target_write_rate: float = 0.08
     on_bad_bag: str = 'stop'         # 'stop' | 'skip'
     cache_dir: str | None = None
     progress: bool = True
@@ -611,8 +610,7 @@ def fit_arm(arm, prepared, settings, rate=None):
     if arm in FORCED_ARMS:
         data, kind = with_schedule(arm, data, prepared.train_kinds), 'always_write'
     return fit_memory(kind, data, prepared.action_std, steps=settings.steps, seed=settings.seed,
-                      write_rate=rate or 0.1, target_write_rate=settings.target_write_rate,
-                      progress=settings.progress)
+                      write_rate=rate or 0.1, progress=settings.progress)
 
 
 def validate_arm(arm, memory, prepared):

@@ -128,8 +128,7 @@ def padded(episodes):
 
 
 def fit_memory(kind, episodes, action_std, steps=1500, batch=64, seed=0, write_rate=0.1,
-               target_write_rate=0.05, head_hidden=256, progress=True,
-               feature_noise=FEATURE_NOISE, **config):
+               head_hidden=256, progress=True, feature_noise=FEATURE_NOISE, **config):
     """Train one memory arm (residual mode) on collected episodes. The write objective looks
     at every later action (ib_horizon 0): on the arm a cue's action comes after a delay.
     ``feature_noise``: TrainSchedule.feature_noise (FEATURE_NOISE: a finite set of noisy
@@ -143,8 +142,7 @@ def fit_memory(kind, episodes, action_std, steps=1500, batch=64, seed=0, write_r
     memory = build_memory(AuraConfig(feature_dim=feats.shape[-1], action_dim=base.shape[-1],
                                      kind=kind, action_mode='residual',
                                      write_rate=min(max(write_rate, 1e-3), 1.0),
-                                     target_write_rate=target_write_rate, ib_horizon=0,
-                                     head_hidden=head_hidden,
+                                     ib_horizon=0, head_hidden=head_hidden,
                                      **{'write_cost': WRITE_COST, **config}))
     memory.set_feature_stats(feats[mask])
     scale = torch.as_tensor(action_std, dtype=torch.float32)

@@ -5,11 +5,13 @@ closed-loop evaluation seeds): writes per episode, p(write) per FrameTruth kind,
 error on memory frames beside always-write and no memory. Needs the curve's recordings
 (`python -m aura_ros.bench train-from-recordings` makes them); the features are extracted into
 WORK/recipe_features (the curve's own cache may hold another backbone build's). The two runs of
-bench/results/recipe_search/planar50_*.json (the recipe, then the old rate cap put back):
+bench/results/recipe_search/planar50_*.json (the recipe, then the old rate cap put back
+with the recordings' old target rate, 0.08):
 
     .venv/bin/python bench/scripts/recipe_recordings.py --name planar50_nocap
-    .venv/bin/python bench/scripts/recipe_recordings.py --gate '{"sparsity_weight": 10}' \\
-        --arms aura --name planar50_shipped
+    .venv/bin/python bench/scripts/recipe_recordings.py \\
+        --gate '{"sparsity_weight": 10, "target_write_rate": 0.08}' --arms aura \\
+        --name planar50_shipped
 
 One JSON per run under bench/results/recipe_search/ (skipped when it exists).
 """
@@ -62,7 +64,6 @@ def main():
         if arm != 'no_memory':
             memory = fit_memory(arm, prepared.train_data, prepared.action_std,
                                 steps=args.steps, seed=args.seed,
-                                target_write_rate=settings.target_write_rate,
                                 **(gate if arm.startswith('aura') else {}))
         r = evaluate(memory, prepared.val_data, prepared.val_kinds)
         r.pop('trace')
