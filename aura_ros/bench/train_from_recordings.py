@@ -51,6 +51,22 @@ SEED = 40_000
 OTHER_ENGINES = ('mujoco',)     # stored under their name in the curve's JSON
 
 
+def wait_for_graph(node, procs, wanted, timeout):
+    """Spin ``node`` until every ``(('pub' | 'sub'), topic): count`` of ``wanted`` is matched
+    in the ROS graph (counts include ``node``'s own endpoints); False after ``timeout`` s or
+    when one of ``procs`` exits."""
+    import rclpy
+    deadline = time.monotonic() + timeout
+    count = {'pub': node.count_publishers, 'sub': node.count_subscribers}
+    while time.monotonic() < deadline:
+        if all(count[kind]('/' + topic) >= n for (kind, topic), n in wanted.items()):
+            return True
+        if any(p.poll() is not None for p in procs.values()):
+            return False
+        rclpy.spin_once(node, timeout_sec=0.1)
+    return False
+
+
 def record_sim_demonstrations(out, episodes, variant='memory', seed=SEED, noise=0.3,
                               command_type='joint_trajectory', timeout=None, progress=True,
                               lockstep=False, engine='planar'):
@@ -100,6 +116,18 @@ def record_sim_demonstrations(out, episodes, variant='memory', seed=SEED, noise=
               f'variant:={variant}',
               '-p', f'noise:={noise}', '-p', f'seed:={seed}', '-p',
               f'command_type:={command_type}')
+        # The sim starts its first episode start_delay after it is up, whether or not anyone
+        # listens: start it once the operator and the recorder are in the graph (importing
+        # MuJoCo on a loaded machine takes longer than that delay; an episode the teleop joins
+        # late is an open-loop failure, and frames the recorder misses are lost).
+        if not wait_for_graph(node, procs, {
+                ('pub', topics.TELEOP_COMMANDS): 1,       # sim_teleop
+                ('sub', topics.TELEOP_COMMANDS): 1,       # the recorder, once it saw the type
+                ('sub', topics.CAMERA): 2, ('sub', topics.JOINT_STATES): 2,
+                ('sub', topics.SIM_EPISODE_EVENTS): 3}, timeout=60.0):
+            print(f'record: sim_teleop and episode_recorder not in the graph within 60 s, '
+                  f'see {logs}/*.log', file=sys.stderr)
+            return False, outcomes
         sim = start('sim_arm_node', '-p', f'engine:={engine}', '-p', f'episodes:={episodes}',
                     '-p', f'variant:={variant}',
                     '-p', f'seed:={seed}', '-p', f'lockstep:={str(lockstep).lower()}', '-p',
