@@ -48,6 +48,10 @@ class SimTeleop(Node):
         self.p = declare_params(self, SIM_TELEOP_PARAMS)
         self.replica = make_env(self.p['engine'], ArmTaskConfig(variant=self.p['variant'],
                                                                  image_size=16))
+        # Warm-up before subscribing: MuJoCo's first reset renders (an EGL context: 0.4 s on
+        # an idle machine, over a second on a loaded one). Paid in the first START's callback,
+        # it left the first frames of a real-time episode unanswered and the episode failed.
+        self.replica.reset(int(self.p['seed']))
         self.joint_names = list(self.p['joint_names']) or list(self.replica.joint_names)
         self.rng = np.random.default_rng(self.p['seed'])
         self.publisher = self.create_publisher(MESSAGES[self.p['command_type']],

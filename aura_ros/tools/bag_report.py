@@ -15,8 +15,11 @@ Problems (missing topic, unknown type, truncated file) get one clear line, not a
 """
 import argparse
 import json
+import shutil
 import sqlite3
 import sys
+import tempfile
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -201,37 +204,60 @@ def _read_mcap_raw(file, topic):
 def _read_sqlite_raw(file, topic):
     """Committed rows of a rosbag2 sqlite3 file, types from its message_definitions table
     (or aura_ros's own definitions)."""
-    from rosbags.typesys import get_types_from_msg
     contents = BagContents(str(file), 'sqlite3 (raw)', {})
-    try:
-        db = sqlite3.connect(f'file:{file}?mode=ro', uri=True)
-        topics = {row[0]: (row[1], row[2]) for row in
-                  db.execute('SELECT id, name, type FROM topics')}
-        store = typestore()
+    with tempfile.TemporaryDirectory(prefix='aura_bag_') as scratch:
         try:
-            for ty, encoding, text in db.execute('SELECT topic_type, encoding, '
-                                                 'encoded_message_definition FROM '
-                                                 'message_definitions'):
-                if encoding == 'ros2msg' and ty not in store.fielddefs and text:
-                    store.register(get_types_from_msg(text.split('\n' + '=' * 80)[0], ty))
-        except sqlite3.Error:
-            pass
-        counts = dict(db.execute('SELECT topic_id, COUNT(*) FROM messages GROUP BY topic_id'))
-        for tid, (name, ty) in topics.items():
-            contents.topics[name] = (ty, counts.get(tid, 0))
-        ids = [tid for tid, (name, ty) in topics.items() if _wanted(name, ty, topic)]
-        for tid in ids:
-            for t_ns, data in db.execute('SELECT timestamp, data FROM messages WHERE topic_id=? '
-                                         'ORDER BY timestamp', (tid,)):
-                msg = store.deserialize_cdr(bytes(data), GATE_TYPE)
-                contents.gate.append(_gate_record(t_ns, msg))
-        for tid, (_, ty) in topics.items():
-            if ty in (TRUTH_TYPE, RESULT_TYPE):
-                for (data,) in db.execute('SELECT data FROM messages WHERE topic_id=?', (tid,)):
-                    _other(contents, ty, store.deserialize_cdr(bytes(data), ty))
-    except sqlite3.DatabaseError as exc:
-        raise BagError(f'{file}: not a readable sqlite3 bag ({exc})') from exc
+            with closing(_open_committed(Path(file), Path(scratch), contents.warnings)) as db:
+                _read_sqlite_rows(db, topic, contents)
+        except sqlite3.DatabaseError as exc:
+            raise BagError(f'{file}: not a readable sqlite3 bag ({exc})') from exc
     return contents
+
+
+def _open_committed(file: Path, scratch: Path, warnings):
+    """A read-only connection to ``file``'s committed rows. A writer killed mid-transaction
+    leaves a hot journal that sqlite must roll back before it can read, which a read-only
+    connection cannot do: then a copy of the file and its journal in ``scratch`` is opened
+    and rolled back (the bag itself is never modified)."""
+    hot = [file.with_name(file.name + s) for s in ('-journal', '-wal')]
+    hot = [j for j in hot if j.is_file() and j.stat().st_size > 0]
+    if not hot:
+        return sqlite3.connect(f'file:{file}?mode=ro', uri=True)
+    for f in (file, *hot):
+        shutil.copy2(f, scratch / f.name)
+    warnings.append(f'{", ".join(j.name for j in hot)}: a write was in progress when the '
+                    f'recorder stopped; read with it rolled back (messages after the last '
+                    f'flush are not in the bag)')
+    return sqlite3.connect(str(scratch / file.name))
+
+
+def _read_sqlite_rows(db, topic, contents):
+    """Every topic's count, the gate events and the truth/result messages of ``db``."""
+    from rosbags.typesys import get_types_from_msg
+    topics = {row[0]: (row[1], row[2]) for row in
+              db.execute('SELECT id, name, type FROM topics')}
+    store = typestore()
+    try:
+        for ty, encoding, text in db.execute('SELECT topic_type, encoding, '
+                                             'encoded_message_definition FROM '
+                                             'message_definitions'):
+            if encoding == 'ros2msg' and ty not in store.fielddefs and text:
+                store.register(get_types_from_msg(text.split('\n' + '=' * 80)[0], ty))
+    except sqlite3.Error:
+        pass
+    counts = dict(db.execute('SELECT topic_id, COUNT(*) FROM messages GROUP BY topic_id'))
+    for tid, (name, ty) in topics.items():
+        contents.topics[name] = (ty, counts.get(tid, 0))
+    ids = [tid for tid, (name, ty) in topics.items() if _wanted(name, ty, topic)]
+    for tid in ids:
+        for t_ns, data in db.execute('SELECT timestamp, data FROM messages WHERE topic_id=? '
+                                     'ORDER BY timestamp', (tid,)):
+            msg = store.deserialize_cdr(bytes(data), GATE_TYPE)
+            contents.gate.append(_gate_record(t_ns, msg))
+    for tid, (_, ty) in topics.items():
+        if ty in (TRUTH_TYPE, RESULT_TYPE):
+            for (data,) in db.execute('SELECT data FROM messages WHERE topic_id=?', (tid,)):
+                _other(contents, ty, store.deserialize_cdr(bytes(data), ty))
 
 
 # ---- numbers -------------------------------------------------------------------------------

@@ -114,6 +114,39 @@ def test_truncated_sqlite_is_a_clear_error(tmp_path):
         bag_report.read_bag(tmp_path / 'bag')
 
 
+def test_a_sqlite_bag_killed_mid_write_reads_its_committed_rows_and_is_left_untouched(
+        tmp_path):
+    """A recorder killed inside a transaction leaves a hot journal: sqlite must roll it back
+    to read, which a read-only connection cannot do. The report reads a rolled-back copy."""
+    import subprocess
+    import sys
+    import textwrap
+    write_bag(tmp_path / 'bag', [(i, i % 2 == 0) for i in range(1, 11)], storage='sqlite3')
+    (tmp_path / 'bag' / 'metadata.yaml').unlink()
+    db = next((tmp_path / 'bag').glob('*.db3'))
+    # a writer that dies mid-transaction: rows inserted, pages spilled to the file, no commit
+    subprocess.run([sys.executable, '-c', textwrap.dedent(f"""
+        import os, sqlite3
+        db = sqlite3.connect({str(db)!r})
+        db.execute('PRAGMA cache_size=1')
+        db.execute('BEGIN')
+        for i in range(200):
+            db.execute('INSERT INTO messages (topic_id, timestamp, data) '
+                       'SELECT topic_id, timestamp + 1, data FROM messages LIMIT 1')
+        os._exit(0)
+        """)], check=True)
+    journal = db.with_name(db.name + '-journal')
+    assert journal.is_file() and journal.stat().st_size > 0
+    before = {f.name: f.read_bytes() for f in (db, journal)}
+    import sqlite3
+    with pytest.raises(sqlite3.OperationalError, match='readonly'):   # the plain way fails
+        sqlite3.connect(f'file:{db}?mode=ro', uri=True).execute('SELECT COUNT(*) FROM topics')
+    contents = bag_report.read_bag(tmp_path / 'bag')
+    assert [r.step for r in contents.gate] == list(range(1, 11))      # the committed ten
+    assert any('a write was in progress' in w for w in contents.warnings)
+    assert {f.name: f.read_bytes() for f in (db, journal)} == before   # nothing modified
+
+
 def test_cli_exit_codes(tmp_path, capsys):
     assert bag_report.main([str(tmp_path / 'nope'), '--out', str(tmp_path / 'o')]) == 2
     assert 'no such bag' in capsys.readouterr().err
