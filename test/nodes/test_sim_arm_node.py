@@ -93,6 +93,12 @@ def test_real_time_mode_streams_on_its_own_clocks_and_tracks_commands(ros_contex
     assert proc.returncode == 0 and 'Traceback' not in out, out[-2000:]
 
 
+def go_stamp(frames):
+    """The stamp of the first green frame right after a red one in ``frames`` ((stamp, green)
+    pairs), or None."""
+    return next((t for (_, was), (t, now) in zip(frames, frames[1:]) if now and not was), None)
+
+
 def test_real_time_mode_follows_a_joint_trajectory_like_joint_trajectory_controller(
         ros_context):
     """A stamped two-point trajectory (joint 1: +0.15 rad at 0.3 s, +0.3 rad at 0.6 s, slower
@@ -115,11 +121,14 @@ def test_real_time_mode_follows_a_joint_trajectory_like_joint_trajectory_control
         (stamp(m), bool(np.frombuffer(m.data, np.uint8)[1] > 150))), 10)
     commands = node.create_publisher(JointTrajectory, 'aura/joint_commands', 10)
     try:
-        assert spin_until(executor, lambda: green and green[-1][1], 30.0)  # go: commands count
+        # go seen as it happens (a red frame, then green): a probe that joined after go (late
+        # discovery on a loaded machine) would take a late green frame for go, and the episode
+        # would time out under the trajectory; then it waits for the next episode's go
+        assert spin_until(executor, lambda: go_stamp(green) is not None and green[-1][1], 30.0)
         q0 = joints[-1][1]
         # due from the go frame's stamp (the sim's clock), not from when this probe saw it: a
-        # loaded machine's delay must not push the hold past the episode's 1 s after go
-        start = next(t for t, g in green if g) + 0.05
+        # loaded machine's delay must not push the hold past the episode's time after go
+        start = go_stamp(green) + 0.05
         msg = JointTrajectory(joint_names=['joint_1', 'joint_2', 'joint_3'], points=[
             JointTrajectoryPoint(positions=[float(q0[0] + d), float(q0[1]), float(q0[2])],
                                  time_from_start=Duration(sec=0, nanosec=int(t * 1e9)))
