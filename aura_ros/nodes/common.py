@@ -194,19 +194,34 @@ def run_node(make_node, spin, args=None, close=None, exit_process=False, **init_
     try:
         spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        _join_signal_thread()      # before the traceback lets go of spin's executor
     except Exception:
+        _join_signal_thread()
         # SIGINT shuts the context down from the signal handler, which can land between a
         # spin loop's rclpy.ok() and its wait (RCLError: "the given context is not valid"):
         # after a shutdown that is the stop it asked for, not a failure
         if rclpy.ok():
             raise
     finally:
+        _join_signal_thread()
         if close is not None:
             close(node)
         node.destroy_node()
         rclpy.try_shutdown()
     return _end(0, exit_process)
+
+
+def _join_signal_thread():
+    """End rclpy's signal handling (its thread joined, the previous handlers back) before any
+    executor is freed. On SIGINT that thread triggers every executor's SIGINT guard condition,
+    walking their list without a lock; the main thread, woken by that very trigger, raises
+    KeyboardInterrupt and frees ``spin``'s executor, which unregisters (frees the list) and
+    destroys its guard condition while the thread may still be using both: a use-after-free
+    (a policy node exited with SIGSEGV on SIGINT once, on a loaded machine). Joining the thread
+    first closes that window. Idempotent; a second SIGINT during close still interrupts it
+    (Python's own handler is back)."""
+    from rclpy.signals import uninstall_signal_handlers
+    uninstall_signal_handlers()
 
 
 def _end(status, exit_process):
