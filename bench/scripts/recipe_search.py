@@ -14,7 +14,12 @@ there (made at commit 573fa8c, when the rate cap was still the default):
     .venv/bin/python $S --steps 4000 --arm gru_dense --name hard_s0_gru_4000
 
 (their calibration and evaluation episodes predate the new evaluation set; the 4,000-step runs
-take ~30 min of one core each.)
+take ~30 min of one core each.) After the issue-31 headline, at commit 4dc1e9b, the budget
+check (does a longer budget close the gap to the GRU?), 16-60 min of one core each:
+
+    .venv/bin/python $S --steps 8000 --arm aura --name hard_s0_aura_8000
+    .venv/bin/python $S --steps 8000 --arm gru_dense --name hard_s0_gru_dense_8000
+    .venv/bin/python $S --steps 4000 --arm aura --name hard_s0_aura_4000   # today's code
 
 ``--gate`` overrides fields of ``BenchSettings.gate`` (AuraConfig fields of the learned-gate
 arms); ``--arm always_write`` etc. give the fixed arms' calibration score at the same budget.
