@@ -54,12 +54,13 @@ def _answer(futures):
 
 
 def _call(node, executor, srv_type, name, request, deadline, retry=True):
-    """An idempotent request (a read, a set to a value, arm/disarm, reset) and its answer
-    within the deadline. A service answer can be lost under load: a fresh process's reply
-    reader not yet matched by the server when it answers (Fast DDS drops the reply: 'client
-    will not receive response'); the same request then goes again every ``RETRY_S`` seconds
-    until the deadline, and the first answer to any of them is the answer. ``retry=False``
-    (a request that must not go twice): one request, its answer awaited until the deadline."""
+    """A request and its answer within the deadline. A service answer can be lost under load:
+    a fresh process's reply reader not yet matched by the server when it answers (Fast DDS
+    drops the reply: 'client will not receive response'); the same request then goes again
+    every ``RETRY_S`` seconds
+    until the deadline, and the first answer to any of them is the answer: for idempotent
+    requests only (a read, a set to a value, arm/disarm). ``retry=False`` (a request that must
+    not go twice: reset, episodes): one request, its answer awaited until the deadline."""
     client = _client(node, srv_type, name, deadline)
     futures = []
     while deadline.left() > 0:
@@ -73,13 +74,15 @@ def _call(node, executor, srv_type, name, request, deadline, retry=True):
 def _transition(node, executor, base, label, transition, deadline):
     """Ask for a lifecycle transition (sent once: a transition must not run twice) and say
     how it ended. A lost answer (see ``_call``) is recovered from the node: the transition
-    is done when the node reaches its goal state, or, for shutdown, when the node leaves the
-    graph (it ends its process once finalized)."""
+    is done when the node reaches its goal state from another one (a node already there
+    refuses the transition, so its state says nothing), or, for shutdown, when the node leaves
+    the graph (it ends its process once finalized)."""
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState, GetState
     tid = TRANSITIONS[transition] or SHUTDOWN_FROM.get(label)
     if tid is None:
         return False, f'no shutdown transition from {label}'
+    goal = GOAL.get(transition) if GOAL.get(transition) != label else None
     change = _client(node, ChangeState, f'{base}/change_state', deadline)
     state = node.create_client(GetState, f'{base}/get_state')
     sent = [change.call_async(ChangeState.Request(transition=Transition(id=tid)))]
@@ -94,8 +97,8 @@ def _transition(node, executor, base, label, transition, deadline):
         if transition == 'shutdown' and not change.service_is_ready():
             return True, f'{label} -> shutdown: done (the node has left the graph)'
         now = _answer(polls)
-        if now is not None and now.current_state.label == GOAL.get(transition):
-            return True, f'{label} -> {transition}: done (the node is {GOAL[transition]})'
+        if goal is not None and now is not None and now.current_state.label == goal:
+            return True, f'{label} -> {transition}: done (the node is {goal})'
         polls = [state.call_async(GetState.Request())]    # a newer look for the next round
     raise RuntimeError(f'{base}/change_state: no answer within {deadline.seconds:g} s')
 

@@ -154,3 +154,11 @@ def test_timeout_bounds_the_whole_call_and_an_unfinished_transition_fails(fake):
     took = time.monotonic() - start
     assert status == 1 and out == '/fake/change_state: no answer within 4 s'
     assert took < 4 + 3.0, took           # one deadline (plus start-up), not one per stage
+
+
+def test_a_lost_answer_from_the_goal_state_is_not_taken_for_done(fake):
+    """deactivate on an inactive node is refused; if that answer is lost, the unchanged state
+    must not read as 'done'."""
+    fake('inactive', drop={'change_state'}, stuck=True)
+    assert ctl_fake('lifecycle', 'set', 'deactivate', timeout=4) == (
+        1, '/fake/change_state: no answer within 4 s')
